@@ -1,22 +1,19 @@
-"""
-URL configuration for wizard project.
-
-The `urlpatterns` list routes URLs to views. For more information please see:
-    https://docs.djangoproject.com/en/5.2/topics/http/urls/
-Examples:
-Function views
-    1. Add an import:  from my_app import views
-    2. Add a URL to urlpatterns:  path('', views.home, name='home')
-Class-based views
-    1. Add an import:  from other_app.views import Home
-    2. Add a URL to urlpatterns:  path('', Home.as_view(), name='home')
-Including another URLconf
-    1. Import the include() function: from django.urls import include, path
-    2. Add a URL to urlpatterns:  path('blog/', include('blog.urls'))
-"""
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import path
+from django.views.generic import RedirectView
+
+from wizard.views import health, imports
 
 urlpatterns = [
-    path('admin/', admin.site.urls),
+    path("", RedirectView.as_view(pattern_name="my-imports"), name="home"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("imports/", imports.my_imports, name="my-imports"),
+    path("imports/new/", imports.new_import, name="new-import"),
+    path("imports/<int:pk>/", imports.request_detail, name="request-detail"),
+    path("imports/<int:pk>/progress/", imports.request_progress, name="request-progress"),
+    path("imports/<int:pk>/submit/", imports.submit_request, name="request-submit"),
+    path("healthz", health.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,61 @@
+"""Shared fixtures: a real sandbox process, users, and django-q2 in sync mode for unit tests."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def q_sync(monkeypatch):
+    """async_task runs inline in tests that call services directly (no cluster in-process)."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture(scope="session")
+def sandbox_process():
+    """One real sandbox server (moto + VM Import emulation) over HTTP for the whole session."""
+    from wizard.sandbox.testing import SandboxProcess
+
+    with SandboxProcess(import_seconds=60) as sb:
+        yield sb
+
+
+@pytest.fixture
+def sandbox(sandbox_process, settings):
+    """The sandbox, reset, with the application's settings pointed at it."""
+    sandbox_process.reset()
+    settings.AWS_SANDBOX = True
+    settings.AWS_ENDPOINT_URL = sandbox_process.endpoint
+    settings.AWS_REGION = sandbox_process.region
+    settings.IMPORT_BUCKET = sandbox_process.bucket
+    storages = {**settings.STORAGES}
+    storages["default"] = {
+        **storages["default"],
+        "OPTIONS": {
+            **storages["default"]["OPTIONS"],
+            "endpoint_url": sandbox_process.endpoint,
+            "bucket_name": sandbox_process.bucket,
+            "region_name": sandbox_process.region,
+        },
+    }
+    settings.STORAGES = storages
+    return sandbox_process
+
+
+@pytest.fixture
+def requester(django_user_model):
+    return django_user_model.objects.create_user("alice", password="pw-alice")
+
+
+@pytest.fixture
+def reviewer(django_user_model):
+    from django.contrib.auth.models import Group
+
+    from wizard.setup import ensure_roles
+
+    ensure_roles()
+    user = django_user_model.objects.create_user("rita", password="pw-rita", is_staff=True)
+    user.groups.add(Group.objects.get(name="reviewer"))
+    return user

@@ -1,0 +1,105 @@
+"""The README's run command: every part starts, does the whole job, and stops on Ctrl-C."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import boto3
+import pytest
+import requests
+
+from tests.stack import ROOT, Stack, csrf, login, pid_alive, port_open
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    stack = Stack(tmp_path_factory.mktemp("stack"))
+    stack.start()
+    yield stack
+    stack.kill()
+
+
+def test_healthz_reports_every_part(stack):
+    body = requests.get(stack.url + "/healthz", timeout=5).json()
+    assert body["status"] == "ok"
+    assert set(body["checks"]) == {"database", "queue", "aws"}
+    assert body["checks"]["queue"].startswith("ok")
+
+
+def test_an_image_goes_from_the_browser_form_to_an_ami(stack):
+    demo = requests.Session()
+    login(demo, stack.url, "demo", "demo")
+    token = csrf(demo, stack.url, "/imports/new/")
+    response = demo.post(
+        stack.url + "/imports/new/",
+        data={"csrfmiddlewaretoken": token, "format": "VMDK", "description": "stack test", "submit": "1"},
+        files={"image": ("disk.vmdk", b"KDMV" + bytes(8188))},
+        headers={"Referer": stack.url + "/imports/new/"},
+    )
+    pk = int(re.search(r"/imports/(\d+)/$", response.url)[1])
+    assert "Waiting for a reviewer" in response.text
+    assert "stack test" in demo.get(stack.url + "/imports/").text
+
+    reviewer = requests.Session()
+    login(reviewer, stack.url, "reviewer", "reviewer")
+    changelist = "/admin/wizard/importrequest/"
+    answer = reviewer.post(
+        stack.url + changelist,
+        data={
+            "csrfmiddlewaretoken": csrf(reviewer, stack.url, changelist),
+            "action": "approve_selected",
+            "_selected_action": str(pk),
+            "index": "0",
+        },
+        headers={"Referer": stack.url + changelist},
+    )
+    assert f"Approved #{pk}" in answer.text
+
+    seen: list[str] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        partial = demo.get(f"{stack.url}/imports/{pk}/progress/").text
+        message = re.search(r'id="task-status-message">([^<]*)<', partial)
+        if message and (not seen or seen[-1] != message[1]):
+            seen.append(message[1])
+        if 'data-final="true"' in partial:
+            break
+        time.sleep(0.3)
+    assert "hx-trigger" not in partial, "polling must stop at a final state"
+    assert seen[-1] == "completed", (seen, stack.log()[-3000:])
+    assert {"converting", "preparing ami"} <= set(seen)
+    image_id = re.search(r'id="image-id">(ami-[0-9a-f]+)<', partial)[1]
+    task_id = re.search(r'id="import-task-id">(import-ami-[0-9a-f]+)<', partial)[1]
+
+    ec2 = boto3.client("ec2", endpoint_url=stack.sandbox_url, region_name="us-east-1",
+                       aws_access_key_id="x", aws_secret_access_key="x")
+    assert ec2.describe_images(ImageIds=[image_id])["Images"][0]["ImageId"] == image_id
+    task = ec2.describe_import_image_tasks(ImportTaskIds=[task_id])["ImportImageTasks"][0]
+    assert (task["Status"], task["ImageId"]) == ("completed", image_id)
+
+
+def test_ctrl_c_stops_every_part_and_a_second_start_reuses_the_install(tmp_path):
+    stack = Stack(tmp_path / "stack")
+    stamp = ROOT / ".venv" / ".installed-requirements"
+    try:
+        stamp.unlink(missing_ok=True)  # the first start installs
+        stack.start()
+        assert "pip install" in stack.log()
+        pids = stack.pids()
+        assert set(pids) == {"sandbox", "worker", "web"}
+        stack.interrupt()
+        assert not [name for name, pid in pids.items() if pid_alive(pid)], stack.log()
+        assert not port_open(stack.web_port) and not port_open(stack.sandbox_port)
+        assert "[run] stopped" in stack.log()
+
+        stack.start()  # again: nothing to install, the data is kept
+        assert "pip install" not in stack.log().split("[run] stopped")[-1]
+        assert stamp.exists()
+        demo = requests.Session()
+        login(demo, stack.url, "demo", "demo")
+        stack.interrupt()
+    finally:
+        stack.kill()

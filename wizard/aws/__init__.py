@@ -1,0 +1,1 @@
+"""Every boto3 call of the application lives in this package."""

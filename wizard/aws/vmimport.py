@@ -1,0 +1,63 @@
+"""The three VM Import calls: ImportImage, DescribeImportImageTasks, CancelImportTask."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from wizard.aws.clients import client
+
+# DescribeImportImageTasks takes many ids per call; batches keep one call per this many tasks.
+DESCRIBE_BATCH = 200
+
+
+class ImportCallError(Exception):
+    """AWS refused a call; `code` and `message` are AWS's own words."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _raise_from(exc: ClientError) -> ImportCallError:
+    error = exc.response.get("Error", {})
+    return ImportCallError(error.get("Code", "Unknown"), error.get("Message", str(exc)))
+
+
+def import_image(params: dict[str, Any]) -> dict[str, Any]:
+    """Start an import; returns the ImportImage answer (with ImportTaskId)."""
+    try:
+        return client("ec2").import_image(**params)
+    except ClientError as exc:
+        raise _raise_from(exc) from exc
+
+
+def describe_import_image_tasks(task_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Every task of `task_ids`, asking for up to DESCRIBE_BATCH ids per call, with pagination."""
+    ids = list(task_ids)
+    ec2 = client("ec2")
+    paginator = ec2.get_paginator("describe_import_image_tasks")
+    for start in range(0, len(ids), DESCRIBE_BATCH):
+        batch = ids[start : start + DESCRIBE_BATCH]
+        try:
+            for page in paginator.paginate(ImportTaskIds=batch):
+                yield from page.get("ImportImageTasks", [])
+        except ClientError as exc:
+            raise _raise_from(exc) from exc
+
+
+def cancel_import_task(task_id: str, reason: str = "") -> dict[str, Any]:
+    params: dict[str, Any] = {"ImportTaskId": task_id}
+    if reason:
+        params["CancelReason"] = reason
+    try:
+        return client("ec2").cancel_import_task(**params)
+    except ClientError as exc:
+        raise _raise_from(exc) from exc
+
+
+def describe_images(image_ids: list[str]) -> list[dict[str, Any]]:
+    return client("ec2").describe_images(ImageIds=image_ids).get("Images", [])

@@ -1,0 +1,254 @@
+"""The data: an import request, its disk containers, the AWS task that runs it, the audit log.
+
+Field names follow the ImportImage API (snake_case of its member names), so that the
+request maps one to one onto `wizard.importspec.ImportSpec`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+
+def new_client_token() -> str:
+    """A ClientToken: ASCII, at most 64 characters, generated once per request."""
+    return "iw-" + secrets.token_hex(24)
+
+
+class ImportRequest(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SUBMITTED = "submitted", "Waiting for review"
+        REJECTED = "rejected", "Rejected"
+        APPROVED = "approved", "Approved, dispatching"
+        IMPORTING = "importing", "Importing"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="import_requests")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_reason = models.TextField(blank=True)
+    failure_message = models.TextField(blank=True)
+
+    # ImportImage parameters (API names in snake_case; "" / None = unset).
+    client_token = models.CharField(max_length=64, unique=True, default=new_client_token, editable=False)
+    description = models.CharField(max_length=255, blank=True)
+    architecture = models.CharField(max_length=16, blank=True)
+    platform = models.CharField(max_length=16, blank=True)
+    boot_mode = models.CharField(max_length=16, blank=True)
+    license_type = models.CharField(max_length=8, blank=True)
+    usage_operation = models.CharField(max_length=64, blank=True)
+    hypervisor = models.CharField(max_length=8, blank=True)
+    encrypted = models.BooleanField(null=True, blank=True)
+    kms_key_id = models.CharField(max_length=2048, blank=True)
+    role_name = models.CharField(max_length=64, blank=True)
+    license_configuration_arns = models.JSONField(default=list, blank=True)
+    tags = models.JSONField(default=list, blank=True, help_text='[{"Key": ..., "Value": ...}]')
+    # ClientData
+    comment = models.CharField(max_length=255, blank=True)
+    upload_start = models.DateTimeField(null=True, blank=True)
+    upload_end = models.DateTimeField(null=True, blank=True)
+    upload_size = models.FloatField(null=True, blank=True, help_text="GiB")
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("review_importrequest", "Can approve or reject import requests")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.description or 'import'} ({self.get_status_display()})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("request-detail", args=[self.pk])
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+    def to_api_params(self) -> dict[str, Any]:
+        """The keyword arguments of `ec2.import_image` for this request."""
+        from wizard.importspec import to_api_params
+
+        return to_api_params(self.to_spec())
+
+    def to_spec(self):  # -> wizard.importspec.ImportSpec
+        from wizard import importspec as s
+
+        client_data = None
+        if self.comment or self.upload_start or self.upload_end or self.upload_size is not None:
+            client_data = s.ClientData(
+                comment=self.comment,
+                upload_start=self.upload_start,
+                upload_end=self.upload_end,
+                upload_size=self.upload_size,
+            )
+        return s.ImportSpec(
+            disk_containers=[c.to_spec() for c in self.disk_containers.all()],
+            architecture=self.architecture,
+            boot_mode=self.boot_mode,
+            client_data=client_data,
+            client_token=self.client_token,
+            description=self.description,
+            encrypted=self.encrypted,
+            hypervisor=self.hypervisor,
+            kms_key_id=self.kms_key_id,
+            license_type=self.license_type,
+            platform=self.platform,
+            role_name=self.role_name,
+            license_configuration_arns=list(self.license_configuration_arns),
+            tags=[s.Tag(key=t["Key"], value=t.get("Value", "")) for t in self.tags],
+            usage_operation=self.usage_operation,
+        )
+
+
+class DiskContainer(models.Model):
+    """One disk of the import, in order (position 0 is the boot disk)."""
+
+    class Format(models.TextChoices):
+        OVA = "OVA"
+        VMDK = "VMDK"
+        VHD = "VHD"
+        VHDX = "VHDX"
+        RAW = "RAW"
+
+    request = models.ForeignKey(ImportRequest, on_delete=models.CASCADE, related_name="disk_containers")
+    position = models.PositiveSmallIntegerField(default=0)
+    format = models.CharField(max_length=8, choices=Format.choices, blank=True)
+    description = models.CharField(max_length=255, blank=True)
+    device_name = models.CharField(max_length=64, blank=True)
+    url = models.CharField(max_length=2048, blank=True)
+    snapshot_id = models.CharField(max_length=32, blank=True)
+    s3_bucket = models.CharField(max_length=63, blank=True)
+    s3_key = models.CharField(max_length=1024, blank=True)
+    # What we know of an image uploaded here (the user's file name is metadata only).
+    file_name = models.CharField(max_length=255, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["position", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.format} {self.source_label}"
+
+    @property
+    def source_label(self) -> str:
+        if self.s3_key:
+            return f"s3://{self.s3_bucket}/{self.s3_key}"
+        return self.url or self.snapshot_id
+
+    def to_spec(self):  # -> wizard.importspec.DiskContainer
+        from wizard import importspec as s
+
+        return s.DiskContainer(
+            format=self.format,
+            description=self.description,
+            device_name=self.device_name,
+            url=self.url,
+            snapshot_id=self.snapshot_id,
+            user_bucket=s.UserBucket(s3_bucket=self.s3_bucket, s3_key=self.s3_key) if self.s3_key else None,
+        )
+
+
+class ImportTask(models.Model):
+    """The EC2 import task that runs a request, as last seen by the poller."""
+
+    FINAL_STATES = ("completed", "deleted")
+
+    request = models.OneToOneField(ImportRequest, on_delete=models.CASCADE, related_name="import_task")
+    import_task_id = models.CharField(max_length=64, unique=True)
+    status = models.CharField(max_length=32, default="active", db_index=True)
+    status_message = models.TextField(blank=True)
+    progress = models.PositiveSmallIntegerField(null=True, blank=True)
+    image_id = models.CharField(max_length=32, blank=True)
+    snapshot_details = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    changed_at = models.DateTimeField(auto_now_add=True)
+    polled_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.import_task_id
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATES
+
+
+class TaskStatusChange(models.Model):
+    """Every change of an import task seen by the poller, so stage timings can be shown."""
+
+    task = models.ForeignKey(ImportTask, on_delete=models.CASCADE, related_name="changes")
+    at = models.DateTimeField(db_index=True)
+    status = models.CharField(max_length=32)
+    status_message = models.TextField(blank=True)
+    progress = models.PositiveSmallIntegerField(null=True, blank=True)
+    snapshot_details = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+
+class AuditEventQuerySet(models.QuerySet):
+    """Append-only: bulk updates and deletes are refused."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise PermissionError("audit events are append-only")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise PermissionError("audit events are append-only")
+
+
+class AuditEvent(models.Model):
+    """One entry of the hash-chained audit log (written only by wizard.audit.record)."""
+
+    at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    actor_name = models.CharField(max_length=150, help_text="user name, or 'system'")
+    action = models.CharField(max_length=64, db_index=True)
+    request = models.ForeignKey(
+        ImportRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise PermissionError("audit events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise PermissionError("audit events are append-only")
+
+
+class WorkerLease(models.Model):
+    """A named lease, so that only one worker at a time runs a singleton loop (the poller)."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    holder = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder or 'nobody'} until {self.expires_at:%H:%M:%S}"

@@ -1,0 +1,115 @@
+"""Polling: follow every active import task with batched DescribeImportImageTasks calls."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from wizard import audit
+from wizard.aws import vmimport
+from wizard.dispatch import _progress, fail
+from wizard.models import ImportRequest, ImportTask, TaskStatusChange
+from wizard.statemachine import change_status
+
+log = logging.getLogger(__name__)
+
+LOST_MESSAGE = (
+    "AWS no longer knows this import task (in the sandbox: it was restarted and forgot it). "
+    "Import again with these settings."
+)
+
+
+def active_tasks() -> list[ImportTask]:
+    return list(ImportTask.objects.exclude(status__in=ImportTask.FINAL_STATES).select_related("request"))
+
+
+def poll_once() -> int:
+    """Describe every active task, record what changed; returns how many are still active."""
+    tasks = active_tasks()
+    if not tasks:
+        return 0
+    found = _describe({t.import_task_id for t in tasks})
+    still_active = 0
+    for task in tasks:
+        description = found.get(task.import_task_id)
+        if description is None:
+            _mark_lost(task)
+            continue
+        apply_description(task, description)
+        still_active += not task.is_final
+    return still_active
+
+
+def _describe(ids: set[str]) -> dict[str, dict[str, Any]]:
+    """All of `ids` in batched calls; ids AWS does not know are left out of the answer."""
+    try:
+        return {d["ImportTaskId"]: d for d in vmimport.describe_import_image_tasks(sorted(ids))}
+    except vmimport.ImportCallError as exc:
+        if exc.code in {"RequestLimitExceeded", "Throttling", "InternalError", "ServiceUnavailable"}:
+            raise
+        # One unknown id spoils a batch: ask for each alone to find which.
+        log.warning("batch describe failed (%s); describing tasks one by one", exc)
+        found: dict[str, dict[str, Any]] = {}
+        for task_id in ids:
+            try:
+                found.update({d["ImportTaskId"]: d for d in vmimport.describe_import_image_tasks([task_id])})
+            except vmimport.ImportCallError as one:
+                log.warning("task %s is unknown: %s", task_id, one)
+        return found
+
+
+def apply_description(task: ImportTask, d: dict[str, Any]) -> bool:
+    """Store one DescribeImportImageTasks entry; returns True if anything changed."""
+    now = timezone.now()
+    status = d.get("Status", task.status)
+    message = d.get("StatusMessage", "")
+    progress = _progress(d)
+    snapshots = d.get("SnapshotDetails", [])
+    changed = (status, message, progress, snapshots) != (
+        task.status,
+        task.status_message,
+        task.progress,
+        task.snapshot_details,
+    )
+    with transaction.atomic():
+        task.polled_at = now
+        if not changed:
+            task.save(update_fields=["polled_at"])
+            return False
+        before = {"Status": task.status, "StatusMessage": task.status_message, "Progress": task.progress}
+        task.status, task.status_message, task.progress = status, message, progress
+        task.snapshot_details = snapshots
+        task.image_id = d.get("ImageId", task.image_id)
+        task.changed_at = now
+        task.save()
+        TaskStatusChange.objects.create(
+            task=task, at=now, status=status, status_message=message, progress=progress, snapshot_details=snapshots
+        )
+        audit.record(
+            "aws status changed",
+            task.request,
+            before=before,
+            after={"Status": status, "StatusMessage": message, "Progress": progress},
+            details={"import_task_id": task.import_task_id},
+        )
+        if status == "completed":
+            change_status(
+                task.request,
+                ImportRequest.Status.COMPLETED,
+                allowed_from=(ImportRequest.Status.IMPORTING,),
+                action="completed",
+                details={"image_id": task.image_id, "import_task_id": task.import_task_id},
+            )
+        elif status == "deleted":
+            fail(task.request, message or "the import task was deleted", import_task_id=task.import_task_id)
+    return True
+
+
+def _mark_lost(task: ImportTask) -> None:
+    with transaction.atomic():
+        task.status, task.status_message, task.changed_at = "deleted", LOST_MESSAGE, timezone.now()
+        task.save()
+        fail(task.request, LOST_MESSAGE, action="task lost", import_task_id=task.import_task_id)

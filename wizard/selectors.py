@@ -1,0 +1,19 @@
+"""Reads: which requests a user may see."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from wizard.models import ImportRequest
+
+SEE_ALL_PERMS = ("wizard.review_importrequest", "wizard.view_importrequest")
+
+
+def can_see_all(user) -> bool:
+    return user.is_superuser or any(user.has_perm(p) for p in SEE_ALL_PERMS)
+
+
+def visible_requests(user) -> QuerySet[ImportRequest]:
+    """Requesters see their own requests; reviewers, auditors and admins see every one."""
+    qs = ImportRequest.objects.select_related("owner")
+    return qs if can_see_all(user) else qs.filter(owner=user)

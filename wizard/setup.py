@@ -1,0 +1,30 @@
+"""What every installation needs in its database: the roles and the poller's schedule.
+
+Run after every `migrate` (post_migrate), idempotently.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group, Permission
+
+ROLES: dict[str, tuple[str, ...]] = {
+    "requester": (),
+    "reviewer": ("review_importrequest", "view_importrequest", "change_importrequest"),
+    "auditor": ("view_importrequest", "view_auditevent", "view_importtask"),
+}
+
+
+def ensure_roles() -> None:
+    for name, codenames in ROLES.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.add(*Permission.objects.filter(content_type__app_label="wizard", codename__in=codenames))
+
+
+def ensure_schedules() -> None:
+    """A schedule restarts the poll loop every minute, e.g. after the worker was down."""
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name="poll-imports",
+        defaults={"func": "wizard.tasks.poll_imports", "schedule_type": Schedule.MINUTES, "minutes": 1},
+    )
