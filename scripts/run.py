@@ -118,6 +118,7 @@ def main() -> int:
         origins = f"http://{web_host}:{web_port},http://localhost:{web_port},http://127.0.0.1:{web_port}"
         env.setdefault("SANDBOX_CORS_ORIGINS", origins)
         env.setdefault("SANDBOX_BUCKET", env.get("WIZARD_BUCKET", "import-wizard-uploads"))
+        env.setdefault("SANDBOX_REGION", env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")))
 
     busy = [p for h, p in [(web_host, web_port)] + ([(sandbox_host, sandbox_port)] if sandbox else []) if not port_free(h, p)]
     if busy:

@@ -62,9 +62,10 @@ def test_an_image_goes_from_the_browser_form_to_an_ami(stack):
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         partial = demo.get(f"{stack.url}/imports/{pk}/progress/").text
-        message = re.search(r'id="task-status-message">([^<]*)<', partial)
-        if message and (not seen or seen[-1] != message[1]):
-            seen.append(message[1])
+        found = re.search(r'id="task-status">([^<]*)<.*id="task-status-message">([^<]*)<', partial, re.S)
+        stage = found and (found[2] or found[1])  # AWS drops StatusMessage once completed
+        if stage and (not seen or seen[-1] != stage):
+            seen.append(stage)
         if 'data-final="true"' in partial:
             break
         time.sleep(0.3)

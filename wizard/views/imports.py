@@ -15,6 +15,9 @@ from wizard.selectors import visible_requests
 from wizard.statemachine import TransitionError
 
 
+POLLING_STATUSES = (ImportRequest.Status.SUBMITTED, ImportRequest.Status.APPROVED, ImportRequest.Status.IMPORTING)
+
+
 @login_required
 def my_imports(request: HttpRequest) -> HttpResponse:
     imports = request.user.import_requests.select_related("import_task").all()
@@ -66,6 +69,6 @@ def _progress_context(import_request: ImportRequest) -> dict[str, object]:
         "req": import_request,
         "task": task,
         "containers": import_request.disk_containers.all(),
-        # Poll while something can still change without the user doing anything.
-        "polling": import_request.status in (ImportRequest.Status.APPROVED, ImportRequest.Status.IMPORTING),
+        # Poll while something can still change without the requester doing anything.
+        "polling": import_request.status in POLLING_STATUSES,
     }
