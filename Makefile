@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
+POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/wizard
 
-.PHONY: install run test browsers
+.PHONY: install run test
 
 # Reinstall only when requirements.txt changed: a second `make run` starts in seconds.
 $(STAMP): requirements.txt
@@ -18,5 +19,13 @@ install: $(STAMP)
 run: install
 	$(BIN)/python scripts/run.py
 
+# First every database test again on PostgreSQL (skipped with a note where none runs;
+# required in CI), then the whole suite on the default configuration.
 test: install
+	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
+	  echo "== database tests on PostgreSQL =="; \
+	  DB_TESTS_ONLY=1 DATABASE_URL=$(POSTGRES_TEST_URL) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not browser"; \
+	else \
+	  echo "PostgreSQL is not reachable on 127.0.0.1:5432: its pass is skipped"; $${CI:+false}; \
+	fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

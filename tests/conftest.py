@@ -59,3 +59,15 @@ def reviewer(django_user_model):
     user = django_user_model.objects.create_user("rita", password="pw-rita", is_staff=True)
     user.groups.add(Group.objects.get(name="reviewer"))
     return user
+
+
+def pytest_collection_modifyitems(config, items):
+    """DB_TESTS_ONLY=1 keeps the tests that use the database (the PostgreSQL pass of `make test`)."""
+    import os
+
+    if os.environ.get("DB_TESTS_ONLY") != "1":
+        return
+    uses_db = {"db", "transactional_db", "django_db_setup"}
+    keep = [i for i in items if uses_db & set(getattr(i, "fixturenames", ())) or i.get_closest_marker("django_db")]
+    config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    items[:] = keep

@@ -44,8 +44,9 @@ class Stack:
             "WEB_WORKERS": "1",
             **env,
         }
-        self.env.pop("DATABASE_URL", None)
-        self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"):
+            if name not in env:
+                self.env.pop(name, None)
         self.log_path = data_dir / "run.log"
         self.proc: subprocess.Popen | None = None
 

@@ -9,6 +9,7 @@ import boto3
 import pytest
 import requests
 
+from tests.services import fresh_postgres_database, fresh_redis_db
 from tests.stack import ROOT, Stack, csrf, login, pid_alive, port_open
 
 pytestmark = pytest.mark.slow
@@ -30,6 +31,23 @@ def test_healthz_reports_every_part(stack):
 
 
 def test_an_image_goes_from_the_browser_form_to_an_ami(stack):
+    import_to_ami(stack)
+
+
+def test_the_scale_configuration_does_the_same_on_postgresql_and_redis(tmp_path):
+    """DATABASE_URL and REDIS_URL set: PostgreSQL, django-q2's Redis broker and the Redis cache."""
+    database_url, drop = fresh_postgres_database()
+    stack = Stack(tmp_path / "scale", DATABASE_URL=database_url, REDIS_URL=fresh_redis_db())
+    try:
+        stack.start()
+        import_to_ami(stack)
+    finally:
+        stack.kill()
+        drop()
+
+
+def import_to_ami(stack: Stack) -> None:
+    """Requester uploads and submits, reviewer approves in the admin, the worker imports to an AMI."""
     demo = requests.Session()
     login(demo, stack.url, "demo", "demo")
     token = csrf(demo, stack.url, "/imports/new/")
