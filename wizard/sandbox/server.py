@@ -226,6 +226,6 @@ def serve(config: SandboxConfig) -> None:
     host, port = server.server_address[:2]
     print(f"Sandbox AWS listening on http://{host}:{port}", flush=True)
     try:
-        server.serve_forever()
+        server.serve_forever(poll_interval=0.1)
     finally:
         server.server_close()

@@ -178,7 +178,7 @@ class ImportTasks:
         account: str,
         region: str,
         task_ids: list[str],
-        states: list[str] | None,
+        filters: dict[str, list[str]],
         max_results: int | None,
         next_token: str | None,
     ) -> tuple[list[dict[str, Any]], str | None]:
@@ -192,7 +192,7 @@ class ImportTasks:
             for task in tasks:
                 self._advance(task, now)
                 view = self._view(task, now)
-                if states is None or view["Status"] in states:
+                if _matches(view, filters):
                     views.append(view)
             start = _token_position(next_token, views)
             end = len(views) if max_results is None else start + max_results
@@ -272,9 +272,7 @@ class ImportTasks:
         ):
             if params.get(key) is not None:
                 view[key] = params[key]
-        tags = _task_tags(params)
-        if tags:
-            view["Tags"] = tags
+        view["Tags"] = _task_tags(params)  # AWS always sends the tag set, empty or not
         if stage >= UPDATING:  # what the service detects in the image
             view.setdefault("Architecture", "x86_64")
             view.setdefault("Platform", "Linux")
@@ -318,6 +316,16 @@ def _disk_view(task: ImportTask, n: int, disk: dict[str, Any], stage: int) -> di
     return view
 
 
+def _matches(view: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    """Whether a task view passes every filter (task-state, tag:KEY); values are ORed."""
+    tags = {tag["Key"]: tag["Value"] for tag in view["Tags"]}
+    for name, values in filters.items():
+        value = view["Status"] if name == "task-state" else tags.get(name[len("tag:") :])
+        if value not in values:
+            return False
+    return True
+
+
 def _device_name(n: int) -> str:
     return "/dev/sda1" if n == 0 else f"/dev/sd{chr(ord('a') + n)}"
 
@@ -359,6 +367,7 @@ def _create_snapshots(task: ImportTask) -> list[str]:
         snapshot = backend.create_snapshot(
             volume.id, f"Created by AWS-VMImport service for {task.task_id}"
         )
+        snapshot.kms_key_id = volume.kms_key_id  # moto's create_snapshot drops it
         backend.delete_volume(volume.id)
         ids.append(snapshot.id)
     return ids
@@ -494,7 +503,7 @@ def _describe_import_image_tasks(self: EC2Response) -> ActionResult:
     self.error_on_dryrun()
     filters = self._filters_from_querystring()
     for name in filters:
-        if name != "task-state":
+        if name != "task-state" and not name.startswith("tag:"):
             raise EC2ClientError("InvalidParameterValue", f"The filter '{name}' is invalid")
     max_results = self._get_param("MaxResults")
     if max_results is not None and max_results < 1:
@@ -505,7 +514,7 @@ def _describe_import_image_tasks(self: EC2Response) -> ActionResult:
         self.current_account,
         self.region,
         self._get_param("ImportTaskIds") or [],
-        filters.get("task-state"),
+        filters,
         max_results,
         self._get_param("NextToken"),
     )
