@@ -16,6 +16,7 @@ from tests.sandbox.helpers import describe, error_of
 from wizard.sandbox.testing import SandboxProcess
 
 TASK_ID = re.compile(r"^import-ami-[0-9a-f]{17}$")
+LICENSE = "arn:aws:license-manager:us-east-1:123456789012:license-configuration:lic-1"
 
 
 def test_the_answer_has_the_shape_aws_gives(ec2: Any, disk: dict[str, Any]) -> None:
@@ -28,7 +29,7 @@ def test_the_answer_has_the_shape_aws_gives(ec2: Any, disk: dict[str, Any]) -> N
         BootMode="uefi",
         Encrypted=True,
         KmsKeyId="alias/imports",
-        LicenseSpecifications=[{"LicenseConfigurationArn": "arn:aws:license-manager:us-east-1:123456789012:license-configuration:lic-1"}],
+        LicenseSpecifications=[{"LicenseConfigurationArn": LICENSE}],
         TagSpecifications=[{"ResourceType": "import-image-task", "Tags": [{"Key": "Name", "Value": "web01"}]}],
     )
     answer.pop("ResponseMetadata")
@@ -43,9 +44,7 @@ def test_the_answer_has_the_shape_aws_gives(ec2: Any, disk: dict[str, Any]) -> N
         "LicenseType": "BYOL",
         "Encrypted": True,
         "KmsKeyId": "alias/imports",
-        "LicenseSpecifications": [
-            {"LicenseConfigurationArn": "arn:aws:license-manager:us-east-1:123456789012:license-configuration:lic-1"}
-        ],
+        "LicenseSpecifications": [{"LicenseConfigurationArn": LICENSE}],
         "Tags": [{"Key": "Name", "Value": "web01"}],
         "SnapshotDetails": [
             {

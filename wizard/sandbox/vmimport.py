@@ -50,7 +50,6 @@ VMIE_PRINCIPAL = "vmie.amazonaws.com"
 TASK_RESOURCE_TYPE = "import-image-task"
 ARCHITECTURES = ("i386", "x86_64")
 BOOT_MODES = ("legacy-bios", "uefi")
-TASK_STATES = ("active", "completed", "deleting", "deleted")
 DISK_SOURCES = ("UserBucket", "Url", "SnapshotId")
 GIB = 2**30
 # Size of a snapshot whose source size the sandbox cannot see (a Url or SnapshotId source).
