@@ -75,14 +75,14 @@ class Supervisor:
         if self.stopping:
             return
         self.stopping = True
+        # In reverse order of start, one after the other: the worker finishes its
+        # current AWS call before the sandbox it talks to goes away.
         for name, proc in reversed(self.procs):
             if proc.poll() is None:
                 log(f"stopping {name} (pid {proc.pid})")
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for name, proc in self.procs:
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                proc.wait(timeout=STOP_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
                 log(f"{name} did not stop in {STOP_GRACE_SECONDS} s: killing it")
             # Anything the part left in its session (e.g. worker children) goes too.
@@ -153,6 +153,7 @@ def main() -> int:
                 "--threads", "4",
                 "--access-logfile", "-",
                 "--graceful-timeout", "10",
+                "--no-control-socket",
             ],
             env,
         )

@@ -15,10 +15,8 @@ from django_q.tasks import async_task
 from wizard import dispatch, polling
 from wizard.models import WorkerLease
 
-# One poll loop runs at most this long, then queues its successor; so no task outlives
-# Q_CLUSTER["timeout"], and a poller lost with its worker is replaced within LEASE_SECONDS.
-LOOP_SECONDS = 60
-LEASE_SECONDS = 90
+# A poller that died with its worker is replaced by the next kick after this long.
+LEASE_SECONDS = 60
 POLLER = "poller"
 
 
@@ -58,25 +56,22 @@ def release_lease(name: str) -> None:
 
 
 def poll_imports() -> int:
-    """Poll every active task every WIZARD_POLL_SECONDS while any is active (one poller at a time).
+    """One poll of every active task, then, while any is active, queue the next one.
 
     django-q2 checks schedules only about every 30 s, too coarse for a few-second poll,
-    so this task loops and then queues its own successor; a schedule every minute
-    (see the migration) restarts it after a worker restart.
+    so each poll queues its successor after WIZARD_POLL_SECONDS; a schedule every minute
+    (wizard.setup) restarts the chain after a worker restart. Each run is short, so the
+    cluster stops within seconds. The lease keeps it to one poller at a time: a second
+    chain, started by the schedule, finds the lease taken and ends.
     """
     if not take_lease(POLLER, LEASE_SECONDS):
         return -1
-    deadline = time.monotonic() + LOOP_SECONDS
     try:
-        while True:
-            active = polling.poll_once()
-            if not active:
-                return 0
-            if time.monotonic() >= deadline:
-                break
+        active = polling.poll_once()
+        if active:
             time.sleep(settings.IMPORT_POLL_SECONDS)
-            take_lease(POLLER, LEASE_SECONDS)
     finally:
         release_lease(POLLER)
-    kick_poller()
+    if active:
+        kick_poller()
     return active
