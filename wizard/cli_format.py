@@ -134,24 +134,29 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _name(path: str) -> str:
+    """How a message names the value at `path`: its own key, e.g. ``S3Key`` or ``Tags[2]``."""
+    return path.rpartition(".")[2] or "The document"
+
+
 def _read_string(value: Any, path: str, errors: list[Finding]) -> Any:
     if isinstance(value, str):
         return value or UNSET
-    errors.append(Finding(path, f"must be a string, not {_describe(value)}"))
+    errors.append(Finding(path, f"{_name(path)} must be a string, not {_describe(value)}"))
     return UNSET
 
 
 def _read_boolean(value: Any, path: str, errors: list[Finding]) -> Any:
     if isinstance(value, bool):
         return value
-    errors.append(Finding(path, f"must be true or false, not {_describe(value)}"))
+    errors.append(Finding(path, f"{_name(path)} must be true or false, not {_describe(value)}"))
     return UNSET
 
 
 def _read_double(value: Any, path: str, errors: list[Finding]) -> Any:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value) or UNSET
-    errors.append(Finding(path, f"must be a number, not {_describe(value)}"))
+    errors.append(Finding(path, f"{_name(path)} must be a number, not {_describe(value)}"))
     return UNSET
 
 
@@ -173,7 +178,7 @@ def _read_timestamp(value: Any, path: str, errors: list[Finding]) -> Any:
         except ValueError:
             moment = None
     if moment is None:
-        errors.append(Finding(path, f"must be a date and time in ISO 8601 form, e.g. 2024-01-31T12:00:00Z (got {value!r})"))
+        errors.append(Finding(path, f"{_name(path)} must be a date and time in ISO 8601 form, e.g. 2024-01-31T12:00:00Z (got {value!r})"))
         return UNSET
     moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
     return UNSET if moment == EPOCH else moment
@@ -189,10 +194,11 @@ SCALAR_READERS: dict[str, Callable[[Any, str, list[Finding]], Any]] = {
 
 def _read_struct(value: Any, shape: Struct, path: str, errors: list[Finding]) -> Any:
     if not isinstance(value, dict):
-        errors.append(Finding(path or "(document)", f"must be an object with keys such as {', '.join(list(shape.members)[:3])}, not {_describe(value)}"))
+        keys = ", ".join(list(shape.members)[:3])
+        errors.append(Finding(path or "(document)", f"{_name(path)} must be an object with keys such as {keys}, not {_describe(value)}"))
         return UNSET
     for key in getattr(value, "duplicates", []):
-        errors.append(Finding(_join(path, str(key)), "is given more than once; keep one"))
+        errors.append(Finding(_join(path, str(key)), f"{key} is given more than once; keep one"))
     result: dict[str, Any] = {}
     for key, item in value.items():
         member = shape.members.get(key) if isinstance(key, str) else None
@@ -207,7 +213,7 @@ def _read_struct(value: Any, shape: Struct, path: str, errors: list[Finding]) ->
 
 def _read_list(value: Any, shape: ListOf, path: str, errors: list[Finding]) -> Any:
     if not isinstance(value, list):
-        errors.append(Finding(path, f"must be a list ([...]), not {_describe(value)}"))
+        errors.append(Finding(path, f"{_name(path)} must be a list ([...]), not {_describe(value)}"))
         return UNSET
     items = [_read(item, shape.member, f"{path}[{i}]", errors) for i, item in enumerate(value)]
     if all(item is UNSET for item in items):
@@ -275,7 +281,7 @@ def _load(text: str, fmt: str) -> tuple[Any, list[Finding]]:
         try:
             return json.loads(text, object_pairs_hook=_Object), []
         except json.JSONDecodeError as exc:
-            return None, [Finding("(document)", f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")]
+            return None, [Finding("(document)", f"The document is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")]
     if fmt == "yaml":
         try:
             return yaml.load(text, Loader=_Loader), []  # noqa: S506 - _Loader is a SafeLoader
@@ -283,7 +289,7 @@ def _load(text: str, fmt: str) -> tuple[Any, list[Finding]]:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(exc, "problem", None) or str(exc)
-            return None, [Finding("(document)", f"not valid YAML: {problem}{where}")]
+            return None, [Finding("(document)", f"The document is not valid YAML: {problem}{where}")]
     raise ValueError(f"fmt must be 'json' or 'yaml', not {fmt!r}")
 
 
@@ -299,7 +305,7 @@ def parse_cli_input(text: str, fmt: Literal["json", "yaml"]) -> tuple[ImportSpec
     if errors:
         return None, errors
     if document is None:
-        return None, [Finding("(document)", "is empty; expected an object of ImportImage parameters such as DiskContainers")]
+        return None, [Finding("(document)", "The document is empty; it should be an object of ImportImage parameters such as DiskContainers")]
     params = _read(document, IMPORT_IMAGE, "", errors)
     params = {} if params is UNSET else params
     _check_tag_specifications(params, errors)
@@ -335,17 +341,19 @@ def cli_option(member: str) -> str:
     return "--" + re.sub(r"(?<!^)(?=[A-Z])", "-", member).lower()
 
 
-# awscli v1 replaces a top-level string argument that starts with one of these by the file's or
-# URL's contents; such values travel in --cli-input-json instead, where they are taken as text.
-PARAMFILE_PREFIXES = ("file://", "fileb://", "http://", "https://")
+# Text that awscli would not pass on as it is: v1 replaces a top-level string argument starting
+# with file://, fileb://, http:// or https:// by the file's or URL's contents, and argparse reads
+# a leading "-" as an option (and drops a value of exactly "--" even as --option=--). Such values
+# travel in --cli-input-json instead, where they are taken as plain text.
+REINTERPRETED_PREFIXES = ("file://", "fileb://", "http://", "https://", "-")
 
 
 def to_cli_command(spec: ImportSpec, *, multiline: bool = False) -> str:
     """A ready, shell-quoted ``aws ec2 import-image ...`` command for this request.
 
     Structures and lists go as compact JSON; booleans as ``--dry-run``, ``--encrypted`` /
-    ``--no-encrypted``; a value starting with "-" as ``--option=value`` so it is not read as an
-    option. With ``multiline`` each option starts a new line after a backslash.
+    ``--no-encrypted``; text awscli would reinterpret (see `REINTERPRETED_PREFIXES`) in a final
+    ``--cli-input-json``. With ``multiline`` each option starts a new line after a backslash.
     """
     words = [["aws", "ec2", "import-image"]]
     literal: dict[str, str] = {}
@@ -353,10 +361,8 @@ def to_cli_command(spec: ImportSpec, *, multiline: bool = False) -> str:
         option = cli_option(member)
         if isinstance(value, bool):
             words.append([option if value else "--no-" + option[2:]])
-        elif isinstance(value, str) and value.startswith(PARAMFILE_PREFIXES):
+        elif isinstance(value, str) and value.startswith(REINTERPRETED_PREFIXES):
             literal[member] = value
-        elif isinstance(value, str) and value.startswith("-"):
-            words.append([f"{option}={value}"])
         elif isinstance(value, str):
             words.append([option, value])
         else:
