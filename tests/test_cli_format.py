@@ -109,7 +109,8 @@ def test_it_reads_format_in_any_case() -> None:
 
 def skeleton() -> dict[str, Any]:
     """What `aws ec2 import-image --generate-cli-skeleton` prints with the installed awscli."""
-    output = subprocess.run([AWS, "ec2", "import-image", "--generate-cli-skeleton"], capture_output=True, text=True, check=True)
+    env = {**os.environ, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    output = subprocess.run([AWS, "ec2", "import-image", "--generate-cli-skeleton"], capture_output=True, text=True, check=True, env=env)
     return json.loads(output.stdout)
 
 

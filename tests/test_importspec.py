@@ -666,3 +666,16 @@ json_values = st.recursive(
 @given(st.dictionaries(st.sampled_from(list(INPUT_SHAPE.members) + ["Unknown"]), json_values))
 def test_from_api_params_never_raises(params: dict[str, Any]) -> None:
     assert isinstance(from_api_params(params), ImportSpec)
+
+
+def test_the_request_modules_stay_pure() -> None:
+    """Forms, the CLI import and tests use them without Django settings or AWS libraries."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, wizard.importspec, wizard.cli_format; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'boto3', 'botocore')))"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert output.stdout.strip() == "[]"

@@ -24,7 +24,7 @@ import json
 import math
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from typing import Any, Literal
@@ -99,12 +99,12 @@ class _Unset:
 UNSET: Any = _Unset()
 
 
-class _Object(dict):
+class _Object(dict[Any, Any]):
     """A decoded JSON/YAML object that remembers keys it saw more than once."""
 
     duplicates: list[Any]
 
-    def __init__(self, pairs: list[tuple[Any, Any]] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, pairs: Iterable[tuple[Any, Any]] = ()) -> None:
         super().__init__()
         self.duplicates = []
         for key, value in pairs:
