@@ -44,21 +44,28 @@ def sandbox(sandbox_process, settings):
     return sandbox_process
 
 
-@pytest.fixture
-def requester(django_user_model):
-    return django_user_model.objects.create_user("alice", password="pw-alice")
-
-
-@pytest.fixture
-def reviewer(django_user_model):
+def make_user(username: str, role: str | None, **fields):
+    """A user with the role (group) of that name, as wizard.setup defines them."""
+    from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
     from wizard.setup import ensure_roles
 
     ensure_roles()
-    user = django_user_model.objects.create_user("rita", password="pw-rita", is_staff=True)
-    user.groups.add(Group.objects.get(name="reviewer"))
+    user = get_user_model().objects.create_user(username, password=None, **fields)  # tests use force_login
+    if role:
+        user.groups.add(Group.objects.get(name=role))
     return user
+
+
+@pytest.fixture
+def requester(db):
+    return make_user("alice", "requester")
+
+
+@pytest.fixture
+def reviewer(db):
+    return make_user("rita", "reviewer", is_staff=True)
 
 
 def pytest_collection_modifyitems(config, items):

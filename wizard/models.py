@@ -6,17 +6,14 @@ request maps one to one onto `wizard.importspec.ImportSpec`.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-
-def new_client_token() -> str:
-    """A ClientToken: ASCII, at most 64 characters, generated once per request."""
-    return "iw-" + secrets.token_hex(24)
+from wizard import importspec as spec
+from wizard.importspec import new_client_token
 
 
 class ImportRequest(models.Model):
@@ -80,22 +77,18 @@ class ImportRequest(models.Model):
 
     def to_api_params(self) -> dict[str, Any]:
         """The keyword arguments of `ec2.import_image` for this request."""
-        from wizard.importspec import to_api_params
+        return spec.to_api_params(self.to_spec())
 
-        return to_api_params(self.to_spec())
-
-    def to_spec(self):  # -> wizard.importspec.ImportSpec
-        from wizard import importspec as s
-
+    def to_spec(self) -> spec.ImportSpec:
         client_data = None
         if self.comment or self.upload_start or self.upload_end or self.upload_size is not None:
-            client_data = s.ClientData(
+            client_data = spec.ClientData(
                 comment=self.comment,
                 upload_start=self.upload_start,
                 upload_end=self.upload_end,
                 upload_size=self.upload_size,
             )
-        return s.ImportSpec(
+        return spec.ImportSpec(
             disk_containers=[c.to_spec() for c in self.disk_containers.all()],
             architecture=self.architecture,
             boot_mode=self.boot_mode,
@@ -109,7 +102,7 @@ class ImportRequest(models.Model):
             platform=self.platform,
             role_name=self.role_name,
             license_configuration_arns=list(self.license_configuration_arns),
-            tags=[s.Tag(key=t["Key"], value=t.get("Value", "")) for t in self.tags],
+            tags=[spec.Tag(key=t["Key"], value=t.get("Value", "")) for t in self.tags],
             usage_operation=self.usage_operation,
         )
 
@@ -149,16 +142,14 @@ class DiskContainer(models.Model):
             return f"s3://{self.s3_bucket}/{self.s3_key}"
         return self.url or self.snapshot_id
 
-    def to_spec(self):  # -> wizard.importspec.DiskContainer
-        from wizard import importspec as s
-
-        return s.DiskContainer(
+    def to_spec(self) -> spec.DiskContainer:
+        return spec.DiskContainer(
             format=self.format,
             description=self.description,
             device_name=self.device_name,
             url=self.url,
             snapshot_id=self.snapshot_id,
-            user_bucket=s.UserBucket(s3_bucket=self.s3_bucket, s3_key=self.s3_key) if self.s3_key else None,
+            user_bucket=spec.UserBucket(s3_bucket=self.s3_bucket, s3_key=self.s3_key) if self.s3_key else None,
         )
 
 

@@ -22,9 +22,20 @@ def _check_reviewer(request: ImportRequest, user) -> None:
 
 def approve(request: ImportRequest, user) -> ImportRequest:
     """Approve and queue the dispatch (after the commit, so the worker sees the approval)."""
+    _check_reviewer(request, user)
+    return _approve(request, user, action="approved", reviewed_by=user)
+
+
+def approve_without_review(request: ImportRequest) -> ImportRequest:
+    """The system approves: this installation does not require a reviewer (the log says so)."""
+    return _approve(
+        request, None, action="approved", details={"reason": "approval not required (WIZARD_APPROVAL_REQUIRED=0)"}
+    )
+
+
+def _approve(request: ImportRequest, user, *, action: str, **fields) -> ImportRequest:
     from wizard.tasks import enqueue_dispatch
 
-    _check_reviewer(request, user)
     with transaction.atomic():
         try:
             change_status(
@@ -32,9 +43,9 @@ def approve(request: ImportRequest, user) -> ImportRequest:
                 ImportRequest.Status.APPROVED,
                 actor=user,
                 allowed_from=(ImportRequest.Status.SUBMITTED,),
-                action="approved",
-                reviewed_by=user,
+                action=action,
                 reviewed_at=timezone.now(),
+                **fields,
             )
         except TransitionError as exc:
             raise ReviewError(str(exc)) from exc

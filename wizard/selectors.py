@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from wizard.models import ImportRequest
+from wizard.models import AuditEvent, ImportRequest
 
 SEE_ALL_PERMS = ("wizard.review_importrequest", "wizard.view_importrequest")
 
@@ -17,3 +17,11 @@ def visible_requests(user) -> QuerySet[ImportRequest]:
     """Requesters see their own requests; reviewers, auditors and admins see every one."""
     qs = ImportRequest.objects.select_related("owner")
     return qs if can_see_all(user) else qs.filter(owner=user)
+
+
+def visible_events(user) -> QuerySet[AuditEvent]:
+    """Reviewers, auditors and admins read the whole audit log; requesters their own requests' events."""
+    qs = AuditEvent.objects.all()
+    if can_see_all(user) or user.has_perm("wizard.view_auditevent"):
+        return qs
+    return qs.filter(request__owner=user)

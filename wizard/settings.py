@@ -151,6 +151,8 @@ AWS_ENDPOINT_URL = os.environ.get(
 )
 IMPORT_BUCKET = os.environ.get("WIZARD_BUCKET", "import-wizard-uploads")
 IMPORT_POLL_SECONDS = float(os.environ.get("WIZARD_POLL_SECONDS", "3"))
+# When off, a submitted request is approved by the system and dispatched at once.
+APPROVAL_REQUIRED = env_bool("WIZARD_APPROVAL_REQUIRED", True)
 
 STORAGES = {
     "default": {

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from django.contrib.auth.models import Group, Permission
 
+# Roles are groups: a requester makes imports (and sees only their own), a reviewer sees
+# every request and approves or rejects, an auditor reads everything and changes nothing.
 ROLES: dict[str, tuple[str, ...]] = {
-    "requester": (),
-    "reviewer": ("review_importrequest", "view_importrequest", "change_importrequest"),
+    "requester": ("add_importrequest",),
+    "reviewer": ("add_importrequest", "review_importrequest", "view_importrequest", "change_importrequest",
+                 "view_auditevent"),
     "auditor": ("view_importrequest", "view_auditevent", "view_importtask"),
 }
 

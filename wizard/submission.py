@@ -58,7 +58,10 @@ def create_from_upload(user, upload: UploadedFile, disk_format: str, description
 
 
 def submit(request: ImportRequest, user) -> ImportRequest:
-    """Hand a draft (or a rejected request) to the reviewers."""
+    """Hand a draft (or a rejected request) to the reviewers, or straight to dispatch
+    when the installation does not require approval (WIZARD_APPROVAL_REQUIRED=0)."""
+    from wizard.review import approve_without_review
+
     with transaction.atomic():
         change_status(
             request,
@@ -68,4 +71,6 @@ def submit(request: ImportRequest, user) -> ImportRequest:
             action="submitted",
             submitted_at=timezone.now(),
         )
+        if not settings.APPROVAL_REQUIRED:
+            approve_without_review(request)
     return request

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
-from wizard.views import health, imports
+from wizard.views import health, history, imports, review
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="my-imports"), name="home"),
@@ -14,6 +14,11 @@ urlpatterns = [
     path("imports/<int:pk>/", imports.request_detail, name="request-detail"),
     path("imports/<int:pk>/progress/", imports.request_progress, name="request-progress"),
     path("imports/<int:pk>/submit/", imports.submit_request, name="request-submit"),
+    path("imports/<int:pk>/history/", history.request_history, name="request-history"),
+    path("review/", review.queue, name="review-queue"),
+    path("review/<int:pk>/", review.detail, name="review-detail"),
+    path("review/<int:pk>/decide/", review.decide, name="review-decide"),
+    path("audit/", history.audit_log, name="audit-log"),
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -25,6 +25,7 @@ def my_imports(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@permission_required("wizard.add_importrequest", raise_exception=True)
 def new_import(request: HttpRequest) -> HttpResponse:
     form = NewImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():

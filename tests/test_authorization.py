@@ -1,0 +1,107 @@
+"""The authorization matrix: every role against every URL of the application, GET and POST."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from tests.conftest import make_user
+from wizard import audit
+from wizard.models import ImportRequest
+
+ROLES = ["anonymous", "requester_a", "requester_b", "reviewer", "auditor", "admin"]
+LOGIN = "login"  # a redirect to the login page
+
+
+@pytest.fixture
+def world(db):
+    users = {
+        "requester_a": make_user("a", "requester"),
+        "requester_b": make_user("b", "requester"),
+        "reviewer": make_user("rev", "reviewer", is_staff=True),
+        "auditor": make_user("aud", "auditor"),
+        "admin": make_user("root", None, is_staff=True, is_superuser=True),
+    }
+    draft = ImportRequest.objects.create(owner=users["requester_a"], description="a's draft")
+    submitted = ImportRequest.objects.create(owner=users["requester_a"], description="a's import",
+                                             status=ImportRequest.Status.SUBMITTED)
+    audit.record("submitted", submitted, actor=users["requester_a"], details={"secret_of_a": True})
+    return users, draft, submitted
+
+
+# (method, url name, which object, expected answer per role)
+MATRIX = [
+    ("GET", "my-imports", None, {"anonymous": LOGIN, "*": 200}),
+    ("GET", "new-import", None, {"anonymous": LOGIN, "auditor": 403, "*": 200}),
+    ("GET", "request-detail", "submitted", {"anonymous": LOGIN, "requester_b": 404, "*": 200}),
+    ("GET", "request-progress", "submitted", {"anonymous": LOGIN, "requester_b": 404, "*": 200}),
+    ("GET", "request-history", "submitted", {"anonymous": LOGIN, "requester_b": 404, "*": 200}),
+    ("POST", "request-submit", "draft", {"anonymous": LOGIN, "requester_a": 302, "*": 404}),
+    ("GET", "review-queue", None, {"anonymous": LOGIN, "reviewer": 200, "admin": 200, "*": 403}),
+    ("GET", "review-detail", "submitted", {"anonymous": LOGIN, "reviewer": 200, "admin": 200, "*": 403}),
+    ("POST", "review-decide", "submitted", {"anonymous": LOGIN, "reviewer": 302, "admin": 302, "*": 403}),
+    ("GET", "audit-log", None, {"anonymous": LOGIN, "*": 200}),
+    ("GET", "admin:wizard_importrequest_changelist", None, {"reviewer": 200, "admin": 200, "*": LOGIN}),
+    ("GET", "admin:wizard_auditevent_changelist", None, {"reviewer": 200, "admin": 200, "*": LOGIN}),
+]
+
+
+def _client(world, role: str, **kwargs) -> Client:
+    client = Client(**kwargs)
+    if role != "anonymous":
+        client.force_login(world[0][role])
+    return client
+
+
+def _url(world, name: str, obj: str | None) -> str:
+    _, draft, submitted = world
+    target = {"draft": draft, "submitted": submitted}.get(obj)
+    return reverse(name, args=[target.pk] if target else [])
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("method,name,obj,expected", MATRIX, ids=[f"{m} {n}" for m, n, _, _ in MATRIX])
+def test_each_role_gets_exactly_what_it_may(world, role, method, name, obj, expected):
+    client = _client(world, role)
+    url = _url(world, name, obj)
+    data = {"decision": "approve"} if name == "review-decide" else {}
+    response = client.get(url) if method == "GET" else client.post(url, data)
+    want = expected.get(role, expected["*"])
+    if want == LOGIN:
+        assert response.status_code == 302 and "login" in response["Location"], (role, url, response.status_code)
+    else:
+        assert response.status_code == want, (role, url)
+
+
+def test_a_requester_reads_only_their_own_history(world):
+    assert b"a&#x27;s import" not in _client(world, "requester_b").get(reverse("my-imports")).content
+    log_b = _client(world, "requester_b").get(reverse("audit-log") + "?format=csv").content.decode()
+    log_a = _client(world, "requester_a").get(reverse("audit-log") + "?format=csv").content.decode()
+    assert "secret_of_a" in log_a and "secret_of_a" not in log_b
+    assert "secret_of_a" in _client(world, "auditor").get(reverse("audit-log") + "?format=csv").content.decode()
+
+
+STATE_CHANGING = [("request-submit", "draft", {}), ("review-decide", "submitted", {"decision": "approve"}),
+                  ("new-import", None, {}), ("logout", None, {})]
+
+
+@pytest.mark.parametrize("name,obj,data", STATE_CHANGING, ids=[s[0] for s in STATE_CHANGING])
+def test_csrf_is_enforced_on_every_state_change(world, name, obj, data):
+    role = {"request-submit": "requester_a", "new-import": "requester_a"}.get(name, "reviewer")
+    client = _client(world, role, enforce_csrf_checks=True)
+    response = client.post(_url(world, name, obj), data)
+    assert response.status_code == 403
+    _, draft, submitted = world
+    draft.refresh_from_db()
+    submitted.refresh_from_db()
+    assert (draft.status, submitted.status) == ("draft", "submitted")
+
+
+def test_an_auditor_changes_nothing(world):
+    client = _client(world, "auditor")
+    _, _, submitted = world
+    assert client.post(reverse("review-decide", args=[submitted.pk]), {"decision": "approve"}).status_code == 403
+    assert client.get(reverse("admin:index")).status_code == 302
+    submitted.refresh_from_db()
+    assert submitted.status == "submitted"

@@ -1,0 +1,67 @@
+"""Reviewer pages: the queue of requests waiting for review, and approve / reject."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from wizard import importspec, review
+from wizard.cli_format import to_cli_json
+from wizard.models import AuditEvent, ImportRequest
+
+REVIEW_PERM = "wizard.review_importrequest"
+
+
+@login_required
+@permission_required(REVIEW_PERM, raise_exception=True)
+def queue(request: HttpRequest) -> HttpResponse:
+    waiting = (
+        ImportRequest.objects.filter(status=ImportRequest.Status.SUBMITTED)
+        .select_related("owner")
+        .order_by("submitted_at", "pk")
+    )
+    return render(request, "review/queue.html", {"waiting": waiting})
+
+
+@login_required
+@permission_required(REVIEW_PERM, raise_exception=True)
+def detail(request: HttpRequest, pk: int) -> HttpResponse:
+    req = get_object_or_404(ImportRequest.objects.select_related("owner"), pk=pk)
+    spec = req.to_spec()
+    submitted = AuditEvent.objects.filter(request=req, action="submitted").select_related("actor").last()
+    return render(
+        request,
+        "review/detail.html",
+        {
+            "req": req,
+            "containers": req.disk_containers.all(),
+            "findings": importspec.validate(spec),
+            "api_json": to_cli_json(spec),
+            "submitted": submitted,
+            "own": req.owner_id == request.user.pk,
+        },
+    )
+
+
+@login_required
+@permission_required(REVIEW_PERM, raise_exception=True)
+@require_POST
+def decide(request: HttpRequest, pk: int) -> HttpResponse:
+    req = get_object_or_404(ImportRequest, pk=pk)
+    try:
+        if request.POST.get("decision") == "approve":
+            review.approve(req, request.user)
+            messages.success(request, f"Approved #{req.pk}; it is being dispatched.")
+        elif request.POST.get("decision") == "reject":
+            review.reject(req, request.user, request.POST.get("reason", ""))
+            messages.success(request, f"Rejected #{req.pk}; the requester sees your reason.")
+        else:
+            messages.error(request, "Choose approve or reject.")
+            return redirect("review-detail", pk=req.pk)
+    except review.ReviewError as exc:
+        messages.error(request, str(exc))
+        return redirect("review-detail", pk=req.pk)
+    return redirect("review-queue")
