@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
 
 from wizard import review
 from wizard.models import AuditEvent, DiskContainer, ImportRequest, ImportTask
@@ -21,7 +23,7 @@ class ImportRequestAdmin(admin.ModelAdmin):
     search_fields = ("description", "client_token", "import_task__import_task_id")
     readonly_fields = ("status", "client_token", "submitted_at", "reviewed_by", "reviewed_at", "failure_message")
     inlines = [DiskContainerInline]
-    actions = ["approve_selected"]
+    actions = ["approve_selected", "reject_selected"]
 
     @admin.action(description="Approve selected requests (and dispatch them)")
     def approve_selected(self, request, queryset):
@@ -31,6 +33,32 @@ class ImportRequestAdmin(admin.ModelAdmin):
                 self.message_user(request, f"Approved #{import_request.pk}.", messages.SUCCESS)
             except review.ReviewError as exc:
                 self.message_user(request, f"#{import_request.pk}: {exc}", messages.ERROR)
+
+
+    @admin.action(description="Reject selected requests (asks for a reason)")
+    def reject_selected(self, request, queryset):
+        """First a page asking for the reason; then each request goes through wizard.review.reject."""
+        reason = request.POST.get("reason", "").strip()
+        if "confirm" not in request.POST or not reason:
+            return TemplateResponse(
+                request,
+                "admin/wizard/reject_requests.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Reject import requests",
+                    "requests": queryset,
+                    "missing_reason": "confirm" in request.POST,
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                    "opts": self.model._meta,
+                },
+            )
+        for import_request in queryset:
+            try:
+                review.reject(import_request, request.user, reason)
+                self.message_user(request, f"Rejected #{import_request.pk}.", messages.SUCCESS)
+            except review.ReviewError as exc:
+                self.message_user(request, f"#{import_request.pk}: {exc}", messages.ERROR)
+        return None
 
 
 @admin.register(ImportTask)
