@@ -107,6 +107,37 @@ class ImportRequest(models.Model):
         )
 
 
+class Upload(models.Model):
+    """A browser-to-S3 multipart upload of one disk image, under the owner's prefix."""
+
+    class Status(models.TextChoices):
+        UPLOADING = "uploading", "Uploading"
+        COMPLETED = "completed", "Completed"
+        ABORTED = "aborted", "Aborted"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="uploads")
+    request = models.ForeignKey(
+        "ImportRequest", null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UPLOADING)
+    bucket = models.CharField(max_length=63)
+    key = models.CharField(max_length=1024, unique=True, help_text="chosen by the server, never by the user")
+    upload_id = models.CharField(max_length=1024, blank=True, help_text="S3's UploadId of the multipart upload")
+    file_name = models.CharField(max_length=255, help_text="the user's file name: metadata only")
+    size = models.BigIntegerField(help_text="bytes, as the browser declared them")
+    content_type = models.CharField(max_length=255, blank=True)
+    checksum_sha256 = models.CharField(max_length=64, blank=True, help_text="hex, when the browser computed it")
+    etag = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} -> s3://{self.bucket}/{self.key} ({self.status})"
+
+
 class DiskContainer(models.Model):
     """One disk of the import, in order (position 0 is the boot disk)."""
 
@@ -127,6 +158,7 @@ class DiskContainer(models.Model):
     s3_bucket = models.CharField(max_length=63, blank=True)
     s3_key = models.CharField(max_length=1024, blank=True)
     # What we know of an image uploaded here (the user's file name is metadata only).
+    upload = models.ForeignKey(Upload, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     file_name = models.CharField(max_length=255, blank=True)
     size_bytes = models.BigIntegerField(null=True, blank=True)
 
