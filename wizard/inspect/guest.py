@@ -1,0 +1,47 @@
+"""The guest's view of a container: what the virtual machine would see as its disk.
+
+Each format module opens its container into a `Disk`; the partition table is then read from
+`Disk.guest` the same way for every format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .reader import Reader
+from .report import Finding
+
+
+@dataclass
+class Disk:
+    format: str
+    subformat: str
+    virtual_size: int | None
+    guest: Reader | None  # None when the guest cannot be read from this file alone
+    findings: list[Finding] = field(default_factory=list)
+    sector_size: int = 512
+    raw_data: bool = False  # the guest is the file's bytes as they are (raw, fixed VHD/VHDX)
+
+
+class UnitReader:
+    """A guest disk made of equal units (grains, blocks, clusters) the container maps.
+
+    `read_unit(index, start, length)` returns exactly `length` bytes of unit `index` from
+    `start` within it, zeros where the container stores nothing.
+    """
+
+    def __init__(self, size: int, unit: int, read_unit: Callable[[int, int, int], bytes]) -> None:
+        self.size = size
+        self.unit = unit
+        self.read_unit = read_unit
+
+    def read(self, offset: int, length: int) -> bytes:
+        end = min(offset + length, self.size)
+        parts = []
+        while offset < end:
+            index, start = divmod(offset, self.unit)
+            n = min(self.unit - start, end - offset)
+            parts.append(self.read_unit(index, start, n))
+            offset += n
+        return b"".join(parts)

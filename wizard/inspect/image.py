@@ -1,0 +1,119 @@
+"""`inspect_image`: the whole inspection of one image, as VM Import would judge it.
+
+Detect the format, open the container into the guest's disk, read the partition table and
+the boot mode from it, and turn every problem into a finding before any import runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .detect import ADVICE, detect
+from .fat import has_file
+from .guest import Disk
+from .ova import inspect_ova
+from .partitions import boot_mode, check_table, read_table
+from .qcow2 import open_qcow2
+from .reader import CachedReader, Reader
+from .report import ERROR, WARNING, Finding, ImageError, ImageReport, human
+from .vhd import open_vhd
+from .vhdx import open_vhdx
+from .vmdk import open_vmdk
+
+TiB = 1024**4
+MAX_VIRTUAL_SIZE = 8 * TiB  # ImportImage takes disks under 8 TiB
+MAX_OBJECT_SIZE = 5 * TiB  # the largest S3 object
+IMPORTABLE = ("OVA", "VMDK", "VHD", "VHDX", "RAW")
+OPENERS: dict[str, Callable[[CachedReader], Disk]] = {
+    "VMDK": open_vmdk,
+    "VHD": open_vhd,
+    "VHDX": open_vhdx,
+    "QCOW2": open_qcow2,
+}
+BOOT_LOADER = "EFI/BOOT/BOOTX64.EFI"
+
+
+def inspect_image(reader: Reader, declared_format: str = "") -> ImageReport:
+    """Inspects the image behind `reader`; `declared_format` is the Format the import will
+    name (OVA, VMDK, VHD, VHDX, RAW), checked against what the file really is."""
+    report = _inspect(reader)
+    if report.file_size > MAX_OBJECT_SIZE:
+        report.findings.append(
+            Finding(ERROR, "too-large",
+                    f"The file is {human(report.file_size)}; an S3 object can be at most 5 TiB, so it cannot be "
+                    "uploaded for import. Use a sparse format that stores only the used data (stream-optimized "
+                    "VMDK, dynamic VHDX).")
+        )
+    declared = declared_format.strip().upper()
+    if declared and declared != report.format:
+        fix = f"Set the format to {report.format}." if report.format in IMPORTABLE else f"VM Import cannot import {report.format} at all (see the other findings)."
+        report.findings.append(
+            Finding(ERROR, "format-mismatch",
+                    f"The import names the format {declared} but the file is {report.format}"
+                    f"{' (' + report.subformat + ')' if report.subformat else ''}. VM Import fails with "
+                    f"\"Unsupported specified file format\". {fix}")
+        )
+    return report
+
+
+def _inspect(reader: Reader) -> ImageReport:
+    """The inspection without the checks that only make sense for the uploaded file as a whole
+    (its S3 size and declared format): also used for the disk inside an OVA."""
+    src = CachedReader(reader)
+    if src.size == 0:
+        return ImageReport("UNKNOWN", "", None, 0, "none", findings=[
+            Finding(ERROR, "empty", "The file is empty (0 bytes): the upload or the export did not complete. Upload the disk image again.")
+        ])
+    fmt, kind = detect(src)
+    if fmt == "OVA":
+        return inspect_ova(src, _inspect)
+    disk = _open(src, fmt, kind)
+    report = ImageReport(disk.format, disk.subformat, disk.virtual_size, src.size, findings=list(disk.findings))
+    if disk.virtual_size is not None and disk.virtual_size >= MAX_VIRTUAL_SIZE:
+        report.findings.append(
+            Finding(ERROR, "too-large",
+                    f"The virtual disk is {human(disk.virtual_size)}; ImportImage takes disks under 8 TiB. "
+                    "Shrink the disk (and its last partition) below 8 TiB, or move data to separate volumes.")
+        )
+    if disk.guest is not None:
+        try:
+            _read_guest(disk, report)
+        except ImageError as e:
+            report.partition_table, report.partitions, report.boot_mode_hint = "unknown", [], ""
+            report.findings.append(e.finding())
+    return report
+
+
+def _open(src: CachedReader, fmt: str, kind: str) -> Disk:
+    if fmt == "RAW":
+        return Disk("RAW", "", src.size, src, raw_data=True)
+    if fmt == "ISO":
+        return Disk("ISO", "", src.size, None, [
+            Finding(ERROR, "iso",
+                    "This is an ISO 9660 (CD/DVD) image, not the disk of an installed system. VM Import cannot "
+                    "import installer ISOs: install the OS into a VM, then export its disk (OVA or "
+                    "stream-optimized VMDK) and import that.")
+        ])
+    if fmt == "UNKNOWN":
+        return Disk("UNKNOWN", kind, None, None, [
+            Finding(ERROR, "unsupported-format",
+                    f"This is a {kind} file, not a disk image VM Import reads (OVA, VMDK, VHD, VHDX or RAW): {ADVICE[kind]}.")
+        ])
+    return OPENERS[fmt](src)
+
+
+def _read_guest(disk: Disk, report: ImageReport) -> None:
+    assert disk.guest is not None
+    table = read_table(disk.guest, disk.sector_size)
+    report.partition_table, report.partitions = table.kind, table.partitions
+    report.findings += check_table(disk.guest, table, disk.sector_size, "truncated" if disk.raw_data else "partition-outside-disk")
+    report.boot_mode_hint, findings = boot_mode(table)
+    report.findings += findings
+    esp = next((p for p in table.partitions if p.is_esp), None)
+    if esp is not None and has_file(disk.guest, esp.start, BOOT_LOADER) is False:
+        report.findings.append(
+            Finding(WARNING, "esp-no-bootx64",
+                    f"The EFI System Partition has no {BOOT_LOADER}. VM Import boots UEFI guests through this "
+                    "fallback loader, so the import fails or the instance does not boot. Install it (e.g. "
+                    "grub-install --removable, or copy the distribution's shimx64.efi/grubx64.efi there).")
+        )
