@@ -6,6 +6,7 @@ the boot mode from it, and turn every problem into a finding before any import r
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 from .detect import ADVICE, detect
@@ -33,9 +34,10 @@ OPENERS: dict[str, Callable[[CachedReader], Disk]] = {
 BOOT_LOADER = "EFI/BOOT/BOOTX64.EFI"
 
 
-def inspect_image(reader: Reader, declared_format: str = "") -> ImageReport:
+def inspect_image(reader: Reader, declared_format: str | None = "") -> ImageReport:
     """Inspects the image behind `reader`; `declared_format` is the Format the import will
-    name (OVA, VMDK, VHD, VHDX, RAW), checked against what the file really is."""
+    name (OVA, VMDK, VHD, VHDX, RAW; empty or None: not known yet), checked against what the
+    file really is."""
     report = _inspect(reader)
     if report.file_size > MAX_OBJECT_SIZE:
         report.findings.append(
@@ -44,7 +46,7 @@ def inspect_image(reader: Reader, declared_format: str = "") -> ImageReport:
                     "uploaded for import. Use a sparse format that stores only the used data (stream-optimized "
                     "VMDK, dynamic VHDX).")
         )
-    declared = declared_format.strip().upper()
+    declared = (declared_format or "").strip().upper()
     if declared and declared != report.format:
         fix = f"Set the format to {report.format}." if report.format in IMPORTABLE else f"VM Import cannot import {report.format} at all (see the other findings)."
         report.findings.append(
@@ -65,9 +67,19 @@ def _inspect(reader: Reader) -> ImageReport:
             Finding(ERROR, "empty", "The file is empty (0 bytes): the upload or the export did not complete. Upload the disk image again.")
         ])
     fmt, kind = detect(src)
-    if fmt == "OVA":
-        return inspect_ova(src, _inspect)
-    disk = _open(src, fmt, kind)
+    try:
+        return inspect_ova(src, _inspect) if fmt == "OVA" else _inspect_disk(src, fmt, kind)
+    except (struct.error, ValueError) as e:  # a structure too short or malformed to parse
+        return ImageReport(fmt, "", None, src.size, findings=[
+            Finding(ERROR, "corrupt", f"The {fmt} image's structures are damaged ({e}); VM Import would fail on it too. Export it again.")
+        ])
+
+
+def _inspect_disk(src: CachedReader, fmt: str, kind: str) -> ImageReport:
+    try:
+        disk = _open(src, fmt, kind)
+    except ImageError as e:
+        disk = Disk(fmt, "", None, None, [e.finding()])
     report = ImageReport(disk.format, disk.subformat, disk.virtual_size, src.size, findings=list(disk.findings))
     if disk.virtual_size is not None and disk.virtual_size >= MAX_VIRTUAL_SIZE:
         report.findings.append(
