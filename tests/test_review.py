@@ -9,7 +9,7 @@ from wizard.models import AuditEvent, DiskContainer, ImportRequest
 @pytest.fixture
 def submitted(db, requester, monkeypatch):
     req = ImportRequest.objects.create(owner=requester, description="web01")
-    DiskContainer.objects.create(request=req, format="VMDK", s3_bucket="b", s3_key="uploads/1/x.vmdk")
+    DiskContainer.objects.create(request=req, format="VMDK", s3_bucket="bucket-one", s3_key="uploads/1/x.vmdk")
     return submission.submit(req, requester)
 
 

@@ -77,6 +77,7 @@ def test_without_required_approval_a_submission_is_dispatched_at_once(requester,
     queued = []
     monkeypatch.setattr("wizard.tasks.enqueue_dispatch", queued.append)
     req = ImportRequest.objects.create(owner=requester)
+    DiskContainer.objects.create(request=req, format="RAW", url="https://example.com/disk.raw")
     with django_capture_on_commit_callbacks(execute=True):
         submission.submit(req, requester)
     assert req.status == ImportRequest.Status.APPROVED and queued == [req.pk]

@@ -26,6 +26,7 @@ class ImportRequest(models.Model):
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+        DELETED = "deleted", "Deleted draft"
 
     FINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
@@ -40,6 +41,11 @@ class ImportRequest(models.Model):
     reviewed_at = models.DateTimeField(null=True, blank=True)
     review_reason = models.TextField(blank=True)
     failure_message = models.TextField(blank=True)
+    # Drafts: `version` grows with every save, so a save from a stale tab is detected;
+    # `wizard_step` is where the user was, `furthest_step` how far they got.
+    version = models.PositiveIntegerField(default=1)
+    wizard_step = models.CharField(max_length=16, default="upload")
+    furthest_step = models.PositiveSmallIntegerField(default=0)
 
     # ImportImage parameters (API names in snake_case; "" / None = unset).
     client_token = models.CharField(max_length=64, unique=True, default=new_client_token, editable=False)

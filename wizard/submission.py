@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 
-from wizard import audit
+from wizard import audit, importspec
 from wizard.models import DiskContainer, ImportRequest
 from wizard.statemachine import change_status
 
@@ -57,11 +57,22 @@ def create_from_upload(user, upload: UploadedFile, disk_format: str, description
     return request
 
 
+class SubmitRefused(Exception):
+    """The request breaks ImportImage rules; `findings` say which and where."""
+
+    def __init__(self, findings: list[importspec.Finding]):
+        super().__init__("; ".join(f"{f.path}: {f.message}" for f in findings))
+        self.findings = findings
+
+
 def submit(request: ImportRequest, user) -> ImportRequest:
     """Hand a draft (or a rejected request) to the reviewers, or straight to dispatch
     when the installation does not require approval (WIZARD_APPROVAL_REQUIRED=0)."""
     from wizard.review import approve_without_review
 
+    findings = importspec.validate(request.to_spec())
+    if findings:
+        raise SubmitRefused(findings)
     with transaction.atomic():
         change_status(
             request,

@@ -1,9 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
-from wizard.views import health, history, imports, review
+from wizard.views import drafts, health, history, imports, review, wizard
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="my-imports"), name="home"),
@@ -14,6 +14,14 @@ urlpatterns = [
     path("imports/<int:pk>/", imports.request_detail, name="request-detail"),
     path("imports/<int:pk>/progress/", imports.request_progress, name="request-progress"),
     path("imports/<int:pk>/submit/", imports.submit_request, name="request-submit"),
+    path("imports/start/", wizard.start, name="wizard-start"),
+    path("imports/<int:pk>/edit/<str:name>/", wizard.step, name="wizard-step"),
+    path("imports/<int:pk>/sources/", wizard.add_source, name="wizard-source"),
+    path("imports/<int:pk>/dry-run/", wizard.dry_run, name="wizard-dry-run"),
+    path("imports/<int:pk>/duplicate/", drafts.duplicate, name="request-duplicate"),
+    path("imports/<int:pk>/delete/", drafts.delete, name="draft-delete"),
+    path("imports/cli/", drafts.cli_import, name="cli-import"),
+    path("drafts/", drafts.my_drafts, name="my-drafts"),
     path("imports/<int:pk>/history/", history.request_history, name="request-history"),
     path("review/", review.queue, name="review-queue"),
     path("review/<int:pk>/", review.detail, name="review-detail"),
@@ -21,4 +29,5 @@ urlpatterns = [
     path("audit/", history.audit_log, name="audit-log"),
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("", include("wizard.upload_urls")),
 ]

@@ -61,3 +61,19 @@ def cancel_import_task(task_id: str, reason: str = "") -> dict[str, Any]:
 
 def describe_images(image_ids: list[str]) -> list[dict[str, Any]]:
     return client("ec2").describe_images(ImageIds=image_ids).get("Images", [])
+
+
+def dry_run(params: dict[str, Any]) -> tuple[bool, str]:
+    """ImportImage with DryRun: (permitted, AWS's message). It checks the caller's IAM
+    permissions only, not the role, the object or the image."""
+    try:
+        client("ec2").import_image(**{**params, "DryRun": True})
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", ""), error.get("Message", "")
+        if code == "DryRunOperation":
+            return True, message or "Request would have succeeded, but DryRun flag is set."
+        if code == "UnauthorizedOperation":
+            return False, message
+        raise _raise_from(exc) from exc
+    return True, "The call was accepted."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
@@ -9,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from wizard import submission
+from wizard.cli_format import to_cli_command, to_cli_json
 from wizard.forms import NewImportForm
 from wizard.models import ImportRequest
 from wizard.selectors import visible_requests
@@ -20,7 +22,7 @@ POLLING_STATUSES = (ImportRequest.Status.SUBMITTED, ImportRequest.Status.APPROVE
 
 @login_required
 def my_imports(request: HttpRequest) -> HttpResponse:
-    imports = request.user.import_requests.select_related("import_task").all()
+    imports = request.user.import_requests.exclude(status=ImportRequest.Status.DELETED).select_related("import_task")
     return render(request, "imports/my_imports.html", {"imports": imports})
 
 
@@ -33,8 +35,7 @@ def new_import(request: HttpRequest) -> HttpResponse:
             request.user, form.cleaned_data["image"], form.cleaned_data["format"], form.cleaned_data["description"]
         )
         if "submit" in request.POST:
-            submission.submit(import_request, request.user)
-            messages.success(request, "Submitted for review.")
+            return submit_request(request, import_request.pk)
         return redirect(import_request)
     return render(request, "imports/new.html", {"form": form})
 
@@ -58,7 +59,10 @@ def submit_request(request: HttpRequest, pk: int) -> HttpResponse:
     import_request = get_object_or_404(ImportRequest, pk=pk, owner=request.user)
     try:
         submission.submit(import_request, request.user)
-        messages.success(request, "Submitted for review.")
+        messages.success(request, "Submitted for review." if settings.APPROVAL_REQUIRED else "Submitted and approved.")
+    except submission.SubmitRefused as exc:
+        messages.error(request, f"Not submitted: {len(exc.findings)} problem(s) to fix first, listed below.")
+        return redirect("wizard-step", pk=import_request.pk, name="review")
     except TransitionError as exc:
         messages.error(request, str(exc))
     return redirect(import_request)
@@ -66,7 +70,10 @@ def submit_request(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _progress_context(import_request: ImportRequest) -> dict[str, object]:
     task = getattr(import_request, "import_task", None)
+    spec = import_request.to_spec()
     return {
+        "cli_json": to_cli_json(spec),
+        "cli_command": to_cli_command(spec, multiline=True),
         "req": import_request,
         "task": task,
         "containers": import_request.disk_containers.all(),

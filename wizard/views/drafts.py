@@ -1,0 +1,62 @@
+"""My drafts (resume, duplicate, delete), and drafts made from an AWS CLI document."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from wizard import drafts
+from wizard.cli_format import parse_cli_input
+from wizard.forms import CliImportForm
+from wizard.models import ImportRequest
+from wizard.selectors import visible_requests
+from wizard.steps import STEPS, INDEX, placed_findings
+from wizard.views.wizard import step_url
+
+
+@login_required
+def my_drafts(request: HttpRequest) -> HttpResponse:
+    rows = []
+    for draft in request.user.import_requests.filter(status__in=drafts.EDITABLE).prefetch_related("disk_containers"):
+        findings = placed_findings(draft.to_spec())
+        rows.append({"draft": draft, "step": STEPS[INDEX.get(draft.wizard_step, 0)], "problems": findings})
+    return render(request, "drafts/list.html", {"rows": rows})
+
+
+@login_required
+@permission_required("wizard.add_importrequest", raise_exception=True)
+@require_POST
+def duplicate(request: HttpRequest, pk: int) -> HttpResponse:
+    """A new draft with the settings of any request the user may see ("import again")."""
+    original = get_object_or_404(visible_requests(request.user), pk=pk)
+    copy = drafts.duplicate(original, request.user)
+    messages.success(request, f"Draft #{copy.pk} made with the settings of #{original.pk}.")
+    return redirect(step_url(copy, "review"))
+
+
+@login_required
+def delete(request: HttpRequest, pk: int) -> HttpResponse:
+    draft = get_object_or_404(ImportRequest, pk=pk, owner=request.user, status=ImportRequest.Status.DRAFT)
+    if request.method == "POST":
+        drafts.delete_draft(draft, request.user)
+        messages.success(request, f"Draft #{pk} deleted.")
+        return redirect("my-drafts")
+    return render(request, "drafts/confirm_delete.html", {"draft": draft})
+
+
+@login_required
+@permission_required("wizard.add_importrequest", raise_exception=True)
+def cli_import(request: HttpRequest) -> HttpResponse:
+    """A --cli-input-json / --cli-input-yaml document becomes a draft; nothing is saved if it has errors."""
+    form = CliImportForm(request.POST or None, request.FILES or None)
+    errors = []
+    if request.method == "POST" and form.is_valid():
+        spec, errors = parse_cli_input(form.cleaned_data["document"], form.cleaned_data["format"])
+        if spec is not None and not errors:
+            draft = drafts.draft_from_spec(request.user, spec, source=f"cli-input-{form.cleaned_data['format']}")
+            messages.success(request, f"Draft #{draft.pk} made from the document.")
+            return redirect(step_url(draft, "review"))
+    return render(request, "drafts/cli_import.html", {"form": form, "errors": errors})

@@ -1,0 +1,209 @@
+"""The upload widget's page and its JSON endpoints (thin: the work is in wizard.uploads).
+
+Every endpoint answers JSON, needs a logged-in user, finds uploads and requests only among
+the user's own (404 otherwise), and refuses bodies larger than it could need before
+reading them: image bytes go from the browser to S3, never through here. POSTs are
+CSRF-protected (the widget sends the X-CSRFToken header).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from wizard import uploads
+from wizard.aws.multipart import PART_URL_SECONDS
+from wizard.models import ImportRequest, Upload
+from wizard.uploads import UploadError
+
+# A sign or start call is a few hundred bytes; a complete call lists up to 10,000 parts
+# of about 60 bytes each.
+MAX_BODY = 16 * 1024
+MAX_COMPLETE_BODY = 1024 * 1024
+
+
+class BadBody(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _error(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def json_endpoint(limit: int = MAX_BODY) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Logged in (401 otherwise), body at most `limit` bytes (413, unread), errors as JSON."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return _error("Log in again: your session has ended.", 401)
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                return _error("Bad Content-Length.", 400)
+            if length > limit or request.META.get("HTTP_TRANSFER_ENCODING"):
+                return _error(f"The request body is over {limit:,} bytes: image bytes go to S3, not here.", 413)
+            try:
+                return view(request, *args, **kwargs)
+            except BadBody as exc:
+                return _error(exc.message, exc.status)
+            except UploadError as exc:
+                return _error(exc.message, exc.status)
+
+        return never_cache(wrapper)
+
+    return decorate
+
+
+def _body(request: HttpRequest) -> dict[str, Any]:
+    try:
+        data = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadBody("The body is not JSON.") from exc
+    if not isinstance(data, dict):
+        raise BadBody("The body must be a JSON object.")
+    return data
+
+
+def _own_upload(request: HttpRequest, upload_id: int) -> Upload:
+    return get_object_or_404(Upload.objects.select_related("request"), pk=upload_id, owner=request.user)
+
+
+def upload_json(upload: Upload) -> dict[str, Any]:
+    """What the widget knows of an upload, with the URLs of its calls."""
+    return {
+        "id": upload.pk,
+        "request": upload.request_id,
+        "status": upload.status,
+        "key": upload.key,
+        "upload_id": upload.upload_id,
+        "file_name": upload.file_name,
+        "size": upload.size,
+        "part_size": uploads.part_size_for(upload.size),
+        "part_count": uploads.part_count(upload.size),
+        "urls": {
+            "self": reverse("upload-detail", args=[upload.pk]),
+            "sign": reverse("upload-sign", args=[upload.pk]),
+            "parts": reverse("upload-parts", args=[upload.pk]),
+            "complete": reverse("upload-complete", args=[upload.pk]),
+            "abort": reverse("upload-abort", args=[upload.pk]),
+        },
+    }
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+
+def _own_request(request: HttpRequest, pk: int) -> ImportRequest:
+    return get_object_or_404(ImportRequest, pk=pk, owner=request.user)
+
+
+@require_GET
+def page(request: HttpRequest, pk: int) -> HttpResponse:
+    """Upload images to a draft: the widget and the draft's disks."""
+    if not request.user.is_authenticated:
+        from django.contrib.auth.views import redirect_to_login
+
+        return redirect_to_login(request.get_full_path())
+    req = _own_request(request, pk)
+    return render(request, "uploads/page.html", {"req": req, "containers": req.disk_containers.all()})
+
+
+@require_GET
+def containers(request: HttpRequest, pk: int) -> HttpResponse:
+    """The draft's disks (htmx partial, refreshed on `upload-completed`)."""
+    if not request.user.is_authenticated:
+        return _error("Log in again: your session has ended.", 401)
+    req = _own_request(request, pk)
+    return render(request, "uploads/_containers.html", {"req": req, "containers": req.disk_containers.all()})
+
+
+# --- JSON endpoints ------------------------------------------------------------------------
+
+
+@require_POST
+@json_endpoint()
+def create(request: HttpRequest, pk: int) -> HttpResponse:
+    """POST {file_name, size, content_type?} → 201 the upload (key, upload_id, part_size, urls)."""
+    req = _own_request(request, pk)
+    data = _body(request)
+    upload = uploads.start(
+        request.user,
+        req,
+        file_name=data.get("file_name"),
+        size=data.get("size"),
+        content_type=data.get("content_type", ""),
+    )
+    return JsonResponse(upload_json(upload), status=201)
+
+
+@require_GET
+@json_endpoint()
+def detail(request: HttpRequest, upload_id: int) -> HttpResponse:
+    return JsonResponse(upload_json(_own_upload(request, upload_id)))
+
+
+@require_POST
+@json_endpoint()
+def sign(request: HttpRequest, upload_id: int) -> HttpResponse:
+    """POST {parts: [n, ...]} (at most 100) → {urls: {"n": url}, expires_in}."""
+    upload = _own_upload(request, upload_id)
+    data = _body(request)
+    numbers = data.get("parts", [data["part_number"]] if "part_number" in data else None)
+    urls = uploads.sign_parts(upload, numbers)
+    return JsonResponse({"urls": {str(n): url for n, url in urls.items()}, "expires_in": PART_URL_SECONDS})
+
+
+@require_GET
+@json_endpoint()
+def parts(request: HttpRequest, upload_id: int) -> HttpResponse:
+    """→ {parts: [{PartNumber, ETag, Size}]}: what S3 already holds."""
+    upload = _own_upload(request, upload_id)
+    return JsonResponse({"parts": [p.as_json() for p in uploads.list_parts(upload)]})
+
+
+@require_POST
+@json_endpoint(MAX_COMPLETE_BODY)
+def complete(request: HttpRequest, upload_id: int) -> HttpResponse:
+    """POST {parts: [{PartNumber, ETag}]} (or {} for S3's own list) → the upload and its container.
+
+    422 {error} when the object S3 made is not the size the browser declared.
+    """
+    upload = _own_upload(request, upload_id)
+    data = _body(request)
+    done = uploads.complete(upload, request.user, data.get("parts"))
+    c = done.container
+    return JsonResponse(
+        {
+            **upload_json(done.upload),
+            "container": {
+                "id": c.pk,
+                "position": c.position,
+                "format": c.format,
+                "file_name": c.file_name,
+                "size_bytes": c.size_bytes,
+                "s3_bucket": c.s3_bucket,
+                "s3_key": c.s3_key,
+            },
+        }
+    )
+
+
+@require_POST
+@json_endpoint()
+def abort(request: HttpRequest, upload_id: int) -> HttpResponse:
+    """POST → the upload, aborted in S3 (its parts dropped)."""
+    upload = _own_upload(request, upload_id)
+    return JsonResponse(upload_json(uploads.cancel(upload, request.user)))

@@ -1,0 +1,222 @@
+"""The wizard: six steps over one draft, saved on every change (htmx) and on Back/Next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from wizard import drafts
+from wizard.aws import ec2, kms, vmimport
+from wizard.cli_format import to_cli_command, to_cli_json
+from wizard.forms import (
+    DetailsForm,
+    DiskFormSet,
+    EncryptionForm,
+    LicenceForm,
+    S3SourceForm,
+    SnapshotSourceForm,
+    UrlSourceForm,
+)
+from wizard.models import DiskContainer, ImportRequest
+from wizard.steps import INDEX, STEPS, placed_findings, step_states
+
+FORMS = {"encryption": EncryptionForm, "licence": LicenceForm, "details": DetailsForm}
+
+
+def _draft(request: HttpRequest, pk: int) -> ImportRequest:
+    return get_object_or_404(ImportRequest, pk=pk, owner=request.user, status__in=drafts.EDITABLE)
+
+
+def step_url(draft: ImportRequest, name: str) -> str:
+    return reverse("wizard-step", args=[draft.pk, name])
+
+
+@login_required
+@permission_required("wizard.add_importrequest", raise_exception=True)
+@require_POST
+def start(request: HttpRequest) -> HttpResponse:
+    draft = drafts.create_draft(request.user)
+    return redirect(step_url(draft, "upload"))
+
+
+@login_required
+def step(request: HttpRequest, pk: int, name: str) -> HttpResponse:
+    if name not in INDEX:
+        raise Http404("no such step")
+    draft = get_object_or_404(ImportRequest, pk=pk, owner=request.user)
+    if draft.status not in drafts.EDITABLE:
+        messages.info(request, f"Import #{draft.pk} is {draft.get_status_display().lower()}: it can no longer be edited.")
+        return redirect(draft)
+    if request.method == "POST":
+        return _save(request, draft, name)
+    drafts.reach_step(draft, INDEX[name])
+    if draft.wizard_step != name:
+        ImportRequest.objects.filter(pk=draft.pk).update(wizard_step=name)
+    return _render(request, draft, name)
+
+
+def _save(request: HttpRequest, draft: ImportRequest, name: str) -> HttpResponse:
+    """Save the step's fields (compare-and-set on the draft's version), then go where asked."""
+    try:
+        version = int(request.POST.get("version", ""))
+    except ValueError:
+        version = -1
+    form = formset = None
+    values: dict[str, Any] = {}
+    also = None
+    if name in FORMS:
+        form = FORMS[name](request.POST, request=draft)
+        if not form.is_valid():
+            return _render(request, draft, name, form=form, status_note="Not saved: see the messages below.")
+        values = form.values()
+    elif name == "disks":
+        formset = DiskFormSet(request.POST, queryset=draft.disk_containers.all())
+        if not formset.is_valid():
+            return _render(request, draft, name, formset=formset, status_note="Not saved: see the messages below.")
+        also = lambda: _save_disks(formset, request.POST.get("move", ""))  # noqa: E731
+    try:
+        draft = drafts.save_fields(draft, request.user, version, values, step=name, also=also)
+    except drafts.Conflict as conflict:
+        return _render(request, draft, name, form=form, formset=formset, conflict=_conflict(conflict.current, form))
+    if request.htmx and request.POST.get("nav", "") == "":
+        return render(request, "wizard/_save_status.html", {"draft": draft, "note": "Saved"})
+    target = _target(name, request.POST.get("nav", ""))
+    return redirect(step_url(draft, target))
+
+
+def _save_disks(formset, move: str) -> list[str]:
+    """Save the rows; `move` is "<id>:up" or "<id>:down". Returns what changed, for the audit log."""
+    changed = [f"DiskContainers[{i}]" for i, f in enumerate(formset.forms) if f.has_changed()]
+    formset.save()
+    if move:
+        rows = list(formset.queryset.model.objects.filter(pk__in=[f.instance.pk for f in formset.forms]))
+        rows.sort(key=lambda c: (c.position, c.pk))
+        ids = [c.pk for c in rows]
+        pk, _, direction = move.partition(":")
+        if pk.isdigit() and int(pk) in ids:
+            i = ids.index(int(pk))
+            j = i - 1 if direction == "up" else i + 1
+            if 0 <= j < len(ids):
+                ids[i], ids[j] = ids[j], ids[i]
+                changed.append("DiskContainers order")
+        for position, container_id in enumerate(ids):
+            DiskContainer.objects.filter(pk=container_id).update(position=position)
+    return changed
+
+
+def _target(name: str, nav: str) -> str:
+    index = INDEX[name]
+    if nav == "next":
+        return STEPS[min(index + 1, len(STEPS) - 1)].name
+    if nav == "back":
+        return STEPS[max(index - 1, 0)].name
+    if nav.startswith("goto:") and nav[5:] in INDEX:
+        return nav[5:]
+    return name
+
+
+def _conflict(current: ImportRequest, form) -> dict[str, Any]:
+    """What the other tab saved, beside what this one typed, for the fields of this step."""
+    rows = []
+    if form is not None and form.is_valid():
+        theirs = type(form).initial_for(current)
+        for field, mine in form.cleaned_data.items():
+            if field in theirs and theirs[field] != mine:
+                rows.append({"field": form.fields[field].label or field, "mine": mine, "theirs": theirs[field]})
+    return {"version": current.version, "updated_at": current.updated_at, "rows": rows}
+
+
+def _render(request: HttpRequest, draft: ImportRequest, name: str, form=None, formset=None, conflict=None,
+            status_note: str = "") -> HttpResponse:
+    findings = placed_findings(draft.to_spec())
+    context: dict[str, Any] = {
+        "draft": draft,
+        "req": draft,
+        "step": STEPS[INDEX[name]],
+        "states": step_states(findings, draft.furthest_step, name),
+        "findings": [f for f in findings if f.step == name],
+        "all_findings": findings,
+        "field_findings": {f.field: f.message for f in findings if f.step == name},
+        "conflict": conflict,
+        "status_note": status_note,
+        "prev": STEPS[INDEX[name] - 1] if INDEX[name] > 0 else None,
+        "next": STEPS[INDEX[name] + 1] if INDEX[name] < len(STEPS) - 1 else None,
+        "containers": draft.disk_containers.all(),
+    }
+    if name in FORMS:
+        context["form"] = form or FORMS[name](initial=FORMS[name].initial_for(draft), request=draft)
+    if name == "disks":
+        formset = formset or DiskFormSet(queryset=draft.disk_containers.all())
+        context["formset"] = formset
+        context["disk_rows"] = [
+            (f, {pf.field.split("-", 2)[2]: pf.message for pf in context["findings"]
+                 if pf.field.startswith(f"disk-{i}-")})
+            for i, f in enumerate(formset.forms)
+        ]
+    if name == "details":
+        context["tags"] = draft.tags + [{"Key": "", "Value": ""}]
+        if form is not None and form.is_bound and form.is_valid():
+            context["tags"] = form.cleaned_data["tags"] + [{"Key": "", "Value": ""}]
+    if name == "encryption":
+        context["keys"], context["keys_error"] = _safe(kms.list_keys)
+    if name == "upload":
+        context.update(s3_form=S3SourceForm(), url_form=UrlSourceForm(), snapshot_form=SnapshotSourceForm())
+        context["snapshots"], context["snapshots_error"] = _safe(ec2.own_snapshots)
+    if name == "review":
+        spec = draft.to_spec()
+        context["cli_json"] = to_cli_json(spec)
+        context["cli_command"] = to_cli_command(spec, multiline=True)
+    template = "wizard/_save_status.html" if request.htmx and request.method == "POST" else f"wizard/{name}.html"
+    if request.htmx and request.method == "POST":
+        context["note"] = status_note or ("Not saved: this draft changed elsewhere" if conflict else "")
+    return render(request, template, context)
+
+
+def _safe(lookup):
+    """An AWS look-up for a picker: its result, or a message instead of a broken page."""
+    try:
+        return lookup(), ""
+    except Exception as exc:  # noqa: BLE001 - any AWS failure only empties the picker
+        return [], f"Could not list them from AWS ({exc.__class__.__name__}); type the value instead."
+
+
+@login_required
+@require_POST
+def add_source(request: HttpRequest, pk: int) -> HttpResponse:
+    """Add a disk container from an S3 object, a URL or a snapshot; or remove one."""
+    draft = _draft(request, pk)
+    kind = request.POST.get("kind", "")
+    forms_by_kind = {"s3": S3SourceForm, "url": UrlSourceForm, "snapshot": SnapshotSourceForm}
+    if kind == "remove":
+        removed = draft.disk_containers.filter(pk=request.POST.get("container")).first()
+        if removed:
+            drafts.remove_container(draft, request.user, removed)
+        return redirect(step_url(draft, "upload"))
+    if kind not in forms_by_kind:
+        raise Http404("no such source")
+    form = forms_by_kind[kind](request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect(step_url(draft, "upload"))
+    drafts.add_container(draft, request.user, **{k: v.strip() for k, v in form.cleaned_data.items()})
+    return redirect(step_url(draft, "upload"))
+
+
+@login_required
+@require_POST
+def dry_run(request: HttpRequest, pk: int) -> HttpResponse:
+    draft = _draft(request, pk)
+    try:
+        permitted, message = vmimport.dry_run(draft.to_api_params())
+        error = ""
+    except vmimport.ImportCallError as exc:
+        permitted, message, error = False, exc.message, exc.code
+    except Exception as exc:  # noqa: BLE001 - e.g. the endpoint is unreachable
+        permitted, message, error = False, str(exc), exc.__class__.__name__
+    return render(request, "wizard/_dry_run.html", {"permitted": permitted, "message": message, "error": error})
