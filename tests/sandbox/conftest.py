@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 
+from tests.sandbox import images
 from wizard.sandbox.testing import SandboxProcess
 
 IMPORT_SECONDS = 10.0
+# A real stream-optimized VMDK of a 3 MiB disk with an MBR (random data: it does not compress).
+DISK_IMAGE = images.vmdk_stream(images.raw_disk(3 * 2**20, seed=1))
 
 
 @pytest.fixture(autouse=True)
@@ -48,8 +51,13 @@ def iam(sb: SandboxProcess) -> Any:
     return sb.client("iam")
 
 
+def upload(sb: SandboxProcess, s3: Any, key: str, body: bytes, disk_format: str) -> dict[str, Any]:
+    """Put `body` into the upload bucket; returns it as a DiskContainer."""
+    s3.put_object(Bucket=sb.bucket, Key=key, Body=body)
+    return {"Format": disk_format, "UserBucket": {"S3Bucket": sb.bucket, "S3Key": key}}
+
+
 @pytest.fixture
 def disk(sb: SandboxProcess, s3: Any) -> dict[str, Any]:
-    """A 3 MiB VMDK in the upload bucket, as one DiskContainer."""
-    s3.put_object(Bucket=sb.bucket, Key="uploads/disk.vmdk", Body=b"\0" * (3 * 2**20))
-    return {"Format": "vmdk", "UserBucket": {"S3Bucket": sb.bucket, "S3Key": "uploads/disk.vmdk"}}
+    """A stream-optimized VMDK of about 3 MiB in the upload bucket, as one DiskContainer."""
+    return upload(sb, s3, "uploads/disk.vmdk", DISK_IMAGE, "vmdk")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.sandbox.conftest import IMPORT_SECONDS
+from tests.sandbox import images
+from tests.sandbox.conftest import DISK_IMAGE, IMPORT_SECONDS, upload
 from tests.sandbox.helpers import describe
 from wizard.sandbox.testing import SandboxProcess
 
@@ -41,14 +42,16 @@ def test_the_stages_come_in_order(sb: SandboxProcess, ec2: Any, disk: dict[str, 
     assert [(t["Status"], t.get("StatusMessage"), t.get("Progress")) for t in seen] == STAGES
 
 
-def test_what_each_stage_adds(sb: SandboxProcess, ec2: Any, disk: dict[str, Any]) -> None:
-    task_id = ec2.import_image(DiskContainers=[{**disk, "Format": "ova"}])["ImportTaskId"]
+def test_what_each_stage_adds(sb: SandboxProcess, ec2: Any, s3: Any) -> None:
+    ova = images.ova(images.raw_disk(2**20, seed=2))
+    disk = upload(sb, s3, "uploads/web01.ova", ova, "ova")
+    task_id = ec2.import_image(DiskContainers=[disk])["ImportTaskId"]
     by_stage = {t.get("StatusMessage", t["Status"]): t for t in walk(sb, ec2, task_id, IMPORT_SECONDS / 40)}
     disks = {stage: task["SnapshotDetails"][0] for stage, task in by_stage.items()}
 
     assert disks["pending"] == {"DiskImageSize": 0.0, "Format": "OVA", "UserBucket": disk["UserBucket"]}
     assert disks["validating"]["Status"] == "active"
-    assert disks["validated"]["DiskImageSize"] == 3 * 2**20  # bytes, as AWS reports it
+    assert disks["validated"]["DiskImageSize"] == len(ova)  # bytes, as AWS reports it
     assert disks["validated"]["Status"] == "completed"
     assert disks["validated"]["Format"] == "OVA"
     assert disks["converting"]["Format"] == "VMDK"  # an OVA's disk is converted as a VMDK
@@ -86,7 +89,7 @@ def test_a_completed_import_leaves_an_ami_and_its_snapshot(
     (snapshot,) = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
     assert snapshot["State"] == "completed"
     assert snapshot["Description"] == f"Created by AWS-VMImport service for {task_id}"
-    assert snapshot["VolumeSize"] == 1  # 3 MiB, rounded up to whole GiB
+    assert snapshot["VolumeSize"] == 1  # about 3 MiB, rounded up to whole GiB
 
 
 def test_the_ami_exists_when_due_even_if_nobody_described_the_task(
@@ -101,14 +104,13 @@ def test_the_ami_exists_when_due_even_if_nobody_described_the_task(
 
 
 def test_each_disk_gets_a_snapshot_and_a_device(sb: SandboxProcess, ec2: Any, s3: Any, disk: dict[str, Any]) -> None:
-    s3.put_object(Bucket=sb.bucket, Key="uploads/data.vmdk", Body=b"\0" * 1024)
-    data = {"Format": "VMDK", "UserBucket": {"S3Bucket": sb.bucket, "S3Key": "uploads/data.vmdk"}}
-    missing = {"Format": "VHD", "UserBucket": {"S3Bucket": sb.bucket, "S3Key": "uploads/missing.vhd"}}
-    task_id = ec2.import_image(DiskContainers=[disk, data, missing])["ImportTaskId"]
+    data = upload(sb, s3, "uploads/data.vmdk", b"\0" * 1024, "VMDK")  # too small to be inspected
+    elsewhere = {"Format": "VHD", "Url": "https://images.example.com/data.vhd"}  # not in the sandbox's S3
+    task_id = ec2.import_image(DiskContainers=[disk, data, elsewhere])["ImportTaskId"]
     sb.advance(IMPORT_SECONDS)
     disks = describe(ec2, task_id)["SnapshotDetails"]
     assert [d["DeviceName"] for d in disks] == ["/dev/sda1", "/dev/sdb", "/dev/sdc"]
-    assert [d["DiskImageSize"] for d in disks] == [3 * 2**20, 1024.0, 0.0]  # no object, no size
+    assert [d["DiskImageSize"] for d in disks] == [len(DISK_IMAGE), 1024.0, 0.0]  # no object, no size
     snapshot_ids = [d["SnapshotId"] for d in disks]
     assert len(set(snapshot_ids)) == 3
     found = ec2.describe_snapshots(SnapshotIds=snapshot_ids)["Snapshots"]
@@ -116,8 +118,11 @@ def test_each_disk_gets_a_snapshot_and_a_device(sb: SandboxProcess, ec2: Any, s3
 
 
 def test_an_encrypted_import_makes_encrypted_snapshots(sb: SandboxProcess, ec2: Any, disk: dict[str, Any]) -> None:
+    kms = sb.client("kms")
+    key = kms.create_key()["KeyMetadata"]
+    kms.create_alias(AliasName="alias/imports", TargetKeyId=key["KeyId"])
     task_id = ec2.import_image(DiskContainers=[disk], Encrypted=True, KmsKeyId="alias/imports")["ImportTaskId"]
     sb.advance(IMPORT_SECONDS)
     snapshot_id = describe(ec2, task_id)["SnapshotDetails"][0]["SnapshotId"]
     (snapshot,) = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
-    assert snapshot["Encrypted"] is True and snapshot["KmsKeyId"] == "alias/imports"
+    assert snapshot["Encrypted"] is True and snapshot["KmsKeyId"] == key["Arn"]

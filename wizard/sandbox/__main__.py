@@ -13,13 +13,23 @@ It is configured by environment variables only:
   to completed (default 60).
 - SANDBOX_CLOCK_SPEED: sandbox-clock seconds per real second (default 1.0;
   0 stops the clock, so only POST /_sandbox/clock {"advance": s} moves it).
+- SANDBOX_FAULTS: faults in force from the start (and again after
+  /moto-api/reset), as the JSON POST /_sandbox/faults takes, e.g.
+  '{"throttle": {"rate": 0.3, "actions": ["DescribeImportImageTasks"]}}'
+  (default: none; see `wizard.sandbox.faults`).
+- SANDBOX_INSPECT_MIN_BYTES: S3 objects smaller than this are not inspected
+  at validation (default 65536; see `wizard.sandbox.imagecheck`).
+
+A bad value stops the start with a message naming the variable (exit code 2).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 
+from wizard.sandbox import faults
 from wizard.sandbox.server import SandboxConfig, serve
 
 
@@ -39,8 +49,23 @@ def config_from_env(env: Mapping[str, str]) -> SandboxConfig:
         ),
         import_seconds=float(env.get("SANDBOX_IMPORT_SECONDS", defaults.import_seconds)),
         clock_speed=float(env.get("SANDBOX_CLOCK_SPEED", defaults.clock_speed)),
+        faults=_faults(env.get("SANDBOX_FAULTS", defaults.faults)),
+        inspect_min_bytes=int(env.get("SANDBOX_INSPECT_MIN_BYTES", defaults.inspect_min_bytes)),
     )
 
 
+def _faults(text: str) -> str:
+    try:
+        faults.parse(text)
+    except faults.FaultSpecError as error:
+        raise ValueError(f"SANDBOX_FAULTS: {error}") from None
+    return text
+
+
 if __name__ == "__main__":
-    serve(config_from_env(os.environ))
+    try:
+        config = config_from_env(os.environ)
+    except ValueError as error:
+        print(f"sandbox: bad configuration: {error}", file=sys.stderr)
+        sys.exit(2)
+    serve(config)

@@ -9,17 +9,33 @@ serves moto on host:port until SIGTERM or SIGINT, then returns.
 - `GET /_sandbox/clock` answers `{"now": <epoch seconds>, "speed": <x>}`;
   `POST /_sandbox/clock` with JSON `{"advance": <seconds>}` and/or
   `{"speed": <x>}` moves the sandbox clock, then answers the same.
+- `GET /_sandbox/faults` answers the faults in force: each kind as set (call
+  faults with counters "matched" and "injected", new-task faults with
+  "applied"), and under "tasks" the stalls and failures pinned to running
+  tasks by id. `POST /_sandbox/faults` with a JSON object of kind: spec (null
+  removes a kind) merges it in and answers the same; `DELETE` clears them all
+  and lets stalled tasks go on. The shapes are in `wizard.sandbox.faults`.
+  A bad document is a 400 {"error": ...} and changes nothing.
 - `POST /moto-api/reset` (moto's own reset) also forgets the import tasks,
-  puts the clock back to its configured speed and runs `bootstrap` again.
+  puts the clock back to its configured speed, the faults back to the
+  configured ones (SANDBOX_FAULTS; none by default) and runs `bootstrap` again.
 - Before every other request the import tasks are brought up to date with the
-  clock, so e.g. DescribeImages sees an import's AMI once it is due.
+  clock, so e.g. DescribeImages sees an import's AMI once it is due; then the
+  call faults are applied to EC2 calls (the action is read from the request).
+
+`serve` also installs `wizard.sandbox.s3fixes` (S3 answers moto gets wrong).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import signal
 import threading
+import time
+import uuid
+from urllib.parse import parse_qs
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType
@@ -37,11 +53,14 @@ from moto.s3.models import s3_backends
 from moto.utilities.utils import get_partition
 from werkzeug.serving import make_server
 
-from wizard.sandbox import vmimport
+from wizard.sandbox import faults as faults_module
+from wizard.sandbox import imagecheck, s3fixes, vmimport
 from wizard.sandbox.clock import SandboxClock
+from wizard.sandbox.faults import CallError, Faults, FaultSpecError
 
 ROLE_NAME = vmimport.DEFAULT_ROLE
 CLOCK_PATH = "/_sandbox/clock"
+FAULTS_PATH = "/_sandbox/faults"
 RESET_PATH = "/moto-api/reset"
 
 StartResponse = Callable[..., Any]
@@ -58,6 +77,8 @@ class SandboxConfig:
     cors_origins: tuple[str, ...] = ("http://127.0.0.1:8000", "http://localhost:8000")
     import_seconds: float = 60.0  # sandbox seconds from pending to completed
     clock_speed: float = 1.0  # sandbox seconds per real second
+    faults: str = ""  # JSON: the faults in force at start and after reset
+    inspect_min_bytes: int = imagecheck.DEFAULT_MIN_BYTES  # smaller objects are not inspected
 
 
 def trust_policy() -> dict[str, Any]:
@@ -141,21 +162,57 @@ class SandboxApp:
         config: SandboxConfig,
         clock: SandboxClock,
         tasks: vmimport.ImportTasks,
+        faults: Faults | None = None,
     ) -> None:
         self.moto_app = moto_app
         self.config = config
         self.clock = clock
         self.tasks = tasks
+        self.faults = faults or tasks.faults
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         if path == CLOCK_PATH:
             return self._clock(environ, method, start_response)
+        if path == FAULTS_PATH:
+            return self._faults(environ, method, start_response)
         if path == RESET_PATH and method == "POST":
             return self._reset(environ, start_response)
         self.tasks.tick()
+        if self.faults.active:
+            action = _ec2_action(environ)
+            if action is not None:
+                delay, error = self.faults.for_call(action)
+                if delay:
+                    time.sleep(delay)
+                if error is not None:
+                    return _ec2_error(start_response, error)
         return self.moto_app(environ, start_response)
+
+    def _faults(
+        self, environ: dict[str, Any], method: str, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        if method == "POST":
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                document = faults_module.parse(environ["wsgi.input"].read(length))
+                pinned = faults_module.pinned(document)
+                self.tasks.pin(pinned, check_only=True)
+            except FaultSpecError as error:
+                return _json(start_response, "400 Bad Request", {"error": str(error)})
+            self.faults.update(document)
+            self.tasks.pin(pinned)
+        elif method == "DELETE":
+            self.faults.clear()
+            self.tasks.release()
+        elif method != "GET":
+            return _json(start_response, "405 Method Not Allowed", {"error": "GET, POST or DELETE"})
+        return _json(start_response, "200 OK", self.fault_status())
+
+    def fault_status(self) -> dict[str, Any]:
+        """What GET /_sandbox/faults answers."""
+        return {**self.faults.status(), "tasks": self.tasks.pinned()}
 
     def _clock(
         self, environ: dict[str, Any], method: str, start_response: StartResponse
@@ -190,9 +247,45 @@ class SandboxApp:
         if status.startswith("200"):
             self.tasks.clear()
             self.clock.set_speed(self.config.clock_speed)
+            self.faults.clear()
+            self.faults.update(faults_module.parse(self.config.faults))
             bootstrap(self.config)
         start_response(status, headers)
         return [body]
+
+
+# The service in a SigV4 credential scope: Credential=AKID/DATE/REGION/SERVICE/aws4_request.
+CREDENTIAL_SCOPE = re.compile(r"Credential=[^/\s,]+/\d{8}/[^/\s,]+/([^/\s,]+)/aws4_request")
+FORM = "application/x-www-form-urlencoded"
+
+
+def _ec2_action(environ: dict[str, Any]) -> str | None:
+    """The EC2 action of a request, or None if it is not an EC2 call.
+
+    The body (form-encoded for EC2's query protocol) is read and put back for moto.
+    """
+    scope = CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if scope is None or scope.group(1) != "ec2":
+        return None
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if environ.get("CONTENT_TYPE", "").startswith(FORM):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        query.update(parse_qs(body.decode("utf-8", "replace")))
+    actions = query.get("Action")
+    return actions[0] if actions else None
+
+
+def _ec2_error(start_response: StartResponse, error: CallError) -> list[bytes]:
+    """An error answer as EC2 sends it (query protocol XML)."""
+    body = error.body(str(uuid.uuid4()))
+    reasons = {500: "Internal Server Error", 503: "Service Unavailable"}
+    start_response(
+        f"{error.status} {reasons.get(error.status, 'Error')}",
+        [("Content-Type", "text/xml;charset=UTF-8"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
 
 
 def _json(start_response: StartResponse, status: str, payload: dict[str, Any]) -> list[bytes]:
@@ -209,10 +302,18 @@ def serve(config: SandboxConfig) -> None:
     # server would add "Access-Control-Allow-Origin: *" to every answer.
     werkzeug_app.DISABLE_GLOBAL_CORS = True
     clock = SandboxClock(config.clock_speed)
-    tasks = vmimport.ImportTasks(clock, config.import_seconds)
+    faults = Faults()
+    faults.update(faults_module.parse(config.faults))
+    tasks = vmimport.ImportTasks(
+        clock,
+        config.import_seconds,
+        faults=faults,
+        validator=imagecheck.ImageChecks(min_bytes=config.inspect_min_bytes),
+    )
     vmimport.install(tasks)
+    s3fixes.install()
     bootstrap(config)
-    app = SandboxApp(DomainDispatcherApplication(create_backend_app), config, clock, tasks)
+    app = SandboxApp(DomainDispatcherApplication(create_backend_app), config, clock, tasks, faults)
     server = make_server(
         config.host, config.port, app, threaded=True, request_handler=MotoRequestHandler
     )

@@ -4,6 +4,8 @@
         ec2 = sb.client("ec2")
         task = ec2.import_image(DiskContainers=[...])
         sb.advance(10)  # the task is completed now
+        sb.faults(throttle={"every": 2, "actions": ["DescribeImportImageTasks"]})
+        sb.clear_faults()
         sb.reset()      # back to an empty sandbox with the bucket and role
 
 The server runs `python -m wizard.sandbox` on a free port of 127.0.0.1 and
@@ -43,6 +45,7 @@ class SandboxProcess:
         region: str = "us-east-1",
         bucket: str = "import-wizard-uploads",
         cors_origins: Sequence[str] | None = None,
+        faults: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
@@ -59,6 +62,8 @@ class SandboxProcess:
             **({"SANDBOX_IMPORT_SECONDS": str(import_seconds)} if import_seconds is not None else {}),
             **({"SANDBOX_CLOCK_SPEED": str(clock_speed)} if clock_speed is not None else {}),
             **({"SANDBOX_CORS_ORIGINS": ",".join(cors_origins)} if cors_origins is not None else {}),
+            # Faults only when asked for, whatever the caller's environment says.
+            "SANDBOX_FAULTS": json.dumps(dict(faults or {})),
             **(env or {}),
         }
         self._process: subprocess.Popen[bytes] | None = None
@@ -144,6 +149,21 @@ class SandboxProcess:
         """Move the sandbox clock forward; returns its new time."""
         return self.clock(advance=seconds)["now"]
 
+    def faults(self, **spec: Any) -> dict[str, Any]:
+        """Set faults (kind=spec, None removes a kind; see `wizard.sandbox.faults`).
+
+        Returns what GET /_sandbox/faults answers afterwards.
+        """
+        return self._call("/_sandbox/faults", json.dumps(spec).encode())
+
+    def fault_status(self) -> dict[str, Any]:
+        """The faults in force, with their counters (GET /_sandbox/faults)."""
+        return self._call("/_sandbox/faults", None)
+
+    def clear_faults(self) -> dict[str, Any]:
+        """Remove every fault; stalled tasks go on."""
+        return self._call("/_sandbox/faults", None, method="DELETE")
+
     def reset(self) -> None:
         """Empty the sandbox (moto's reset and the import tasks); bucket and role come back."""
         self._call("/moto-api/reset", b"")
@@ -161,8 +181,8 @@ class SandboxProcess:
             **kwargs,
         )
 
-    def _call(self, path: str, data: bytes | None) -> Any:
-        request = urllib.request.Request(self.endpoint + path, data=data)
+    def _call(self, path: str, data: bytes | None, method: str | None = None) -> Any:
+        request = urllib.request.Request(self.endpoint + path, data=data, method=method)
         if data is not None:
             request.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(request, timeout=30) as response:

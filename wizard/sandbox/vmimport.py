@@ -20,6 +20,19 @@ created in moto's EC2 at "preparing ami", and the AMI is registered at
 "completed". `ImportTasks.tick` brings every task up to date; the sandbox
 server calls it before each request so the AMI exists as soon as the clock
 says so, whichever call looks first.
+
+A task can also fail, as on AWS after the call was accepted: it shows the stage
+it failed at until that stage's end, then Status "deleted" with a StatusMessage
+"ClientError: ..." (any snapshots it made are deleted, no AMI is registered).
+Failures come from the `validator` (the checks of the disk images, the role and
+the KMS key, see `wizard.sandbox.imagecheck`), run once when the task reaches
+"validating", and from the faults set on the sandbox (`wizard.sandbox.faults`):
+a "fail" fault does the same at a chosen stage, a "stall" fault keeps a task at
+a stage until the faults are cleared.
+
+A task that has ended (completed, failed, or deleted after a cancel) stays
+visible for `RETENTION_SECONDS` (7 days, sandbox clock), as on AWS; after
+that it is gone, and asking for its id is the error an unknown id gets.
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ import binascii
 import math
 import threading
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from moto.core.responses import ActionResult
@@ -39,11 +53,11 @@ from moto.ec2.responses import EC2Response
 from moto.ec2.utils import random_ami_id, random_id
 from moto.iam.exceptions import NotFoundException as IAMNotFound
 from moto.iam.models import iam_backends
-from moto.s3.exceptions import MissingBucket
-from moto.s3.models import s3_backends
 from moto.utilities.utils import get_partition
 
+from wizard.sandbox import imagecheck
 from wizard.sandbox.clock import SandboxClock
+from wizard.sandbox.faults import STAGE_NAMES, FaultSpecError, Faults, TaskFault
 
 DEFAULT_ROLE = "vmimport"
 VMIE_PRINCIPAL = "vmie.amazonaws.com"
@@ -56,6 +70,8 @@ GIB = 2**30
 UNKNOWN_DISK_GIB = 8
 # How long a cancelled task shows "deleting" before "deleted", as a share of import_seconds.
 DELETING_SHARE = 0.05
+# How long an ended task stays visible to DescribeImportImageTasks (sandbox seconds).
+RETENTION_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,10 @@ STAGES = (
 )
 PENDING, VALIDATING, VALIDATED, CONVERTING, UPDATING, BOOTING, PREPARING_AMI = range(7)
 COMPLETED = len(STAGES)
+assert tuple(stage.message for stage in STAGES) == STAGE_NAMES
+
+# What a task is doing: running, or how it ended.
+ACTIVE, DONE, FAILED, CANCELLED = "active", "completed", "failed", "cancelled"
 
 
 @dataclass
@@ -95,10 +115,24 @@ class ImportTask:
     cancelled_at: float | None = None  # sandbox time
     cancelled_stage: int | None = None
     cancel_message: str = ""
+    stall_stage: int | None = None  # it goes no further than this stage
+    # How it is to fail, by source ("fault", "check"): (stage, StatusMessage); it ends
+    # (deleted) at the end of the earliest such stage.
+    failures: dict[str, tuple[int, str]] = field(default_factory=dict)
+    validated: bool = False  # whether the validator has looked at it
+
+    @property
+    def failure(self) -> tuple[int, str] | None:
+        """The failure that comes first, if any: (stage, StatusMessage)."""
+        return min(self.failures.values(), default=None, key=lambda failure: failure[0])
 
     @property
     def disks(self) -> list[dict[str, Any]]:
         return list(self.params["DiskContainers"])
+
+
+# Looks at a task as it starts validating: None, or (stage name, StatusMessage) it fails with.
+Validator = Callable[[ImportTask], "tuple[str, str] | None"]
 
 
 class ImportTasks:
@@ -108,11 +142,19 @@ class ImportTasks:
     and `import_seconds` decide which stage each task is at.
     """
 
-    def __init__(self, clock: SandboxClock, import_seconds: float) -> None:
+    def __init__(
+        self,
+        clock: SandboxClock,
+        import_seconds: float,
+        faults: Faults | None = None,
+        validator: Validator | None = None,
+    ) -> None:
         if import_seconds <= 0:
             raise ValueError(f"import_seconds must be > 0, not {import_seconds}")
         self.clock = clock
         self.import_seconds = import_seconds
+        self.faults = faults or Faults()
+        self.validator = validator
         self._lock = threading.RLock()
         self._tasks: dict[tuple[str, str], dict[str, ImportTask]] = {}
         self._tokens: dict[tuple[str, str, str], str] = {}  # (account, region, token) -> id
@@ -124,12 +166,74 @@ class ImportTasks:
             self._tokens.clear()
 
     def tick(self) -> None:
-        """Produce what every task's current stage brings (sizes, snapshots, AMI)."""
+        """Produce what every task's current stage brings (sizes, snapshots, AMI).
+
+        Tasks whose retention has run out are forgotten.
+        """
+        with self._lock:
+            now = self.clock.now()
+            for tasks in self._tasks.values():
+                for task in list(tasks.values()):
+                    self._advance(task, now)
+            self._expire(now)
+
+    def pin(self, faults: list[tuple[TaskFault, str]], check_only: bool = False) -> None:
+        """Apply task faults to the running tasks they name.
+
+        Raises FaultSpecError (nothing applied) if a task is unknown or has ended.
+        """
+        with self._lock:
+            now = self.clock.now()
+            found = []
+            for fault, task_id in faults:
+                task = self._find_id(task_id)
+                if task is None:
+                    raise FaultSpecError(f"{fault.kind}.task_id: no task {task_id}")
+                self._advance(task, now)
+                if self._state(task, now)[1] != ACTIVE:
+                    raise FaultSpecError(f"{fault.kind}.task_id: the task {task_id} has ended")
+                found.append((fault, task))
+            if check_only:
+                return
+            for fault, task in found:
+                # A task already past the stage stalls or fails where it is.
+                self._apply(task, fault, max(fault.stage, self._state(task, now)[0]))
+
+    def release(self) -> None:
+        """Undo the faults of running tasks: stalled ones go on from the start of
+        the stage they stalled at; failures a fault set are dropped."""
         with self._lock:
             now = self.clock.now()
             for tasks in self._tasks.values():
                 for task in tasks.values():
                     self._advance(task, now)
+                    outcome = self._state(task, now)[1]
+                    if outcome == ACTIVE:
+                        task.failures.pop("fault", None)
+                    if task.stall_stage is None:
+                        continue
+                    stalled_at, task.stall_stage = task.stall_stage, None
+                    if outcome == ACTIVE and self._by_time(task, now) > stalled_at:
+                        task.created = now - STAGES[stalled_at].starts_at * self.import_seconds
+
+    def pinned(self) -> dict[str, dict[str, Any]]:
+        """The stalls and failures of tasks that have not ended yet, by task id (for GET)."""
+        with self._lock:
+            now = self.clock.now()
+            shown: dict[str, dict[str, Any]] = {}
+            for tasks in self._tasks.values():
+                for task in tasks.values():
+                    if self._state(task, now)[1] != ACTIVE:
+                        continue
+                    if task.stall_stage is not None:
+                        shown.setdefault(task.task_id, {})["stall"] = {"stage": STAGE_NAMES[task.stall_stage]}
+                    if "fault" in task.failures:
+                        stage, message = task.failures["fault"]
+                        shown.setdefault(task.task_id, {})["fail"] = {
+                            "stage": STAGE_NAMES[stage],
+                            "message": message,
+                        }
+            return shown
 
     def find(
         self, account: str, region: str, client_token: str | None, params: dict[str, Any]
@@ -167,6 +271,8 @@ class ImportTasks:
                 params=params,
                 created=self.clock.now(),
             )
+            for fault in self.faults.for_new_task():
+                self._apply(task, fault, fault.stage)
             self._tasks.setdefault((account, region), {})[task.task_id] = task
             if client_token:
                 self._tokens[(account, region, client_token)] = task.task_id
@@ -184,6 +290,7 @@ class ImportTasks:
         """One page of task views (ImportImageTask shapes) and the next page's token."""
         with self._lock:
             now = self.clock.now()
+            self._expire(now)
             tasks = [self._get(account, region, i) for i in task_ids] or list(
                 self._tasks.get((account, region), {}).values()
             )
@@ -208,8 +315,9 @@ class ImportTasks:
     def cancel(self, account: str, region: str, task_id: str, reason: str | None) -> None:
         """Cancel an active task: it shows "deleting", then "deleted"."""
         with self._lock:
-            task = self._get(account, region, task_id)
             now = self.clock.now()
+            self._expire(now)
+            task = self._get(account, region, task_id)
             self._advance(task, now)
             state = self._view(task, now)["Status"]
             if state != "active":
@@ -217,12 +325,9 @@ class ImportTasks:
                     "IncorrectState",
                     f"The import task {task_id} can't be cancelled because it is {state}.",
                 )
-            backend = ec2_backends[task.account][task.region]
-            for snapshot_id in task.snapshot_ids:
-                backend.delete_snapshot(snapshot_id)
-            task.snapshot_ids = []
+            _delete_snapshots(task)
             task.cancelled_at = now
-            task.cancelled_stage = self._stage(task, now)
+            task.cancelled_stage = self._state(task, now)[0]
             task.cancel_message = "ClientError: Import task cancelled" + (
                 f": {reason}" if reason else ""
             )
@@ -236,25 +341,85 @@ class ImportTasks:
             )
         return task
 
-    def _stage(self, task: ImportTask, now: float) -> int:
-        if task.cancelled_stage is not None:
-            return task.cancelled_stage
+    def _find_id(self, task_id: str) -> ImportTask | None:
+        for tasks in self._tasks.values():
+            if task_id in tasks:
+                return tasks[task_id]
+        return None
+
+    def _apply(self, task: ImportTask, fault: TaskFault, stage: int) -> None:
+        if fault.kind == "stall":
+            task.stall_stage = stage
+        else:
+            task.failures["fault"] = (stage, fault.message)
+
+    def _by_time(self, task: ImportTask, now: float) -> int:
+        """The stage the clock alone puts the task at (COMPLETED when its time is up)."""
         share = (now - task.created) / self.import_seconds
         if share >= 1:
             return COMPLETED
         return max(n for n, stage in enumerate(STAGES) if stage.starts_at <= share)
 
+    def _state(self, task: ImportTask, now: float) -> tuple[int, str]:
+        """The task's stage (the last one it reached, if it ended) and ACTIVE/DONE/FAILED/CANCELLED."""
+        if task.cancelled_stage is not None:
+            return task.cancelled_stage, CANCELLED
+        stage = self._by_time(task, now)
+        if task.stall_stage is not None:
+            stage = min(stage, task.stall_stage)
+        failure = task.failure
+        if failure is not None and stage > failure[0]:
+            return failure[0], FAILED
+        return stage, DONE if stage == COMPLETED else ACTIVE
+
+    def _ended_at(self, task: ImportTask, now: float) -> float | None:
+        """When the task reached its final state, if it has."""
+        outcome = self._state(task, now)[1]
+        if outcome == CANCELLED:
+            deleted_at = task.cancelled_at + DELETING_SHARE * self.import_seconds  # type: ignore[operator]
+            return deleted_at if now >= deleted_at else None
+        if outcome == FAILED:
+            ends = task.failure[0] + 1  # type: ignore[index]
+            share = STAGES[ends].starts_at if ends < len(STAGES) else 1.0
+            return task.created + share * self.import_seconds
+        if outcome == DONE:
+            return task.created + self.import_seconds
+        return None
+
+    def _expire(self, now: float) -> None:
+        """Forget the tasks that ended more than RETENTION_SECONDS ago (and their tokens)."""
+        for tasks in self._tasks.values():
+            for task_id, task in list(tasks.items()):
+                ended_at = self._ended_at(task, now)
+                if ended_at is not None and now - ended_at >= RETENTION_SECONDS:
+                    del tasks[task_id]
+        for token, task_id in list(self._tokens.items()):
+            if task_id not in self._tasks.get(token[:2], {}):
+                del self._tokens[token]
+
     def _advance(self, task: ImportTask, now: float) -> None:
-        stage = self._stage(task, now)
+        if not task.validated and task.cancelled_at is None:
+            reached = self._by_time(task, now)
+            if task.stall_stage is not None:
+                reached = min(reached, task.stall_stage)
+            if reached >= VALIDATING:
+                task.validated = True
+                failure = self.validator(task) if self.validator is not None else None
+                if failure is not None:
+                    stage_name, message = failure
+                    task.failures["check"] = (STAGE_NAMES.index(stage_name), message)
+        stage, outcome = self._state(task, now)
         if stage >= VALIDATED and task.disk_sizes is None:
             task.disk_sizes = [_disk_size(task, disk) for disk in task.disks]
-        if stage >= PREPARING_AMI and not task.snapshot_ids and task.cancelled_at is None:
+        if outcome in (ACTIVE, DONE) and stage >= PREPARING_AMI and not task.snapshot_ids:
             task.snapshot_ids = _create_snapshots(task)
-        if stage == COMPLETED and task.image_id is None:
+        if outcome == FAILED and task.snapshot_ids:
+            _delete_snapshots(task)
+        if outcome == DONE and task.image_id is None:
             task.image_id = _register_image(task)
 
     def _view(self, task: ImportTask, now: float) -> dict[str, Any]:
-        stage = self._stage(task, now)
+        stage, outcome = self._state(task, now)
         params = task.params
         view: dict[str, Any] = {"ImportTaskId": task.task_id}
         for key in (
@@ -277,11 +442,13 @@ class ImportTasks:
             view.setdefault("Platform", "Linux")
             if "UsageOperation" not in view:
                 view.setdefault("LicenseType", "AWS" if view["Platform"] == "Windows" else "BYOL")
-        if task.cancelled_at is not None:
-            deleted_at = task.cancelled_at + DELETING_SHARE * self.import_seconds
-            view["Status"] = "deleting" if now < deleted_at else "deleted"
+        if outcome == CANCELLED:
+            view["Status"] = "deleted" if self._ended_at(task, now) is not None else "deleting"
             view["StatusMessage"] = task.cancel_message
-        elif stage == COMPLETED:
+        elif outcome == FAILED:
+            view["Status"] = "deleted"
+            view["StatusMessage"] = task.failure[1]  # type: ignore[index]
+        elif outcome == DONE:
             view["Status"] = "completed"
             view["ImageId"] = task.image_id
         else:
@@ -339,29 +506,29 @@ def _task_tags(params: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def _disk_size(task: ImportTask, disk: dict[str, Any]) -> float | None:
-    """The size in bytes of the disk's S3 object, if it is in moto's S3."""
-    bucket = disk.get("UserBucket")
-    if not bucket:
+    """The size in bytes of the disk's S3 object (UserBucket or s3:// Url), if it is in moto's S3."""
+    location = imagecheck.s3_location(disk)
+    if location is None:
         return None
-    backend = s3_backends[task.account][get_partition(task.region)]
-    try:
-        obj = backend.get_object(bucket["S3Bucket"], bucket["S3Key"])
-    except MissingBucket:
-        return None
-    return float(obj.size) if obj is not None else None
+    reader = imagecheck.open_object(task.account, task.region, *location)
+    return float(reader.size) if reader is not None else None
 
 
 def _create_snapshots(task: ImportTask) -> list[str]:
     """One EBS snapshot per disk, sized like the disk, as VM Import makes them."""
     backend = ec2_backends[task.account][task.region]
     encrypted = bool(task.params.get("Encrypted"))
+    key_id = task.params.get("KmsKeyId") if encrypted else None
+    if key_id:  # snapshots name their key by ARN, however the request named it
+        key = imagecheck.kms_key(task.account, task.region, key_id)
+        key_id = key.arn if key is not None else key_id
     ids = []
     for size in task.disk_sizes or [None] * len(task.disks):
         volume = backend.create_volume(
             size=max(1, math.ceil(size / GIB)) if size else UNKNOWN_DISK_GIB,
             zone_name=f"{task.region}a",
             encrypted=encrypted,
-            kms_key_id=task.params.get("KmsKeyId") if encrypted else None,
+            kms_key_id=key_id,
         )
         snapshot = backend.create_snapshot(
             volume.id, f"Created by AWS-VMImport service for {task.task_id}"
@@ -370,6 +537,14 @@ def _create_snapshots(task: ImportTask) -> list[str]:
         backend.delete_volume(volume.id)
         ids.append(snapshot.id)
     return ids
+
+
+def _delete_snapshots(task: ImportTask) -> None:
+    """Delete the snapshots an import made (it was cancelled or failed)."""
+    backend = ec2_backends[task.account][task.region]
+    for snapshot_id in task.snapshot_ids:
+        backend.delete_snapshot(snapshot_id)
+    task.snapshot_ids = []
 
 
 def _register_image(task: ImportTask) -> str:

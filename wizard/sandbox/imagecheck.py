@@ -1,0 +1,399 @@
+"""What VM Import finds wrong with a task once it runs, as AWS reports it.
+
+AWS accepts an ImportImage call without looking at the disk images, the S3
+objects or the KMS key; what is wrong with them shows later: the task fails
+(Status "deleted", StatusMessage "ClientError: ...") at "validating" or
+further on. `ImageChecks` is the sandbox's `vmimport.Validator`: it looks at a
+task as it reaches "validating" and answers the first failure, if any, as
+(stage name, StatusMessage):
+
+- the service role (RoleName, default vmimport) no longer exists, or does not
+  trust vmie.amazonaws.com ("validating": "ClientError: The service role ...");
+- the KmsKeyId does not exist in the sandbox's KMS (in the import's region;
+  key id, key ARN, alias name or alias ARN), is disabled or pending deletion,
+  or is not a symmetric key ("validating": "ClientError: The specified KMS
+  key is not accessible ...");
+- per disk from S3 (UserBucket, or a Url of the form s3://bucket/key; other
+  Urls and SnapshotIds are not looked at), in this order:
+  - the bucket or object does not exist, or the role's policies do not allow
+    s3:GetObject on it ("validating": "ClientError: Disk validation failed
+    [We do not have access to the given resource. Reason 403 Forbidden]");
+  - the declared Format is not what the file is ("validating": "ClientError:
+    Disk validation failed [Unsupported specified file format]");
+  - a VMDK that is not stream-optimized, e.g. monolithicSparse or a
+    descriptor-only VMDK ("validating": "ClientError: Disk validation failed
+    [Unsupported VMDK File Format]");
+  - no partition table ("converting": "ClientError: No valid partitions. Not
+    a valid volume.").
+
+Leniency: the content checks (the last three) apply only to objects of at
+least `min_bytes` (default 64 KiB, SANDBOX_INSPECT_MIN_BYTES): tests and demos
+upload small dummy files ("KDMV" and zeros, a few KB named .vhd) and expect
+them to import. A task tag `sandbox:inspect` decides per task: "off" skips
+every disk check (missing objects too), "on" inspects objects of any size.
+A file the inspector cannot make sense of (no finding it knows) is fine.
+
+The content is judged by `wizard.inspect.inspect_image` when that package is
+importable; else by `local_inspect` here, a minimal detector of the same four
+cases with the same report fields (format, subformat, partition_table,
+findings with codes "format-mismatch", "vmdk-not-stream-optimized",
+"no-partitions"). Only the byte ranges the inspection asks for are read from
+moto's in-memory S3 object.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import struct
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from moto.iam.exceptions import NotFoundException as IAMNotFound
+from moto.iam.models import iam_backends
+from moto.kms.models import kms_backends
+from moto.s3.exceptions import MissingBucket
+from moto.s3.models import FakeKey, s3_backends
+from moto.utilities.utils import get_partition
+
+if TYPE_CHECKING:
+    from wizard.sandbox.vmimport import ImportTask
+
+DEFAULT_MIN_BYTES = 64 * 1024
+INSPECT_TAG = "sandbox:inspect"
+VMIE_PRINCIPAL = "vmie.amazonaws.com"
+
+NO_ACCESS = "ClientError: Disk validation failed [We do not have access to the given resource. Reason 403 Forbidden]"
+WRONG_FORMAT = "ClientError: Disk validation failed [Unsupported specified file format]"
+BAD_VMDK = "ClientError: Disk validation failed [Unsupported VMDK File Format]"
+NO_PARTITIONS = "ClientError: No valid partitions. Not a valid volume."
+
+# The inspector's finding codes the sandbox fails a task for, in the order they count.
+FAILING_FINDINGS = (
+    ("format-mismatch", "validating", WRONG_FORMAT),
+    ("vmdk-not-stream-optimized", "validating", BAD_VMDK),
+    ("no-partitions", "converting", NO_PARTITIONS),
+)
+
+Failure = tuple[str, str]  # (stage name, StatusMessage)
+
+
+class S3ObjectReader:
+    """Random access to an object of moto's in-memory S3: `.size` and `.read(offset, length)`.
+
+    Reads only the range asked for, from the object's buffer, under its lock.
+    """
+
+    def __init__(self, key: FakeKey) -> None:
+        self.key = key
+        self.size = int(key.size)
+        self.reads: list[tuple[int, int]] = []  # (offset, length) asked for, for tests
+
+    def read(self, offset: int, length: int) -> bytes:
+        length = min(length, self.size - offset)
+        if length <= 0 or offset < 0:
+            return b""
+        self.reads.append((offset, length))
+        buffer = getattr(self.key, "_value_buffer", None)
+        if buffer is None:  # another moto: fall back to the whole value
+            return bytes(self.key.value[offset : offset + length])
+        with self.key.lock:
+            buffer.seek(offset)
+            return buffer.read(length)
+
+
+def s3_location(disk: dict[str, Any]) -> tuple[str, str] | None:
+    """(bucket, key) of a disk's S3 source: its UserBucket, or a Url s3://bucket/key."""
+    bucket = disk.get("UserBucket")
+    if bucket:
+        return bucket["S3Bucket"], bucket["S3Key"]
+    url = disk.get("Url") or ""
+    if url.startswith("s3://") and "/" in url[5:]:
+        name, _, key = url[5:].partition("/")
+        return name, unquote(key)
+    return None
+
+
+def open_object(account: str, region: str, bucket: str, key: str) -> S3ObjectReader | None:
+    """A reader of the object, or None if the bucket or the object does not exist."""
+    backend = s3_backends[account][get_partition(region)]
+    try:
+        obj = backend.get_object(bucket, key)
+    except MissingBucket:
+        return None
+    return S3ObjectReader(obj) if isinstance(obj, FakeKey) else None
+
+
+# --- the service role -------------------------------------------------------------------------
+
+
+def _role(account: str, region: str, role_name: str) -> Any:
+    try:
+        return iam_backends[account][get_partition(region)].get_role(role_name)
+    except IAMNotFound:
+        return None
+
+
+def _policy_documents(role: Any) -> list[dict[str, Any]]:
+    """The role's inline and attached (default version) policy documents."""
+    texts = list(getattr(role, "policies", {}).values())
+    for policy in getattr(role, "managed_policies", {}).values():
+        texts += [v.document for v in getattr(policy, "versions", []) if getattr(v, "is_default", False)]
+    documents = []
+    for text in texts:
+        try:
+            document = json.loads(text) if isinstance(text, str) else text
+        except ValueError:
+            continue
+        if isinstance(document, dict):
+            documents.append(document)
+    return documents
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statement_matches(statement: dict[str, Any], action: str, resource: str) -> bool:
+    """Whether a policy statement covers the action on the resource (conditions are ignored;
+    NotAction / NotResource statements are taken to cover it: the sandbox errs to allowing)."""
+    if "Action" in statement:
+        if not any(fnmatch.fnmatchcase(action.lower(), str(a).lower()) for a in _as_list(statement["Action"])):
+            return False
+    if "Resource" in statement:
+        if not any(fnmatch.fnmatchcase(resource, str(r)) for r in _as_list(statement["Resource"])):
+            return False
+    return True
+
+
+def role_may(role: Any, action: str, resource: str) -> bool:
+    """Whether the role's policies allow `action` on `resource` (an explicit Deny wins)."""
+    allowed = False
+    for document in _policy_documents(role):
+        for statement in _as_list(document.get("Statement", [])):
+            if not isinstance(statement, dict) or not _statement_matches(statement, action, resource):
+                continue
+            if statement.get("Effect") == "Deny":
+                return False
+            if statement.get("Effect") == "Allow":
+                allowed = True
+    return allowed
+
+
+def role_problem(account: str, region: str, role_name: str) -> str | None:
+    role = _role(account, region, role_name)
+    if role is None or VMIE_PRINCIPAL not in str(role.assume_role_policy_document):
+        return (
+            f"ClientError: The service role {role_name} provided does not exist "
+            "or does not have sufficient permissions"
+        )
+    return None
+
+
+# --- the KMS key ------------------------------------------------------------------------------
+
+
+def kms_key(account: str, region: str, key_id: str) -> Any:
+    """The KMS key that a key id, key ARN, alias name or alias ARN names, or None."""
+    backend = kms_backends[account][region]
+    try:
+        return backend.keys[backend.any_id_to_key_id(key_id)]
+    except Exception:  # moto raises KeyError, TypeError or NotFoundException by input
+        return None
+
+
+def kms_problem(account: str, region: str, key_id: str) -> str | None:
+    """Why the key cannot encrypt the import's snapshots, or None if it can."""
+    key = kms_key(account, region, key_id)
+    if key is None:
+        return (
+            f"ClientError: The specified KMS key is not accessible: {key_id} does not exist "
+            f"in {region}, or the import is not allowed to use it"
+        )
+    if not key.enabled or key.key_state != "Enabled":
+        return f"ClientError: The specified KMS key is not accessible: {key_id} is {key.key_state.lower()}"
+    if (key.key_spec or "SYMMETRIC_DEFAULT") != "SYMMETRIC_DEFAULT" or (key.key_usage or "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT":
+        return f"ClientError: The specified KMS key {key_id} is not a symmetric encryption key"
+    return None
+
+
+# --- the image's content ----------------------------------------------------------------------
+
+
+@dataclass
+class LocalFinding:
+    severity: str
+    code: str
+    message: str
+
+
+@dataclass
+class LocalReport:
+    """The fields of `wizard.inspect.ImageReport` this module uses."""
+
+    format: str
+    subformat: str = ""
+    partition_table: str = "unknown"  # mbr | gpt | none | unknown
+    findings: list[LocalFinding] = field(default_factory=list)
+
+
+SECTOR = 512
+VMDK_MAGIC = b"KDMV"
+VMDK_COMPRESSED = 1 << 16
+VMDK_MARKERS = 1 << 17
+
+
+def _vmdk_subformat(head: bytes) -> str:
+    """createType of a sparse VMDK, or "streamOptimized" from its header flags."""
+    if head[:4] == VMDK_MAGIC and len(head) >= 79:
+        version, flags = struct.unpack_from("<II", head, 4)
+        compress = struct.unpack_from("<H", head, 77)[0]
+        if flags & VMDK_COMPRESSED and compress == 1:
+            return "streamOptimized"
+        return "monolithicSparse" if version == 1 else f"sparse v{version}"
+    text = head[:4096].decode("latin-1")
+    for line in text.splitlines():
+        if line.strip().lower().startswith("createtype"):
+            return line.split("=", 1)[-1].strip().strip('"')
+    return "descriptor"
+
+
+def _partition_table(reader: Any, start: int = 0) -> str:
+    """mbr, gpt or none: what sector 0 (and 1) of a raw disk at `start` hold."""
+    mbr = reader.read(start, SECTOR)
+    if reader.read(start + SECTOR, 8) == b"EFI PART":
+        return "gpt"
+    if len(mbr) == SECTOR and mbr[510:512] == b"\x55\xaa":
+        types = [mbr[446 + 16 * n + 4] for n in range(4)]
+        if 0xEE in types:
+            return "gpt"
+        if any(types):
+            return "mbr"
+    return "none"
+
+
+def local_inspect(reader: Any, declared_format: str | None = None) -> LocalReport:
+    """A minimal inspector: the format, a VMDK's kind, and a raw disk's partition table.
+
+    It looks inside neither compressed VMDK grains nor dynamic VHD/VHDX blocks: their
+    partition table is "unknown", which is never a failure.
+    """
+    head = reader.read(0, 4096)
+    tail = reader.read(max(0, reader.size - SECTOR), SECTOR)
+    report = LocalReport("RAW")
+    if head[257:262] == b"ustar":
+        report.format = "OVA"
+    elif head[:4] == VMDK_MAGIC or head.startswith(b"# Disk DescriptorFile"):
+        report.format, report.subformat = "VMDK", _vmdk_subformat(head)
+        if report.subformat != "streamOptimized":
+            report.findings.append(
+                LocalFinding("error", "vmdk-not-stream-optimized", f"The VMDK is {report.subformat}, not streamOptimized.")
+            )
+    elif head[:8] == b"vhdxfile":
+        report.format = "VHDX"
+    elif head[:4] == b"QFI\xfb":
+        report.format = "QCOW2"
+    elif tail[:8] == b"conectix":
+        report.format = "VHD"
+        disk_type = struct.unpack_from(">I", tail, 60)[0] if len(tail) >= 64 else 0
+        report.subformat = {2: "fixed", 3: "dynamic", 4: "differencing"}.get(disk_type, "")
+        if report.subformat == "fixed":
+            report.partition_table = _partition_table(reader)
+    elif reader.read(0x8001, 5) == b"CD001":
+        report.format = "ISO"
+    if report.format == "RAW":
+        report.partition_table = _partition_table(reader)
+    declared = (declared_format or "").upper()
+    if declared and report.format != declared:
+        report.findings.insert(
+            0,
+            LocalFinding("error", "format-mismatch", f"Declared {declared}, but the file is {report.format}."),
+        )
+    if report.partition_table == "none":
+        report.findings.append(LocalFinding("error", "no-partitions", "The disk has no partition table."))
+    return report
+
+
+def _inspector() -> Callable[..., Any]:
+    """`wizard.inspect.inspect_image` if it is there, else `local_inspect`."""
+    try:
+        from wizard.inspect import inspect_image
+    except ImportError:
+        return local_inspect
+    except Exception as error:  # a broken package must not break the sandbox
+        print(f"sandbox: wizard.inspect does not import ({error!r}); using local_inspect", file=sys.stderr)
+        return local_inspect
+    return inspect_image
+
+
+def content_failure(reader: Any, declared_format: str | None, inspect: Callable[..., Any] | None = None) -> Failure | None:
+    """The failure a disk's content leads to, if any."""
+    inspect = inspect or _inspector()
+    try:
+        report = inspect(reader, declared_format=declared_format or None)
+    except Exception as error:  # an inspector's bug must not break the sandbox: the disk is fine
+        print(f"sandbox: inspecting the image failed: {error!r}", file=sys.stderr, flush=True)
+        return None
+    codes = {finding.code for finding in report.findings}
+    if getattr(report, "partition_table", "") == "none":
+        codes.add("no-partitions")
+    for code, stage, message in FAILING_FINDINGS:
+        if code in codes:
+            return stage, message
+    return None
+
+
+# --- all of it, for one task ------------------------------------------------------------------
+
+
+def _inspect_mode(task: ImportTask) -> str:
+    """"on", "off" or "auto", from the task's sandbox:inspect tag."""
+    for spec in task.params.get("TagSpecifications") or []:
+        for tag in spec.get("Tags") or []:
+            if tag.get("Key") == INSPECT_TAG:
+                value = str(tag.get("Value", "")).lower()
+                return value if value in ("on", "off") else "auto"
+    return "auto"
+
+
+class ImageChecks:
+    """The sandbox's validator: role, KMS key and disks of a task that starts validating."""
+
+    def __init__(self, min_bytes: int = DEFAULT_MIN_BYTES, inspect: Callable[..., Any] | None = None) -> None:
+        self.min_bytes = min_bytes
+        self.inspect = inspect
+
+    def __call__(self, task: ImportTask) -> Failure | None:
+        account, region, params = task.account, task.region, task.params
+        role_name = params.get("RoleName") or "vmimport"
+        problem = role_problem(account, region, role_name)
+        if problem:
+            return "validating", problem
+        key_id = params.get("KmsKeyId")
+        if key_id:
+            problem = kms_problem(account, region, key_id)
+            if problem:
+                return "validating", problem
+        mode = _inspect_mode(task)
+        if mode == "off":
+            return None
+        role = _role(account, region, role_name)
+        failures = [self.disk_failure(account, region, role, disk, mode) for disk in task.disks]
+        found = [f for f in failures if f is not None]
+        # The earliest stage wins; among equals, the first disk.
+        return min(found, key=lambda f: 0 if f[0] == "validating" else 1) if found else None
+
+    def disk_failure(self, account: str, region: str, role: Any, disk: dict[str, Any], mode: str) -> Failure | None:
+        location = s3_location(disk)
+        if location is None:
+            return None  # an https Url or a snapshot: nothing the sandbox can look at
+        bucket, key = location
+        reader = open_object(account, region, bucket, key)
+        if reader is None or not role_may(role, "s3:GetObject", f"arn:aws:s3:::{bucket}/{key}"):
+            return "validating", NO_ACCESS
+        if mode != "on" and reader.size < self.min_bytes:
+            return None
+        return content_failure(reader, disk.get("Format"), self.inspect)
