@@ -1,0 +1,44 @@
+"""`python manage.py import_image --cli-input-json FILE --user NAME`: a draft from an AWS CLI document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from wizard import drafts
+from wizard.cli_format import parse_cli_input
+
+
+class Command(BaseCommand):
+    help = "Make a draft import request from an `aws ec2 import-image` --cli-input-json/--cli-input-yaml document."
+
+    def add_arguments(self, parser) -> None:
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--cli-input-json", metavar="FILE", help="JSON document ('-' for standard input)")
+        source.add_argument("--cli-input-yaml", metavar="FILE", help="YAML document ('-' for standard input)")
+        parser.add_argument("--user", required=True, help="the requester who owns the draft")
+
+    def handle(self, *args, **options) -> None:
+        fmt = "json" if options["cli_input_json"] else "yaml"
+        path = options["cli_input_json"] or options["cli_input_yaml"]
+        text = self.stdin.read() if path == "-" else _read(path)
+        try:
+            user = get_user_model().objects.get(username=options["user"])
+        except get_user_model().DoesNotExist as exc:
+            raise CommandError(f"no user named {options['user']!r}") from exc
+        spec, errors = parse_cli_input(text, fmt)
+        if errors or spec is None:
+            for finding in errors:
+                self.stderr.write(f"{finding.path}: {finding.message}")
+            raise CommandError(f"{len(errors)} problem(s) in {path}; nothing was saved")
+        draft = drafts.draft_from_spec(user, spec, source=f"cli-input-{fmt} via manage.py")
+        self.stdout.write(f"draft #{draft.pk} made for {user.get_username()}: {draft.get_absolute_url()}")
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from exc
