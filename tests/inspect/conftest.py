@@ -26,8 +26,13 @@ def q_sync() -> None:
     """Replaces the project-wide fixture of that name: nothing here runs django-q2."""
 
 
+def tool(name: str) -> str:
+    """Path of a disk tool; mkfs and partitioners live in /usr/sbin, often not on a user's PATH."""
+    return shutil.which(name) or f"/usr/sbin/{name}"
+
+
 def missing_tools() -> list[str]:
-    missing = [t for t in TOOLS if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
+    missing = [t for t in TOOLS if not Path(tool(t)).exists()]
     return missing + ([str(VMDKSTREAM)] if not VMDKSTREAM.exists() else [])
 
 

@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "wizard.inspect", *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "wizard.inspect", *args], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
 
 
 def mbr_disk(path: Path) -> Path:
@@ -28,9 +30,21 @@ def test_good_image_exits_0(tmp_path: Path) -> None:
     done = run(str(mbr_disk(tmp_path / "disk.raw")), "--format", "RAW")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert (report["format"], report["partition_table"], report["boot_mode_hint"], report["ok"]) == ("RAW", "mbr", "legacy-bios", True)
-    assert report["partitions"][0] == {"index": 1, "start": 1048576, "size": 1048576, "type": "0x83", "name": "",
-                                       "is_esp": False, "bootable": True}
+    assert (report["format"], report["partition_table"], report["boot_mode_hint"], report["ok"]) == (
+        "RAW",
+        "mbr",
+        "legacy-bios",
+        True,
+    )
+    assert report["partitions"][0] == {
+        "index": 1,
+        "start": 1048576,
+        "size": 1048576,
+        "type": "0x83",
+        "name": "",
+        "is_esp": False,
+        "bootable": True,
+    }
 
 
 def test_errors_exit_1(tmp_path: Path) -> None:

@@ -28,8 +28,11 @@ GPT = {
     "gpt.qcow2": ("QCOW2", "v3", 512 * MiB, {"qcow2"}),
     "gpt.ova": ("OVA", "streamOptimized", 512 * MiB, set()),
 }
-MBR = {name.replace("gpt", "mbr"): (fmt, sub, 256 * MiB, codes) for name, (fmt, sub, _, codes) in GPT.items()
-       if name not in ("gpt-dyn-chs.vhd", "gpt.ova")}
+MBR = {
+    name.replace("gpt", "mbr"): (fmt, sub, 256 * MiB, codes)
+    for name, (fmt, sub, _, codes) in GPT.items()
+    if name not in ("gpt-dyn-chs.vhd", "gpt.ova")
+}
 
 
 def errors(report) -> set[str]:
@@ -45,7 +48,14 @@ def test_gpt_images(corpus: Path, name: str) -> None:
     assert errors(report) == codes
     assert report.partition_table == "gpt"
     esp, root = report.partitions
-    assert (esp.index, esp.start, esp.size, esp.type, esp.name, esp.is_esp) == (1, MiB, 100 * MiB, ESP, "EFI System Partition", True)
+    assert (esp.index, esp.start, esp.size, esp.type, esp.name, esp.is_esp) == (
+        1,
+        MiB,
+        100 * MiB,
+        ESP,
+        "EFI System Partition",
+        True,
+    )
     assert (root.index, root.start, root.type, root.name, root.is_esp) == (2, 101 * MiB, LINUX, "root", False)
     assert root.start + root.size == 512 * MiB - 33 * 512  # up to the backup GPT entries
     assert report.boot_mode_hint == "uefi"
@@ -63,7 +73,14 @@ def test_mbr_images(corpus: Path, name: str) -> None:
     assert errors(report) == codes
     assert report.partition_table == "mbr"
     [part] = report.partitions
-    assert (part.index, part.start, part.size, part.type, part.bootable, part.is_esp) == (1, MiB, 255 * MiB, "0x83", True, False)
+    assert (part.index, part.start, part.size, part.type, part.bootable, part.is_esp) == (
+        1,
+        MiB,
+        255 * MiB,
+        "0x83",
+        True,
+        False,
+    )
     assert report.boot_mode_hint == "legacy-bios"
     assert not [f for f in report.findings if f.severity != "error"]
 
@@ -90,5 +107,10 @@ def test_ova_descriptor(corpus: Path) -> None:
     assert disk.file_size == (corpus / "gpt-vmwstream.vmdk").stat().st_size
     nested = ova.first_disk
     assert nested is not None
-    assert (nested.format, nested.subformat, nested.partition_table, nested.boot_mode_hint) == ("VMDK", "streamOptimized", "gpt", "uefi")
+    assert (nested.format, nested.subformat, nested.partition_table, nested.boot_mode_hint) == (
+        "VMDK",
+        "streamOptimized",
+        "gpt",
+        "uefi",
+    )
     assert json.loads(json.dumps(report.to_dict()))["ova"]["first_disk"]["format"] == "VMDK"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import shutil
 import struct
 import subprocess
 import tarfile
@@ -13,7 +12,7 @@ import pytest
 
 from wizard.inspect import FileReader, ImageReport, SliceReader, inspect_image
 
-from .conftest import require_tools
+from .conftest import require_tools, tool
 from .crafting import make_ova, ovf, vhd_patches, vhdx_file_parameters_offset, vhdx_header_patches
 from .helpers import BytesReader, PatchedReader, ZeroReader
 
@@ -72,7 +71,21 @@ def test_stream_vmdk_with_parent_is_a_delta(corpus: Path) -> None:
 
 def test_qemu_made_child_vmdk(corpus: Path, tmp_path: Path) -> None:
     child = tmp_path / "child.vmdk"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", "-b", str(corpus / "gpt-sparse.vmdk"), "-F", "vmdk", str(child)], check=True)
+    subprocess.run(
+        [
+            tool("qemu-img"),
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-b",
+            str(corpus / "gpt-sparse.vmdk"),
+            "-F",
+            "vmdk",
+            str(child),
+        ],
+        check=True,
+    )
     assert codes(inspect_image(FileReader(child))) == {"differencing-disk", "vmdk-not-stream-optimized"}
 
 
@@ -187,7 +200,9 @@ def test_qcow2_rejected_with_a_conversion(corpus: Path) -> None:
 
 def test_compressed_qcow2_still_shows_its_partitions(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "c.qcow2"
-    subprocess.run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", str(corpus / "gpt.raw"), str(out)], check=True)
+    subprocess.run(
+        [tool("qemu-img"), "convert", "-c", "-f", "raw", "-O", "qcow2", str(corpus / "gpt.raw"), str(out)], check=True
+    )
     report = inspect_image(FileReader(out))
     assert (report.partition_table, report.boot_mode_hint) == ("gpt", "uefi")
     assert codes(report) == {"qcow2"}
@@ -195,7 +210,10 @@ def test_compressed_qcow2_still_shows_its_partitions(corpus: Path, tmp_path: Pat
 
 def test_qcow2_with_backing_file(corpus: Path, tmp_path: Path) -> None:
     child = tmp_path / "child.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(corpus / "gpt.qcow2"), "-F", "qcow2", str(child)], check=True)
+    subprocess.run(
+        [tool("qemu-img"), "create", "-q", "-f", "qcow2", "-b", str(corpus / "gpt.qcow2"), "-F", "qcow2", str(child)],
+        check=True,
+    )
     report = inspect_image(FileReader(child))
     assert report.partition_table == "unknown"
     assert "gpt.qcow2" in message(report, "qcow2")
@@ -295,7 +313,7 @@ def test_gpt_backup_missing(corpus: Path) -> None:
 def test_esp_without_fallback_loader(corpus: Path, tmp_path: Path) -> None:
     disk = tmp_path / "gpt.raw"
     subprocess.run(["cp", "--sparse=always", str(corpus / "gpt.raw"), str(disk)], check=True)
-    subprocess.run(["mdel", "-i", f"{disk}@@{MiB}", "::/EFI/BOOT/BOOTX64.EFI"], check=True)
+    subprocess.run([tool("mdel"), "-i", f"{disk}@@{MiB}", "::/EFI/BOOT/BOOTX64.EFI"], check=True)
     report = inspect_image(FileReader(disk))
     assert report.boot_mode_hint == "uefi"
     assert codes(report, "warning") == {"esp-no-bootx64"}
@@ -304,12 +322,14 @@ def test_esp_without_fallback_loader(corpus: Path, tmp_path: Path) -> None:
 def sgdisk_disk(path: Path, *args: str) -> Path:
     require_tools()
     subprocess.run(["truncate", "-s", "64M", str(path)], check=True)
-    subprocess.run([shutil.which("sgdisk") or "/usr/sbin/sgdisk", *args, str(path)], check=True, capture_output=True)
+    subprocess.run([tool("sgdisk"), *args, str(path)], check=True, capture_output=True)
     return path
 
 
 def test_gpt_with_esp_and_bios_boot_partition_boots_either_way(tmp_path: Path) -> None:
-    disk = sgdisk_disk(tmp_path / "d.raw", "-n", "1:2048:+1M", "-t", "1:ef02", "-n", "2:0:+32M", "-t", "2:ef00", "-n", "3:0:0")
+    disk = sgdisk_disk(
+        tmp_path / "d.raw", "-n", "1:2048:+1M", "-t", "1:ef02", "-n", "2:0:+32M", "-t", "2:ef00", "-n", "3:0:0"
+    )
     report = inspect_image(FileReader(disk))
     assert report.boot_mode_hint == ""
     assert codes(report, "info") == {"boot-either"}
@@ -325,7 +345,9 @@ def test_mbr_with_esp_and_no_active_partition_is_uefi(tmp_path: Path) -> None:
     require_tools()
     disk = tmp_path / "d.raw"
     subprocess.run(["truncate", "-s", "64M", str(disk)], check=True)
-    subprocess.run([shutil.which("sfdisk") or "/usr/sbin/sfdisk", "-q", "--label", "dos", str(disk)], input="2048,32M,ef\n,,83\n", text=True, check=True)
+    subprocess.run(
+        [tool("sfdisk"), "-q", "--label", "dos", str(disk)], input="2048,32M,ef\n,,83\n", text=True, check=True
+    )
     report = inspect_image(FileReader(disk))
     assert [p.type for p in report.partitions] == ["0xEF", "0x83"]
     assert report.boot_mode_hint == "uefi"
@@ -336,7 +358,14 @@ def test_mbr_with_esp_and_no_active_partition_is_uefi(tmp_path: Path) -> None:
 
 def test_ova_with_two_disks(corpus: Path, tmp_path: Path) -> None:
     disks = [("disk1.vmdk", "streamOptimized"), ("disk2.vmdk", "streamOptimized")]
-    ova = make_ova(tmp_path / "two.ova", [("vm.ovf", ovf(disks)), ("disk1.vmdk", corpus / "gpt-vmwstream.vmdk"), ("disk2.vmdk", corpus / "mbr-stream.vmdk")])
+    ova = make_ova(
+        tmp_path / "two.ova",
+        [
+            ("vm.ovf", ovf(disks)),
+            ("disk1.vmdk", corpus / "gpt-vmwstream.vmdk"),
+            ("disk2.vmdk", corpus / "mbr-stream.vmdk"),
+        ],
+    )
     report = inspect_image(FileReader(ova), "OVA")
     assert report.ok
     assert codes(report, "info") >= {"ova-multiple-disks", "uefi"}
@@ -347,8 +376,11 @@ def test_ova_with_two_disks(corpus: Path, tmp_path: Path) -> None:
 def test_ova_with_chunked_disk(corpus: Path, tmp_path: Path) -> None:
     data = (corpus / "gpt-vmwstream.vmdk").read_bytes()
     half = len(data) // 2
-    members = [("vm.ovf", ovf([("disk1.vmdk", "streamOptimized")], file_attrs=f' ovf:chunkSize="{half}"')),
-               ("disk1.vmdk.000000000", data[:half]), ("disk1.vmdk.000000001", data[half:])]
+    members = [
+        ("vm.ovf", ovf([("disk1.vmdk", "streamOptimized")], file_attrs=f' ovf:chunkSize="{half}"')),
+        ("disk1.vmdk.000000000", data[:half]),
+        ("disk1.vmdk.000000001", data[half:]),
+    ]
     report = inspect_image(FileReader(make_ova(tmp_path / "chunked.ova", members)))
     assert codes(report) == {"ova-chunked"}
     assert "OVA with chunked disk files" in message(report, "ova-chunked")
@@ -357,14 +389,24 @@ def test_ova_with_chunked_disk(corpus: Path, tmp_path: Path) -> None:
 
 def test_ova_with_sparse_disks(corpus: Path, tmp_path: Path) -> None:
     disks = [("disk1.vmdk", "streamOptimized"), ("disk2.vmdk", "sparse")]
-    members = [("vm.ovf", ovf(disks)), ("disk1.vmdk", corpus / "gpt-sparse.vmdk"), ("disk2.vmdk", corpus / "gpt-sparse.vmdk")]
+    members = [
+        ("vm.ovf", ovf(disks)),
+        ("disk1.vmdk", corpus / "gpt-sparse.vmdk"),
+        ("disk2.vmdk", corpus / "gpt-sparse.vmdk"),
+    ]
     report = inspect_image(FileReader(make_ova(tmp_path / "sparse.ova", members)))
     assert codes(report) == {"ova-disk-not-stream-optimized"}  # not vmdk-not-stream-optimized as well
-    assert [f.message.split()[1] for f in report.findings if f.code == "ova-disk-not-stream-optimized"] == ["disk2.vmdk", "disk1.vmdk"]
+    assert [f.message.split()[1] for f in report.findings if f.code == "ova-disk-not-stream-optimized"] == [
+        "disk2.vmdk",
+        "disk1.vmdk",
+    ]
 
 
 def test_ova_firmware_mismatch(corpus: Path, tmp_path: Path) -> None:
-    members = [("vm.ovf", ovf([("disk1.vmdk", "streamOptimized")], firmware="")), ("disk1.vmdk", corpus / "gpt-vmwstream.vmdk")]
+    members = [
+        ("vm.ovf", ovf([("disk1.vmdk", "streamOptimized")], firmware="")),
+        ("disk1.vmdk", corpus / "gpt-vmwstream.vmdk"),
+    ]
     report = inspect_image(FileReader(make_ova(tmp_path / "bios.ova", members)))
     assert report.ova.firmware == "bios" and report.boot_mode_hint == "uefi"
     assert codes(report, "warning") == {"ova-firmware-mismatch"}
@@ -381,7 +423,10 @@ def test_ova_long_names(corpus: Path, tmp_path: Path, fmt: int) -> None:
 
 
 def test_ova_ovf_not_first(corpus: Path, tmp_path: Path) -> None:
-    members = [("disk1.vmdk", corpus / "mbr-vmwstream.vmdk"), ("vm.ovf", ovf([("disk1.vmdk", "streamOptimized")], firmware=""))]
+    members = [
+        ("disk1.vmdk", corpus / "mbr-vmwstream.vmdk"),
+        ("vm.ovf", ovf([("disk1.vmdk", "streamOptimized")], firmware="")),
+    ]
     report = inspect_image(FileReader(make_ova(tmp_path / "late.ova", members)))
     assert codes(report, "warning") == {"ova-ovf-not-first"}
     assert report.ok

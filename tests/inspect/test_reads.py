@@ -10,15 +10,27 @@ import pytest
 from wizard.inspect import FileReader, inspect_image
 from wizard.inspect.reader import HEAD, PAGE, TAIL
 
-from .conftest import require_tools
+from .conftest import require_tools, tool
 from .helpers import CountingReader
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 CORPUS = [
-    "gpt.raw", "mbr.raw", "gpt-stream.vmdk", "mbr-stream.vmdk", "gpt-vmwstream.vmdk", "gpt-sparse.vmdk",
-    "gpt-flat.vmdk", "gpt-dyn.vhd", "gpt-fixed.vhd", "gpt-dyn-chs.vhd", "gpt-dyn.vhdx", "gpt-fixed.vhdx",
-    "mbr-dyn.vhdx", "gpt.qcow2", "gpt.ova",
+    "gpt.raw",
+    "mbr.raw",
+    "gpt-stream.vmdk",
+    "mbr-stream.vmdk",
+    "gpt-vmwstream.vmdk",
+    "gpt-sparse.vmdk",
+    "gpt-flat.vmdk",
+    "gpt-dyn.vhd",
+    "gpt-fixed.vhd",
+    "gpt-dyn-chs.vhd",
+    "gpt-dyn.vhdx",
+    "gpt-fixed.vhdx",
+    "mbr-dyn.vhdx",
+    "gpt.qcow2",
+    "gpt.ova",
 ]
 
 
@@ -44,7 +56,11 @@ def test_huge_gpt_disk_reads_head_tail_and_a_page(tmp_path: Path) -> None:
     require_tools()
     path = tmp_path / "huge.raw"
     subprocess.run(["truncate", "-s", "100G", str(path)], check=True)
-    subprocess.run(["sgdisk", "-n", "1:2048:+100M", "-t", "1:ef00", "-n", "2:0:0", str(path)], check=True, capture_output=True)
+    subprocess.run(
+        [tool("sgdisk"), "-n", "1:2048:+100M", "-t", "1:ef00", "-n", "2:0:0", str(path)],
+        check=True,
+        capture_output=True,
+    )
     reader = CountingReader(FileReader(path))
     report = inspect_image(reader)
     assert (report.partition_table, report.boot_mode_hint, len(report.partitions)) == ("gpt", "uefi", 2)

@@ -11,4 +11,14 @@ from .image import inspect_image
 from .reader import FileReader, Reader, SliceReader
 from .report import Finding, ImageReport, OvaDisk, OvaInfo, Partition
 
-__all__ = ["FileReader", "Finding", "ImageReport", "OvaDisk", "OvaInfo", "Partition", "Reader", "SliceReader", "inspect_image"]
+__all__ = [
+    "FileReader",
+    "Finding",
+    "ImageReport",
+    "OvaDisk",
+    "OvaInfo",
+    "Partition",
+    "Reader",
+    "SliceReader",
+    "inspect_image",
+]

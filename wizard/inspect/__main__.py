@@ -10,7 +10,9 @@ from . import FileReader, inspect_image
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wizard.inspect", description="Check a disk image for EC2 VM Import.")
+    parser = argparse.ArgumentParser(
+        prog="python -m wizard.inspect", description="Check a disk image for EC2 VM Import."
+    )
     parser.add_argument("image", help="path of the image file")
     parser.add_argument("--format", default="", help="the Format the import will name: OVA, VMDK, VHD, VHDX or RAW")
     args = parser.parse_args(argv)

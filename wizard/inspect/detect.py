@@ -41,7 +41,7 @@ def detect(src: CachedReader) -> tuple[str, str]:
     """(format, name of the unsupported kind for UNKNOWN); format is one of
     VMDK, VHD, VHDX, QCOW2, OVA, ISO, RAW, UNKNOWN."""
     head = src.head
-    if head.startswith((b"KDMV", b"COWD") + DESCRIPTOR_MAGICS):
+    if head.startswith((b"KDMV", b"COWD", *DESCRIPTOR_MAGICS)):
         return "VMDK", ""
     if head.startswith(b"vhdxfile"):
         return "VHDX", ""
@@ -59,4 +59,3 @@ def detect(src: CachedReader) -> tuple[str, str]:
     if src.size >= 511 and b"conectix" in (src.read(src.size - 512, 8), src.read(src.size - 511, 8)):
         return "VHD", ""
     return "RAW", ""
-

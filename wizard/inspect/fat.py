@@ -18,7 +18,14 @@ class _Fat:
         bps, spc, reserved, fats, root_entries, total16, _, fat16 = struct.unpack_from("<HBHBHHBH", boot, 11)
         total32, fat32, root_cluster = struct.unpack_from("<IIxxxxI", boot, 32)
         fat_sectors, total = fat16 or fat32, total16 or total32
-        if bps not in (512, 1024, 2048, 4096) or not spc or spc & (spc - 1) or not reserved or not fats or not fat_sectors:
+        if (
+            bps not in (512, 1024, 2048, 4096)
+            or not spc
+            or spc & (spc - 1)
+            or not reserved
+            or not fats
+            or not fat_sectors
+        ):
             raise ValueError("not a FAT boot sector")
         self.guest, self.start, self.bps, self.spc = guest, start, bps, spc
         self.fat = start + reserved * bps

@@ -41,19 +41,29 @@ def inspect_image(reader: Reader, declared_format: str | None = "") -> ImageRepo
     report = _inspect(reader)
     if report.file_size > MAX_OBJECT_SIZE:
         report.findings.append(
-            Finding(ERROR, "too-large",
-                    f"The file is {human(report.file_size)}; an S3 object can be at most 5 TiB, so it cannot be "
-                    "uploaded for import. Use a sparse format that stores only the used data (stream-optimized "
-                    "VMDK, dynamic VHDX).")
+            Finding(
+                ERROR,
+                "too-large",
+                f"The file is {human(report.file_size)}; an S3 object can be at most 5 TiB, so it cannot be "
+                "uploaded for import. Use a sparse format that stores only the used data (stream-optimized "
+                "VMDK, dynamic VHDX).",
+            )
         )
     declared = (declared_format or "").strip().upper()
     if declared and declared != report.format:
-        fix = f"Set the format to {report.format}." if report.format in IMPORTABLE else f"VM Import cannot import {report.format} at all (see the other findings)."
+        fix = (
+            f"Set the format to {report.format}."
+            if report.format in IMPORTABLE
+            else f"VM Import cannot import {report.format} at all (see the other findings)."
+        )
         report.findings.append(
-            Finding(ERROR, "format-mismatch",
-                    f"The import names the format {declared} but the file is {report.format}"
-                    f"{' (' + report.subformat + ')' if report.subformat else ''}. VM Import fails with "
-                    f"\"Unsupported specified file format\". {fix}")
+            Finding(
+                ERROR,
+                "format-mismatch",
+                f"The import names the format {declared} but the file is {report.format}"
+                f"{' (' + report.subformat + ')' if report.subformat else ''}. VM Import fails with "
+                f'"Unsupported specified file format". {fix}',
+            )
         )
     return report
 
@@ -63,16 +73,38 @@ def _inspect(reader: Reader) -> ImageReport:
     (its S3 size and declared format): also used for the disk inside an OVA."""
     src = CachedReader(reader)
     if src.size == 0:
-        return ImageReport("UNKNOWN", "", None, 0, "none", findings=[
-            Finding(ERROR, "empty", "The file is empty (0 bytes): the upload or the export did not complete. Upload the disk image again.")
-        ])
+        return ImageReport(
+            "UNKNOWN",
+            "",
+            None,
+            0,
+            "none",
+            findings=[
+                Finding(
+                    ERROR,
+                    "empty",
+                    "The file is empty (0 bytes): the upload or the export did not complete. "
+                    "Upload the disk image again.",
+                )
+            ],
+        )
     fmt, kind = detect(src)
     try:
         return inspect_ova(src, _inspect) if fmt == "OVA" else _inspect_disk(src, fmt, kind)
     except (struct.error, ValueError) as e:  # a structure too short or malformed to parse
-        return ImageReport(fmt, "", None, src.size, findings=[
-            Finding(ERROR, "corrupt", f"The {fmt} image's structures are damaged ({e}); VM Import would fail on it too. Export it again.")
-        ])
+        return ImageReport(
+            fmt,
+            "",
+            None,
+            src.size,
+            findings=[
+                Finding(
+                    ERROR,
+                    "corrupt",
+                    f"The {fmt} image's structures are damaged ({e}); VM Import would fail on it too. Export it again.",
+                )
+            ],
+        )
 
 
 def _inspect_disk(src: CachedReader, fmt: str, kind: str) -> ImageReport:
@@ -83,9 +115,12 @@ def _inspect_disk(src: CachedReader, fmt: str, kind: str) -> ImageReport:
     report = ImageReport(disk.format, disk.subformat, disk.virtual_size, src.size, findings=list(disk.findings))
     if disk.virtual_size is not None and disk.virtual_size >= MAX_VIRTUAL_SIZE:
         report.findings.append(
-            Finding(ERROR, "too-large",
-                    f"The virtual disk is {human(disk.virtual_size)}; ImportImage takes disks under 8 TiB. "
-                    "Shrink the disk (and its last partition) below 8 TiB, or move data to separate volumes.")
+            Finding(
+                ERROR,
+                "too-large",
+                f"The virtual disk is {human(disk.virtual_size)}; ImportImage takes disks under 8 TiB. "
+                "Shrink the disk (and its last partition) below 8 TiB, or move data to separate volumes.",
+            )
         )
     if disk.guest is not None:
         try:
@@ -100,17 +135,36 @@ def _open(src: CachedReader, fmt: str, kind: str) -> Disk:
     if fmt == "RAW":
         return Disk("RAW", "", src.size, src, raw_data=True)
     if fmt == "ISO":
-        return Disk("ISO", "", src.size, None, [
-            Finding(ERROR, "iso",
+        return Disk(
+            "ISO",
+            "",
+            src.size,
+            None,
+            [
+                Finding(
+                    ERROR,
+                    "iso",
                     "This is an ISO 9660 (CD/DVD) image, not the disk of an installed system. VM Import cannot "
                     "import installer ISOs: install the OS into a VM, then export its disk (OVA or "
-                    "stream-optimized VMDK) and import that.")
-        ])
+                    "stream-optimized VMDK) and import that.",
+                )
+            ],
+        )
     if fmt == "UNKNOWN":
-        return Disk("UNKNOWN", kind, None, None, [
-            Finding(ERROR, "unsupported-format",
-                    f"This is a {kind} file, not a disk image VM Import reads (OVA, VMDK, VHD, VHDX or RAW): {ADVICE[kind]}.")
-        ])
+        return Disk(
+            "UNKNOWN",
+            kind,
+            None,
+            None,
+            [
+                Finding(
+                    ERROR,
+                    "unsupported-format",
+                    f"This is a {kind} file, not a disk image VM Import reads (OVA, VMDK, VHD, VHDX or RAW): "
+                    f"{ADVICE[kind]}.",
+                )
+            ],
+        )
     return OPENERS[fmt](src)
 
 
@@ -118,14 +172,19 @@ def _read_guest(disk: Disk, report: ImageReport) -> None:
     assert disk.guest is not None
     table = read_table(disk.guest, disk.sector_size)
     report.partition_table, report.partitions = table.kind, table.partitions
-    report.findings += check_table(disk.guest, table, disk.sector_size, "truncated" if disk.raw_data else "partition-outside-disk")
+    report.findings += check_table(
+        disk.guest, table, disk.sector_size, "truncated" if disk.raw_data else "partition-outside-disk"
+    )
     report.boot_mode_hint, findings = boot_mode(table)
     report.findings += findings
     esp = next((p for p in table.partitions if p.is_esp), None)
     if esp is not None and has_file(disk.guest, esp.start, BOOT_LOADER) is False:
         report.findings.append(
-            Finding(WARNING, "esp-no-bootx64",
-                    f"The EFI System Partition has no {BOOT_LOADER}. VM Import boots UEFI guests through this "
-                    "fallback loader, so the import fails or the instance does not boot. Install it (e.g. "
-                    "grub-install --removable, or copy the distribution's shimx64.efi/grubx64.efi there).")
+            Finding(
+                WARNING,
+                "esp-no-bootx64",
+                f"The EFI System Partition has no {BOOT_LOADER}. VM Import boots UEFI guests through this "
+                "fallback loader, so the import fails or the instance does not boot. Install it (e.g. "
+                "grub-install --removable, or copy the distribution's shimx64.efi/grubx64.efi there).",
+            )
         )

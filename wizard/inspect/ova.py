@@ -59,7 +59,9 @@ def tar_members(src: Reader) -> list[Member]:
         if header == bytes(BLOCK):
             break
         if header[257:262] != b"ustar":
-            raise ImageError("ova-invalid", f"The tar header at byte {offset} is damaged. VM Import: \"{UNSUPPORTED_OVA}\".")
+            raise ImageError(
+                "ova-invalid", f'The tar header at byte {offset} is damaged. VM Import: "{UNSUPPORTED_OVA}".'
+            )
         size, kind, data = _octal_or_base256(header[124:136]), header[156:157], offset + BLOCK
         if kind in (b"x", b"L"):
             body = read_exact(src, data, min(size, 64 * 1024), "tar extended header")
@@ -72,7 +74,9 @@ def tar_members(src: Reader) -> list[Member]:
             name = pax.get("path") or long_name or (prefix + "/" if prefix else "") + _cstr(header[:100])
             size = int(pax.get("size", size))
             if data + size > src.size:
-                raise ImageError("truncated", f"The OVA ends inside {name}: the file was cut short. Upload the complete file.")
+                raise ImageError(
+                    "truncated", f"The OVA ends inside {name}: the file was cut short. Upload the complete file."
+                )
             members.append(Member(name, data, size))
             pax, long_name = {}, ""
         offset = data + -(-size // BLOCK) * BLOCK
@@ -101,7 +105,9 @@ def parse_ovf(data: bytes, members: dict[str, Member]) -> OvaInfo:
     try:
         root = ET.fromstring(data)
     except ET.ParseError as e:
-        raise ImageError("ova-invalid", f"The OVF descriptor is not valid XML ({e}). VM Import: \"{UNSUPPORTED_OVA}\".") from e
+        raise ImageError(
+            "ova-invalid", f'The OVF descriptor is not valid XML ({e}). VM Import: "{UNSUPPORTED_OVA}".'
+        ) from e
     files = {_attr(f, "id"): f for f in root.iter() if _local(f.tag) == "File"}
     disks = []
     for d in (el for el in root.iter() if _local(el.tag) == "Disk"):
@@ -119,7 +125,10 @@ def parse_ovf(data: bytes, members: dict[str, Member]) -> OvaInfo:
                 _attr(f, "compression") if f is not None else "",
             )
         )
-    firmware = next((_attr(c, "value").lower() for c in root.iter() if _local(c.tag) == "Config" and _attr(c, "key") == "firmware"), "")
+    firmware = next(
+        (_attr(c, "value").lower() for c in root.iter() if _local(c.tag) == "Config" and _attr(c, "key") == "firmware"),
+        "",
+    )
     os_section = next((el for el in root.iter() if _local(el.tag) == "OperatingSystemSection"), None)
     return OvaInfo(
         "",
@@ -144,9 +153,16 @@ def _inspect(src: CachedReader, inspect_disk: Callable[[Reader], ImageReport], r
     by_name = {posixpath.basename(m.name): m for m in members} | {m.name: m for m in members}
     ovf = next((m for m in members if m.name.lower().endswith(".ovf")), None)
     if ovf is None:
-        raise ImageError("ova-invalid", f"The OVA has no .ovf descriptor. VM Import: \"{UNSUPPORTED_OVA}\".")
+        raise ImageError("ova-invalid", f'The OVA has no .ovf descriptor. VM Import: "{UNSUPPORTED_OVA}".')
     if ovf is not members[0]:
-        report.findings.append(Finding(WARNING, "ova-ovf-not-first", f"{ovf.name} is not the first file of the OVA, as the OVF standard requires; re-create it with the .ovf first."))
+        report.findings.append(
+            Finding(
+                WARNING,
+                "ova-ovf-not-first",
+                f"{ovf.name} is not the first file of the OVA, as the OVF standard requires; "
+                "re-create the OVA with the .ovf first.",
+            )
+        )
     if ovf.size > MAX_OVF:
         raise ImageError("ova-invalid", f"The OVF descriptor is {ovf.size} bytes, far larger than any real one.")
     info = parse_ovf(read_exact(src, ovf.offset, ovf.size, "OVF descriptor"), by_name)
@@ -154,34 +170,73 @@ def _inspect(src: CachedReader, inspect_disk: Callable[[Reader], ImageReport], r
     report.ova = info
     if not info.disks:
         raise ImageError("ova-invalid", "The OVF declares no disks, so there is nothing to import.")
-    if len(info.disks) > MAX_VOLUMES:
-        report.findings.append(Finding(ERROR, "too-many-volumes", f"The OVA has {len(info.disks)} disks; VM Import takes at most {MAX_VOLUMES} volumes."))
-    elif len(info.disks) > 1:
-        report.findings.append(Finding(INFO, "ova-multiple-disks", f"The OVA has {len(info.disks)} disks; VM Import makes each a volume of the AMI, the first being the boot volume. Only the first disk was inspected here."))
-    for i, disk in enumerate(info.disks):
-        if disk.chunked:
-            report.findings.append(Finding(ERROR, "ova-chunked", f"Disk {disk.href} is split into chunks inside the OVA. VM Import fails with \"{CHUNKED}\". Export the OVA again without chunking (ovftool without --chunkSize)."))
-        elif i > 0 and not disk.format.lower().endswith(STREAM):
-            report.findings.append(_not_stream(disk.href, f"declared as {disk.format or 'no format'}"))
+    report.findings += _disk_list_findings(info.disks)
     first = info.disks[0]
     member = by_name.get(first.href)
     if member is None:
         if not first.chunked:
-            raise ImageError("ova-invalid", f"The OVF names the disk file {first.href!r}, which is not in the OVA. VM Import: \"{UNSUPPORTED_OVA}\".")
+            raise ImageError(
+                "ova-invalid",
+                f'The OVF names the disk file {first.href!r}, which is not in the OVA. VM Import: "{UNSUPPORTED_OVA}".',
+            )
         return
-    nested = inspect_disk(SliceReader(src, member.offset, member.size))
-    info.first_disk = nested
+    info.first_disk = inspect_disk(SliceReader(src, member.offset, member.size))
+    _take_first_disk(report, info, info.first_disk)
+
+
+def _disk_list_findings(disks: list[OvaDisk]) -> list[Finding]:
+    """What the OVF's list of disks shows: their number, chunking, declared formats."""
+    findings = []
+    if len(disks) > MAX_VOLUMES:
+        findings.append(
+            Finding(
+                ERROR,
+                "too-many-volumes",
+                f"The OVA has {len(disks)} disks; VM Import takes at most {MAX_VOLUMES} volumes.",
+            )
+        )
+    elif len(disks) > 1:
+        findings.append(
+            Finding(
+                INFO,
+                "ova-multiple-disks",
+                f"The OVA has {len(disks)} disks; VM Import makes each a volume of the AMI, the first "
+                "being the boot volume. Only the first disk was inspected here.",
+            )
+        )
+    for i, disk in enumerate(disks):
+        if disk.chunked:
+            findings.append(
+                Finding(
+                    ERROR,
+                    "ova-chunked",
+                    f'Disk {disk.href} is split into chunks inside the OVA. VM Import fails with "{CHUNKED}". '
+                    "Export the OVA again without chunking (ovftool without --chunkSize).",
+                )
+            )
+        elif i > 0 and not disk.format.lower().endswith(STREAM):  # the first disk is judged by its bytes
+            findings.append(_not_stream(disk.href, f"declared as {disk.format or 'no format'}"))
+    return findings
+
+
+def _take_first_disk(report: ImageReport, info: OvaInfo, nested: ImageReport) -> None:
+    """The OVA's report shows its first disk: layout, boot mode, findings."""
     if nested.format != "VMDK" or nested.subformat.lower() != STREAM[1:]:
-        report.findings.append(_not_stream(first.href, f"a {nested.format} {nested.subformat}".rstrip()))
+        report.findings.append(_not_stream(info.disks[0].href, f"a {nested.format} {nested.subformat}".rstrip()))
     report.findings += [f for f in nested.findings if f.code != "vmdk-not-stream-optimized"]
     report.subformat, report.virtual_size = nested.subformat, nested.virtual_size
-    report.partition_table, report.partitions, report.boot_mode_hint = nested.partition_table, nested.partitions, nested.boot_mode_hint
+    report.partition_table, report.partitions = nested.partition_table, nested.partitions
+    report.boot_mode_hint = nested.boot_mode_hint
     wanted = {"uefi": "efi", "legacy-bios": "bios"}.get(nested.boot_mode_hint)
     if wanted and wanted != info.firmware:
         report.findings.append(
-            Finding(WARNING, "ova-firmware-mismatch",
-                    f"The disk boots with {nested.boot_mode_hint} but the OVF declares {info.firmware.upper()} firmware. "
-                    f"Set BootMode={nested.boot_mode_hint} in ImportImage, and fix the VM's firmware setting before the next export.")
+            Finding(
+                WARNING,
+                "ova-firmware-mismatch",
+                f"The disk boots with {nested.boot_mode_hint} but the OVF declares {info.firmware.upper()} "
+                f"firmware. Set BootMode={nested.boot_mode_hint} in ImportImage, and fix the VM's firmware "
+                "setting before the next export.",
+            )
         )
 
 
@@ -190,7 +245,7 @@ def _not_stream(href: str, what: str) -> Finding:
         ERROR,
         "ova-disk-not-stream-optimized",
         f"Disk {href} of the OVA is {what}, not a stream-optimized VMDK. VM Import fails with "
-        "\"Disk validation failed [Unsupported VMDK File Format]\". Export the OVA with ovftool/vSphere "
+        '"Disk validation failed [Unsupported VMDK File Format]". Export the OVA with ovftool/vSphere '
         "(they write stream-optimized disks), or convert the disk: qemu-img convert -O vmdk -o "
         "subformat=streamOptimized in.vmdk out.vmdk, and import that VMDK.",
     )

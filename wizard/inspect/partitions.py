@@ -14,7 +14,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from .reader import Reader
-from .report import ERROR, INFO, WARNING, Finding, ImageError, Partition, human
+from .report import ERROR, INFO, WARNING, Finding, Partition, human
 
 ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
@@ -35,7 +35,11 @@ class Table:
 def read_table(guest: Reader, sector_size: int = 512) -> Table:
     mbr = guest.read(0, 512)
     boot_code = any(mbr[:440])
-    entries = [_mbr_entry(i, mbr[446 + 16 * i : 462 + 16 * i], sector_size) for i in range(4)] if mbr[510:512] == b"\x55\xaa" else []
+    entries = (
+        [_mbr_entry(i, mbr[446 + 16 * i : 462 + 16 * i], sector_size) for i in range(4)]
+        if mbr[510:512] == b"\x55\xaa"
+        else []
+    )
     gpt = guest.read(sector_size, sector_size)
     if gpt.startswith(b"EFI PART"):
         table = _read_gpt(guest, gpt, sector_size)
@@ -52,25 +56,40 @@ def _mbr_entry(index: int, raw: bytes, sector_size: int) -> Partition | None:
     start, sectors = struct.unpack_from("<II", raw, 8)
     if status not in (0, 0x80) or (ptype and sectors and not start):
         return None
-    return Partition(index + 1, start * sector_size, sectors * sector_size if ptype else 0,
-                     f"0x{ptype:02X}", "", ptype == MBR_ESP, status == 0x80)
+    return Partition(
+        index + 1,
+        start * sector_size,
+        sectors * sector_size if ptype else 0,
+        f"0x{ptype:02X}",
+        "",
+        ptype == MBR_ESP,
+        status == 0x80,
+    )
 
 
 def _read_gpt(guest: Reader, header: bytes, sector_size: int) -> Table:
-    size, = struct.unpack_from("<I", header, 12)
-    crc, = struct.unpack_from("<I", header, 16)
-    alternate, = struct.unpack_from("<Q", header, 32)
+    (size,) = struct.unpack_from("<I", header, 12)
+    (crc,) = struct.unpack_from("<I", header, 16)
+    (alternate,) = struct.unpack_from("<Q", header, 32)
     entries_lba, count, entry_size, entries_crc = struct.unpack_from("<QIII", header, 72)
     table = Table("gpt", alternate_lba=alternate)
     if not 92 <= size <= sector_size or zlib.crc32(header[:16] + bytes(4) + header[20:size]) != crc:
-        table.findings.append(Finding(ERROR, "corrupt", "The GPT header's checksum is wrong: the partition table is damaged. " + NO_PARTITIONS))
+        table.findings.append(
+            Finding(
+                ERROR, "corrupt", "The GPT header's checksum is wrong: the partition table is damaged. " + NO_PARTITIONS
+            )
+        )
         return table
     if count > MAX_GPT_ENTRIES or entry_size < 128:
-        table.findings.append(Finding(ERROR, "corrupt", f"The GPT header declares {count} entries of {entry_size} bytes: damaged."))
+        table.findings.append(
+            Finding(ERROR, "corrupt", f"The GPT header declares {count} entries of {entry_size} bytes: damaged.")
+        )
         return table
     raw = guest.read(entries_lba * sector_size, count * entry_size)
     if zlib.crc32(raw) != entries_crc:
-        table.findings.append(Finding(ERROR, "corrupt", "The GPT partition entries' checksum is wrong: the partition table is damaged."))
+        table.findings.append(
+            Finding(ERROR, "corrupt", "The GPT partition entries' checksum is wrong: the partition table is damaged.")
+        )
         return table
     for i in range(count):
         e = raw[i * entry_size : (i + 1) * entry_size]
@@ -80,7 +99,9 @@ def _read_gpt(guest: Reader, header: bytes, sector_size: int) -> Table:
         first, last, attrs = struct.unpack_from("<QQQ", e, 32)
         name = e[56:128].decode("utf-16-le", "replace").split("\0", 1)[0]
         table.partitions.append(
-            Partition(i + 1, first * sector_size, (last - first + 1) * sector_size, ptype, name, ptype == ESP, bool(attrs & 4))
+            Partition(
+                i + 1, first * sector_size, (last - first + 1) * sector_size, ptype, name, ptype == ESP, bool(attrs & 4)
+            )
         )
     return table
 
@@ -92,28 +113,55 @@ def check_table(guest: Reader, table: Table, sector_size: int, cut_code: str) ->
     is the file itself (raw), since then the file was cut, else "partition-outside-disk".
     """
     if table.kind == "none":
-        return [Finding(ERROR, "no-partitions",
-                        "The disk has no partition table (no MBR signature and no GPT): VM Import will "
-                        f'fail with "{NO_PARTITIONS}" Import a whole disk, not a single partition or '
-                        "file system; the disk needs an MBR or GPT with the OS's partitions.")]
+        return [
+            Finding(
+                ERROR,
+                "no-partitions",
+                "The disk has no partition table (no MBR signature and no GPT): VM Import will "
+                f'fail with "{NO_PARTITIONS}" Import a whole disk, not a single partition or '
+                "file system; the disk needs an MBR or GPT with the OS's partitions.",
+            )
+        ]
     findings = list(table.findings)
     if not table.partitions and not findings:
-        return [Finding(ERROR, "no-partitions",
-                        f"The {table.kind.upper()} partition table is empty: VM Import will fail with "
-                        f'"{NO_PARTITIONS}" The disk needs the partitions of an installed OS.')]
+        return [
+            Finding(
+                ERROR,
+                "no-partitions",
+                f"The {table.kind.upper()} partition table is empty: VM Import will fail with "
+                f'"{NO_PARTITIONS}" The disk needs the partitions of an installed OS.',
+            )
+        ]
     last_lba = guest.size // sector_size - 1
     end = max([p.start + p.size for p in table.partitions] + [(table.alternate_lba + 1) * sector_size])
     if end > guest.size:
-        findings.append(Finding(ERROR, cut_code,
-                                f"The partition table describes a disk of at least {human(end)}, but the disk is "
-                                f"{human(guest.size)}: "
-                                + ("the image file was cut short. Upload the complete file." if cut_code == "truncated"
-                                   else "its partitions reach past its end, so the OS's file systems are incomplete.")))
-    elif table.kind == "gpt" and table.alternate_lba == last_lba and not guest.read(last_lba * sector_size, 8).startswith(b"EFI PART"):
-        findings.append(Finding(WARNING, "gpt-backup-missing",
-                                "The GPT has no backup header in the disk's last sector: the end of the disk was "
-                                "overwritten or the image was assembled wrongly. Repair it (e.g. sgdisk -e, or gdisk's "
-                                "verify) before importing."))
+        findings.append(
+            Finding(
+                ERROR,
+                cut_code,
+                f"The partition table describes a disk of at least {human(end)}, but the disk is "
+                f"{human(guest.size)}: "
+                + (
+                    "the image file was cut short. Upload the complete file."
+                    if cut_code == "truncated"
+                    else "its partitions reach past its end, so the OS's file systems are incomplete."
+                ),
+            )
+        )
+    elif (
+        table.kind == "gpt"
+        and table.alternate_lba == last_lba
+        and not guest.read(last_lba * sector_size, 8).startswith(b"EFI PART")
+    ):
+        findings.append(
+            Finding(
+                WARNING,
+                "gpt-backup-missing",
+                "The GPT has no backup header in the disk's last sector: the end of the disk was "
+                "overwritten or the image was assembled wrongly. Repair it (e.g. sgdisk -e, or gdisk's "
+                "verify) before importing.",
+            )
+        )
     return findings
 
 
@@ -126,12 +174,22 @@ def boot_mode(table: Table) -> tuple[str, list[Finding]]:
         bios_partition = any(p.bootable for p in table.partitions)  # an active partition
     bios = table.boot_code or bios_partition
     if esp and not bios:
-        return "uefi", [Finding(INFO, "uefi",
-                                f"The disk boots with UEFI only ({table.kind.upper()} with an EFI System Partition and "
-                                "no BIOS boot loader). Set BootMode=uefi in ImportImage: the default, "
-                                "legacy-bios, gives an instance that does not boot.")]
+        return "uefi", [
+            Finding(
+                INFO,
+                "uefi",
+                f"The disk boots with UEFI only ({table.kind.upper()} with an EFI System Partition and "
+                "no BIOS boot loader). Set BootMode=uefi in ImportImage: the default, "
+                "legacy-bios, gives an instance that does not boot.",
+            )
+        ]
     if esp and bios:
-        return "", [Finding(INFO, "boot-either",
-                            "The disk has both an EFI System Partition and a BIOS boot loader: BootMode "
-                            "legacy-bios (the default) and uefi should both boot.")]
+        return "", [
+            Finding(
+                INFO,
+                "boot-either",
+                "The disk has both an EFI System Partition and a BIOS boot loader: BootMode "
+                "legacy-bios (the default) and uefi should both boot.",
+            )
+        ]
     return ("legacy-bios" if bios else ""), []

@@ -31,7 +31,8 @@ def open_qcow2(src: CachedReader) -> Disk:
     finding = Finding(
         ERROR,
         "qcow2",
-        "This is a QCOW2 image (QEMU/KVM/OpenStack). VM Import does not accept QCOW2." + "".join(notes)
+        "This is a QCOW2 image (QEMU/KVM/OpenStack). VM Import does not accept QCOW2."
+        + "".join(notes)
         + " Convert it first: qemu-img convert -f qcow2 -O vmdk -o subformat=streamOptimized "
         "in.qcow2 out.vmdk (or -O raw out.raw), then import the result.",
     )

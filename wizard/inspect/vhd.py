@@ -21,7 +21,7 @@ UNALLOCATED = 0xFFFF_FFFF
 
 
 def checksum_ok(footer: bytes) -> bool:
-    (stored,) = struct.unpack_from(">I", footer, 64)
+    stored: int = struct.unpack_from(">I", footer, 64)[0]
     return stored == ~sum(footer[:64] + bytes(4) + footer[68:]) & 0xFFFF_FFFF
 
 
@@ -86,9 +86,12 @@ def open_vhd(src: CachedReader) -> Disk:
         (table_offset,) = struct.unpack_from(">Q", header, 16)
         entries, block_size = struct.unpack_from(">II", header, 28)
         if table_offset + 4 * entries > src.size:
-            raise ImageError("truncated", f"The VHD ({human(src.size)}) ends inside its block allocation table: the file was cut short.")
+            raise ImageError(
+                "truncated",
+                f"The VHD ({human(src.size)}) ends inside its block allocation table: the file was cut short.",
+            )
     except ImageError as e:
-        return Disk("VHD", subformat, virtual_size, None, findings + [e.finding()])
+        return Disk("VHD", subformat, virtual_size, None, [*findings, e.finding()])
     bitmap_bytes = -(-(block_size // SECTOR) // 8)  # one bit per sector, in whole sectors
     bitmap = -(-bitmap_bytes // SECTOR) * SECTOR
 

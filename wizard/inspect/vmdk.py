@@ -128,7 +128,7 @@ def _open_sparse(src: CachedReader) -> Disk:
         if gd_off * SECTOR >= src.size:
             raise ImageError("truncated", _cut(src.size, f"its grain directory (byte {gd_off * SECTOR})"))
     except ImageError as e:
-        return Disk("VMDK", subformat, virtual_size, None, findings + [e.finding()])
+        return Disk("VMDK", subformat, virtual_size, None, [*findings, e.finding()])
     if d.parent_cid not in ("", NO_PARENT) or grain == 0 or gtes == 0:  # a delta needs its parent
         return Disk("VMDK", subformat, virtual_size, None, findings)
     grains = _Grains(src, flags, grain * SECTOR, gtes, gd_off)
@@ -181,9 +181,13 @@ class _Grains:
     def _inflate(self, index: int, offset: int) -> bytes:
         lba, size = MARKER.unpack(read_exact(self.src, offset, MARKER.size, f"grain {index}"))
         if lba * SECTOR != index * self.grain or size > 2 * self.grain + 1024:
-            raise ImageError("corrupt", f"The grain table points grain {index} at a bad grain marker: the VMDK is damaged.")
+            raise ImageError(
+                "corrupt", f"The grain table points grain {index} at a bad grain marker: the VMDK is damaged."
+            )
         try:
             data = zlib.decompress(read_exact(self.src, offset + MARKER.size, size, f"grain {index}"))
         except zlib.error as e:
-            raise ImageError("corrupt", f"Grain {index} of the VMDK does not decompress ({e}): the file is damaged.") from e
+            raise ImageError(
+                "corrupt", f"Grain {index} of the VMDK does not decompress ({e}): the file is damaged."
+            ) from e
         return data.ljust(self.grain, b"\0")[: self.grain]
