@@ -111,18 +111,17 @@ def parse_ovf(data: bytes, members: dict[str, Member]) -> OvaInfo:
     files = {_attr(f, "id"): f for f in root.iter() if _local(f.tag) == "File"}
     disks = []
     for d in (el for el in root.iter() if _local(el.tag) == "Disk"):
-        f = files.get(_attr(d, "fileRef"))
-        href = _attr(f, "href") if f is not None else ""
+        f = files.get(_attr(d, "fileRef"), ET.Element("File"))  # a missing File has no attributes
+        href = _attr(f, "href")
         member = members.get(href)
-        chunked = (f is not None and bool(_attr(f, "chunkSize"))) or f"{href}.000000000" in members
         disks.append(
             OvaDisk(
                 href,
                 _attr(d, "format"),
                 _capacity(_attr(d, "capacity"), _attr(d, "capacityAllocationUnits")),
                 member.size if member else None,
-                chunked,
-                _attr(f, "compression") if f is not None else "",
+                bool(_attr(f, "chunkSize")) or f"{href}.000000000" in members,
+                _attr(f, "compression"),
             )
         )
     firmware = next(

@@ -18,7 +18,7 @@ from .report import ERROR, INFO, WARNING, Finding, Partition, human
 
 ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
-MBR_ESP, MBR_PROTECTIVE = 0xEF, 0xEE
+MBR_ESP = 0xEF
 NO_PARTITIONS = "ClientError: No valid partitions. Not a valid volume."
 MAX_GPT_ENTRIES = 1024
 
@@ -67,6 +67,10 @@ def _mbr_entry(index: int, raw: bytes, sector_size: int) -> Partition | None:
     )
 
 
+def _damaged(what: str) -> Finding:
+    return Finding(ERROR, "corrupt", f'{what}: the partition table is damaged. VM Import would fail: "{NO_PARTITIONS}"')
+
+
 def _read_gpt(guest: Reader, header: bytes, sector_size: int) -> Table:
     (size,) = struct.unpack_from("<I", header, 12)
     (crc,) = struct.unpack_from("<I", header, 16)
@@ -74,22 +78,14 @@ def _read_gpt(guest: Reader, header: bytes, sector_size: int) -> Table:
     entries_lba, count, entry_size, entries_crc = struct.unpack_from("<QIII", header, 72)
     table = Table("gpt", alternate_lba=alternate)
     if not 92 <= size <= sector_size or zlib.crc32(header[:16] + bytes(4) + header[20:size]) != crc:
-        table.findings.append(
-            Finding(
-                ERROR, "corrupt", "The GPT header's checksum is wrong: the partition table is damaged. " + NO_PARTITIONS
-            )
-        )
+        table.findings.append(_damaged("The GPT header's checksum is wrong"))
         return table
     if count > MAX_GPT_ENTRIES or entry_size < 128:
-        table.findings.append(
-            Finding(ERROR, "corrupt", f"The GPT header declares {count} entries of {entry_size} bytes: damaged.")
-        )
+        table.findings.append(_damaged(f"The GPT header declares {count} entries of {entry_size} bytes"))
         return table
     raw = guest.read(entries_lba * sector_size, count * entry_size)
     if zlib.crc32(raw) != entries_crc:
-        table.findings.append(
-            Finding(ERROR, "corrupt", "The GPT partition entries' checksum is wrong: the partition table is damaged.")
-        )
+        table.findings.append(_damaged("The checksum of the GPT's partition entries is wrong"))
         return table
     for i in range(count):
         e = raw[i * entry_size : (i + 1) * entry_size]
