@@ -134,6 +134,15 @@ def test_fixed_vhd_cut_short_reads_as_a_cut_raw_disk(corpus: Path) -> None:
     assert codes(report) == {"truncated", "format-mismatch"}
 
 
+def test_fixed_vhd_shorter_than_its_footer_says(corpus: Path) -> None:
+    path = corpus / "gpt-fixed.vhd"
+    size = path.stat().st_size
+    footer = vhd_patches(path, current_size=1024 * MiB)[size - 512]
+    report = inspect_image(PatchedReader(FileReader(path), {size - 512: footer}))
+    assert (report.subformat, report.virtual_size, report.partition_table) == ("fixed", 1024 * MiB, "unknown")
+    assert codes(report) == {"truncated"}
+
+
 def test_differencing_vhd(corpus: Path) -> None:
     path = corpus / "gpt-dyn.vhd"
     report = inspect_image(PatchedReader(FileReader(path), vhd_patches(path, disk_type=4)))

@@ -21,7 +21,6 @@ class Disk:
     guest: Reader | None  # None when the guest cannot be read from this file alone
     findings: list[Finding] = field(default_factory=list)
     sector_size: int = 512
-    raw_data: bool = False  # the guest is the file's bytes as they are (raw, fixed VHD/VHDX)
 
 
 class UnitReader:

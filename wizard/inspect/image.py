@@ -133,7 +133,7 @@ def _inspect_disk(src: CachedReader, fmt: str, kind: str) -> ImageReport:
 
 def _open(src: CachedReader, fmt: str, kind: str) -> Disk:
     if fmt == "RAW":
-        return Disk("RAW", "", src.size, src, raw_data=True)
+        return Disk("RAW", "", src.size, src)
     if fmt == "ISO":
         return Disk(
             "ISO",
@@ -172,9 +172,8 @@ def _read_guest(disk: Disk, report: ImageReport) -> None:
     assert disk.guest is not None
     table = read_table(disk.guest, disk.sector_size)
     report.partition_table, report.partitions = table.kind, table.partitions
-    report.findings += check_table(
-        disk.guest, table, disk.sector_size, "truncated" if disk.raw_data else "partition-outside-disk"
-    )
+    cut_code = "truncated" if disk.format == "RAW" else "partition-outside-disk"  # raw: the disk is the file
+    report.findings += check_table(disk.guest, table, disk.sector_size, cut_code)
     report.boot_mode_hint, findings = boot_mode(table)
     report.findings += findings
     esp = next((p for p in table.partitions if p.is_esp), None)

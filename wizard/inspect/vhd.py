@@ -65,8 +65,8 @@ def open_vhd(src: CachedReader) -> Disk:
                     f"{human(virtual_size)} disk: the file was cut short. Upload the complete file.",
                 )
             )
-        guest = SliceReader(src, 0, min(virtual_size, data_size))
-        return Disk("VHD", subformat, virtual_size, guest, findings, raw_data=True)
+            return Disk("VHD", subformat, virtual_size, None, findings)
+        return Disk("VHD", subformat, virtual_size, SliceReader(src, 0, virtual_size), findings)
     if disk_type not in (DYNAMIC, DIFFERENCING):
         findings.append(Finding(ERROR, "corrupt", f"The VHD footer has an unknown disk type {disk_type}."))
         return Disk("VHD", subformat, virtual_size, None, findings)
@@ -80,11 +80,12 @@ def open_vhd(src: CachedReader) -> Disk:
                 "differencing-disk",
                 f"This is a differencing VHD (its parent is {parent or 'another VHD'}): it holds only the "
                 "changes since the parent. VM Import cannot import it. Merge it into its parent "
-                "(Hyper-V: Edit Disk > Merge, or `qemu-img convert -O vpc -o subformat=dynamic "
-                "child.vhd merged.vhd` with the parent next to it) and import the result.",
+                "(Hyper-V Manager: Edit Disk > Merge, or PowerShell Merge-VHD) and import the result.",
             )
         (table_offset,) = struct.unpack_from(">Q", header, 16)
         entries, block_size = struct.unpack_from(">II", header, 28)
+        if block_size < SECTOR or block_size & (block_size - 1):
+            raise ImageError("corrupt", f"The VHD's block size {block_size} is invalid: the file is damaged.")
         if table_offset + 4 * entries > src.size:
             raise ImageError(
                 "truncated",

@@ -126,7 +126,7 @@ def _open(src: CachedReader, disk: Disk) -> None:
         (sector_size,) = struct.unpack("<I", items[LOGICAL_SECTOR_SIZE][:4])
     except (KeyError, struct.error) as e:
         raise ImageError("corrupt", "The VHDX metadata lacks a required item: the file is damaged.") from e
-    if not block_size or sector_size not in (512, 4096):
+    if not MiB <= block_size <= 256 * MiB or sector_size not in (512, 4096):
         raise ImageError("corrupt", "The VHDX metadata has an invalid block or sector size.")
     disk.subformat = "differencing" if flags & HAS_PARENT else "fixed" if flags & LEAVE_BLOCKS_ALLOCATED else "dynamic"
     disk.virtual_size, disk.sector_size = virtual_size, sector_size
