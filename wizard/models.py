@@ -41,6 +41,7 @@ class ImportRequest(models.Model):
     reviewed_at = models.DateTimeField(null=True, blank=True)
     review_reason = models.TextField(blank=True)
     failure_message = models.TextField(blank=True)
+    cancel_reason = models.TextField(blank=True, help_text="set when the requester cancels the import")
     # Drafts: `version` grows with every save, so a save from a stale tab is detected;
     # `wizard_step` is where the user was, `furthest_step` how far they got.
     version = models.PositiveIntegerField(default=1)

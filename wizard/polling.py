@@ -104,7 +104,18 @@ def apply_description(task: ImportTask, d: dict[str, Any]) -> bool:
                 details={"image_id": task.image_id, "import_task_id": task.import_task_id},
             )
         elif status == "deleted":
-            fail(task.request, message or "the import task was deleted", import_task_id=task.import_task_id)
+            request = ImportRequest.objects.get(pk=task.request_id)
+            if request.cancel_reason:
+                change_status(
+                    request,
+                    ImportRequest.Status.CANCELLED,
+                    allowed_from=(ImportRequest.Status.IMPORTING,),
+                    action="cancelled",
+                    details={"reason": request.cancel_reason, "import_task_id": task.import_task_id},
+                    failure_message=message,
+                )
+            else:
+                fail(request, message or "the import task was deleted", import_task_id=task.import_task_id)
     return True
 
 

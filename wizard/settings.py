@@ -151,6 +151,15 @@ AWS_ENDPOINT_URL = os.environ.get(
 )
 IMPORT_BUCKET = os.environ.get("WIZARD_BUCKET", "import-wizard-uploads")
 IMPORT_POLL_SECONDS = float(os.environ.get("WIZARD_POLL_SECONDS", "3"))
+# A task whose status has not changed for this long is flagged as stalled on its page.
+STALL_MINUTES = float(os.environ.get("WIZARD_STALL_MINUTES", "60"))
+# Links in emails point here.
+WIZARD_BASE_URL = os.environ.get("WIZARD_BASE_URL", f"http://127.0.0.1:{os.environ.get('WEB_PORT', '8000')}")
+EMAIL_BACKEND = os.environ.get(
+    "DJANGO_EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if AWS_SANDBOX else "django.core.mail.backends.smtp.EmailBackend",
+)
+DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "import-wizard@localhost")
 # When off, a submitted request is approved by the system and dispatched at once.
 APPROVAL_REQUIRED = env_bool("WIZARD_APPROVAL_REQUIRED", True)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
-from wizard import audit
+from wizard import audit, notify
 from wizard.models import ImportRequest
 
 
@@ -44,5 +44,6 @@ def change_status(
             setattr(fresh, name, value)
         fresh.save(update_fields=["status", "updated_at", *fields])
         audit.record(action, fresh, actor=actor, before={"status": before}, after={"status": to}, details=details)
+        transaction.on_commit(lambda: notify.status_changed(fresh.pk, to))
     request.refresh_from_db()
     return request

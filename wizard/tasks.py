@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from wizard import dispatch, polling
+from wizard.aws import vmimport
 from wizard.models import WorkerLease
 
 # A poller that died with its worker is replaced by the next kick after this long.
-LEASE_SECONDS = 60
+LEASE_SECONDS = 90
+# When AWS keeps throttling, the pause between polls doubles up to this.
+MAX_BACKOFF_SECONDS = 60
+BACKOFF_KEY = "wizard:poller-backoff"
 POLLER = "poller"
+log = logging.getLogger(__name__)
 
 
 def enqueue_dispatch(request_id: int) -> None:
@@ -67,9 +74,19 @@ def poll_imports() -> int:
     if not take_lease(POLLER, LEASE_SECONDS):
         return -1
     try:
-        active = polling.poll_once()
-        if active:
-            time.sleep(settings.IMPORT_POLL_SECONDS)
+        try:
+            active = polling.poll_once()
+            cache.delete(BACKOFF_KEY)
+            pause = settings.IMPORT_POLL_SECONDS if active else 0
+        except vmimport.ImportCallError as exc:
+            if exc.code not in dispatch.RETRYABLE_CODES:
+                raise
+            # Still throttled after botocore's own retries: wait longer before the next poll.
+            pause = min(MAX_BACKOFF_SECONDS, cache.get(BACKOFF_KEY, settings.IMPORT_POLL_SECONDS) * 2)
+            cache.set(BACKOFF_KEY, pause, 3600)
+            log.warning("polling throttled (%s); next poll in %.0f s", exc.code, pause)
+            active = -2
+        time.sleep(pause)
     finally:
         release_lease(POLLER)
     if active:

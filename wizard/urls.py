@@ -14,6 +14,7 @@ urlpatterns = [
     path("imports/<int:pk>/", imports.request_detail, name="request-detail"),
     path("imports/<int:pk>/progress/", imports.request_progress, name="request-progress"),
     path("imports/<int:pk>/submit/", imports.submit_request, name="request-submit"),
+    path("imports/<int:pk>/cancel/", imports.cancel_request, name="request-cancel"),
     path("imports/start/", wizard.start, name="wizard-start"),
     path("imports/<int:pk>/edit/<str:name>/", wizard.step, name="wizard-step"),
     path("imports/<int:pk>/sources/", wizard.add_source, name="wizard-source"),

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import template
 
 register = template.Library()
@@ -9,3 +11,18 @@ register = template.Library()
 def get_item(mapping: dict, key: str):
     """`mapping|get_item:key`: a dict look-up with a variable key."""
     return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+@register.filter
+def duration(value: timedelta | None) -> str:
+    """`1 h 02 min`, `3 min 05 s`, `42 s`."""
+    if value is None:
+        return ""
+    seconds = max(0, int(value.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from wizard import submission
+from wizard import cancelling, failures, progress, submission
 from wizard.cli_format import to_cli_command, to_cli_json
 from wizard.forms import NewImportForm
 from wizard.models import ImportRequest
@@ -43,13 +47,22 @@ def new_import(request: HttpRequest) -> HttpResponse:
 @login_required
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     import_request = get_object_or_404(visible_requests(request.user), pk=pk)
-    return render(request, "imports/detail.html", _progress_context(import_request))
+    spec = import_request.to_spec()
+    context = _progress_context(import_request)
+    context.update(
+        containers=import_request.disk_containers.all(),
+        cli_json=to_cli_json(spec),
+        cli_command=to_cli_command(spec, multiline=True),
+        can_cancel=import_request.status == ImportRequest.Status.IMPORTING
+        and (import_request.owner_id == request.user.pk or request.user.has_perm("wizard.review_importrequest")),
+    )
+    return render(request, "imports/detail.html", context)
 
 
 @login_required
 def request_progress(request: HttpRequest, pk: int) -> HttpResponse:
     """The htmx partial polled by the request's page; reads only the database, never AWS."""
-    import_request = get_object_or_404(visible_requests(request.user), pk=pk)
+    import_request = get_object_or_404(visible_requests(request.user).select_related("import_task"), pk=pk)
     return render(request, "imports/_progress.html", _progress_context(import_request))
 
 
@@ -68,15 +81,52 @@ def submit_request(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(import_request)
 
 
+@login_required
+@require_POST
+def cancel_request(request: HttpRequest, pk: int) -> HttpResponse:
+    import_request = get_object_or_404(visible_requests(request.user), pk=pk)
+    if import_request.owner_id != request.user.pk and not request.user.has_perm("wizard.review_importrequest"):
+        raise PermissionDenied("only the requester or a reviewer may cancel an import")
+    if request.POST.get("confirm") != "yes":
+        messages.error(request, "Tick the box to confirm the cancellation.")
+        return redirect(import_request)
+    try:
+        cancelling.cancel(import_request, request.user, request.POST.get("reason", ""))
+        messages.success(request, "Cancellation requested; AWS is deleting the import task.")
+    except cancelling.CancelError as exc:
+        messages.error(request, str(exc))
+    return redirect(import_request)
+
+
 def _progress_context(import_request: ImportRequest) -> dict[str, object]:
+    """Everything the progress partial shows, from the request and its task: two queries."""
     task = getattr(import_request, "import_task", None)
-    spec = import_request.to_spec()
-    return {
-        "cli_json": to_cli_json(spec),
-        "cli_command": to_cli_command(spec, multiline=True),
+    now = timezone.now()
+    context: dict[str, object] = {
         "req": import_request,
         "task": task,
-        "containers": import_request.disk_containers.all(),
         # Poll while something can still change without the requester doing anything.
         "polling": import_request.status in POLLING_STATUSES,
+        "explanation": failures.explain(import_request.failure_message) if import_request.failure_message else None,
     }
+    if task is not None:
+        failed = import_request.status in (ImportRequest.Status.FAILED, ImportRequest.Status.CANCELLED)
+        elapsed = (task.changed_at if task.is_final else now) - task.created_at
+        context.update(
+            stepper=progress.stepper(task.status, task.status_message, failed),
+            disks=progress.disk_progress(task.snapshot_details),
+            elapsed=elapsed,
+            time_left=None if task.is_final else progress.time_left(elapsed, task.progress),
+            stalled=progress.is_stalled(task.changed_at, now, task.is_final,
+                                        timedelta(minutes=settings.STALL_MINUTES)),
+            console_url=_console_url(task.image_id),
+        )
+    return context
+
+
+def _console_url(image_id: str) -> str:
+    """The AMI's page in the EC2 console (real AWS only)."""
+    if not image_id or settings.AWS_SANDBOX:
+        return ""
+    region = settings.AWS_REGION
+    return f"https://{region}.console.aws.amazon.com/ec2/home?region={region}#ImageDetails:imageId={image_id}"

@@ -1,0 +1,71 @@
+"""The progress page's figures from a task's state (pure: no database, no AWS)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+# The stages a user sees, in order; AWS's finer StatusMessages fold into them.
+STEPPER = ("pending", "validating", "converting", "updating", "booting", "preparing ami", "completed")
+_FOLD = {
+    "validated": "validating",
+    "updated": "updating",
+    "preparing to boot": "booting",
+    "booted": "booting",
+}
+
+
+def stage_of(status: str, status_message: str) -> str:
+    if status == "completed":
+        return "completed"
+    message = (status_message or "").strip().lower()
+    return _FOLD.get(message, message if message in STEPPER else "pending")
+
+
+@dataclass(frozen=True)
+class StepperItem:
+    name: str
+    state: str  # "done" | "current" | "todo" | "failed"
+
+
+def stepper(status: str, status_message: str, failed: bool) -> list[StepperItem]:
+    current = STEPPER.index(stage_of(status, status_message))
+    items = []
+    for i, name in enumerate(STEPPER):
+        if i < current or (status == "completed" and i == current):
+            state = "done"
+        elif i == current:
+            state = "failed" if failed else "current"
+        else:
+            state = "todo"
+        items.append(StepperItem(name, state))
+    return items
+
+
+def time_left(elapsed: timedelta, progress: int | None) -> timedelta | None:
+    """A plain estimate from the pace so far: the rest at the same speed (None until it moves)."""
+    if progress is None or progress < 3 or progress >= 100:
+        return None
+    return elapsed * (100 - progress) / progress
+
+
+def is_stalled(changed_at: datetime, now: datetime, final: bool, threshold: timedelta) -> bool:
+    return not final and now - changed_at > threshold
+
+
+def disk_progress(snapshot_details: list[dict]) -> list[dict]:
+    """Per disk: its device, format, size and status as DescribeImportImageTasks reports them."""
+    disks = []
+    for i, d in enumerate(snapshot_details or []):
+        progress = d.get("Progress")
+        disks.append({
+            "index": i,
+            "device": d.get("DeviceName", ""),
+            "format": d.get("Format", ""),
+            "size": d.get("DiskImageSize"),
+            "status": d.get("Status", ""),
+            "message": d.get("StatusMessage", ""),
+            "progress": int(progress) if str(progress or "").isdigit() else (100 if d.get("Status") == "completed" else None),
+            "snapshot_id": d.get("SnapshotId", ""),
+        })
+    return disks
