@@ -7,6 +7,11 @@
 - UploadPart / UploadPartCopy to a multipart upload that was completed or
   aborted (or never existed): moto fails with a KeyError, answered as an HTML
   500; S3 answers 404 `NoSuchUpload`.
+- UploadPart sent with Content-Type application/x-www-form-urlencoded (what
+  e.g. urllib and curl -d send by default): moto parses the body as a form,
+  losing both the part's bytes and the query string (HTML 500); S3 ignores the
+  Content-Type of a part. `fix_request` makes such a part's type
+  application/octet-stream before moto sees it (moto checks no signatures).
 
 `install` patches moto's S3 classes in place; call it before serving.
 """
@@ -14,6 +19,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from moto.s3.exceptions import NoSuchUpload
 from moto.s3.models import S3Backend
@@ -35,6 +41,18 @@ def _rename_root(body: Any) -> Any:
         if found:
             body = f"{head}</{S3_ROOT}>{tail}"
     return body
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def fix_request(environ: dict[str, Any]) -> None:
+    """Give a form-typed UploadPart request (PUT ?partNumber=&uploadId=) a binary type."""
+    if environ.get("REQUEST_METHOD") != "PUT" or not environ.get("CONTENT_TYPE", "").startswith(FORM):
+        return
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if "uploadId" in query and "partNumber" in query:
+        environ["CONTENT_TYPE"] = "application/octet-stream"
 
 
 def install() -> None:

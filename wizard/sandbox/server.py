@@ -23,7 +23,8 @@ serves moto on host:port until SIGTERM or SIGINT, then returns.
   clock, so e.g. DescribeImages sees an import's AMI once it is due; then the
   call faults are applied to EC2 calls (the action is read from the request).
 
-`serve` also installs `wizard.sandbox.s3fixes` (S3 answers moto gets wrong).
+`serve` also installs `wizard.sandbox.s3fixes` (S3 answers moto gets wrong),
+whose `fix_request` the middleware applies to every request.
 """
 
 from __future__ import annotations
@@ -188,6 +189,7 @@ class SandboxApp:
                     time.sleep(delay)
                 if error is not None:
                     return _ec2_error(start_response, error)
+        s3fixes.fix_request(environ)
         return self.moto_app(environ, start_response)
 
     def _faults(

@@ -169,16 +169,18 @@ class SandboxProcess:
         self._call("/moto-api/reset", b"")
 
     def client(self, service: str, **kwargs: Any) -> Any:
-        """A boto3 client of `service` with dummy credentials, pointed at the sandbox."""
+        """A boto3 client of `service` with dummy credentials, pointed at the sandbox.
+
+        `kwargs` go to boto3.client (e.g. config=, or region_name= for another region).
+        """
         import boto3
 
         return boto3.client(
             service,
             endpoint_url=self.endpoint,
-            region_name=self.region,
             aws_access_key_id=DUMMY_KEY,
             aws_secret_access_key=DUMMY_KEY,
-            **kwargs,
+            **{"region_name": self.region, **kwargs},
         )
 
     def _call(self, path: str, data: bytes | None, method: str | None = None) -> Any:
