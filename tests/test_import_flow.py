@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from tests.images import raw_mbr
 from wizard import polling, review, submission, tasks
 from wizard.models import AuditEvent, ImportRequest, ImportTask
 
@@ -13,8 +14,8 @@ STAGES = ["pending", "validating", "validated", "converting", "updating", "booti
 
 @pytest.fixture
 def approved(db, sandbox, requester, reviewer, monkeypatch, django_capture_on_commit_callbacks):
-    image = SimpleUploadedFile("disk.vmdk", b"KDMV" + b"\0" * 4092)
-    req = submission.create_from_upload(requester, image, "VMDK", "web01")
+    image = SimpleUploadedFile("disk.raw", raw_mbr(64 * 1024))
+    req = submission.create_from_upload(requester, image, "RAW", "web01")
     submission.submit(req, requester)
     monkeypatch.setattr(tasks, "kick_poller", lambda: None)  # this test polls by hand
     with django_capture_on_commit_callbacks(execute=True):
@@ -25,9 +26,10 @@ def approved(db, sandbox, requester, reviewer, monkeypatch, django_capture_on_co
 
 def test_the_upload_lands_in_s3_under_the_users_prefix(approved, sandbox, requester):
     container = approved.disk_containers.get()
-    assert container.s3_key.startswith(f"uploads/{requester.pk}/") and container.s3_key.endswith(".vmdk")
+    assert container.s3_key.startswith(f"uploads/{requester.pk}/") and container.s3_key.endswith(".raw")
     head = sandbox.client("s3").head_object(Bucket=container.s3_bucket, Key=container.s3_key)
-    assert head["ContentLength"] == 4096 == container.size_bytes
+    assert head["ContentLength"] == 64 * 1024 == container.size_bytes
+    assert container.inspection["ok"] and container.inspection["partition_table"] == "mbr"
 
 
 def test_dispatch_records_the_task_and_sends_the_requests_token(approved, sandbox):

@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.images import raw_mbr
 from wizard import cancelling, failures, polling, progress
 from wizard.models import AuditEvent, ImportRequest, ImportTask, TaskStatusChange
 
@@ -109,7 +110,7 @@ def test_cancel_needs_a_confirmation_and_ends_as_cancelled(client, sandbox, requ
     from wizard import review, submission, tasks
 
     monkeypatch.setattr(tasks, "kick_poller", lambda: None)
-    req = submission.create_from_upload(requester, SimpleUploadedFile("d.vmdk", b"KDMV" + bytes(100)), "VMDK")
+    req = submission.create_from_upload(requester, SimpleUploadedFile("d.raw", raw_mbr(64 * 1024)), "RAW")
     submission.submit(req, requester)
     with django_capture_on_commit_callbacks(execute=True):
         review.approve(req, reviewer)

@@ -9,6 +9,7 @@ import boto3
 import pytest
 import requests
 
+from tests.images import raw_mbr
 from tests.services import fresh_postgres_database, fresh_redis_db
 from tests.stack import ROOT, Stack, csrf, login, pid_alive, port_open
 
@@ -53,8 +54,8 @@ def import_to_ami(stack: Stack) -> None:
     token = csrf(demo, stack.url, "/imports/new/")
     response = demo.post(
         stack.url + "/imports/new/",
-        data={"csrfmiddlewaretoken": token, "format": "VMDK", "description": "stack test", "submit": "1"},
-        files={"image": ("disk.vmdk", b"KDMV" + bytes(8188))},
+        data={"csrfmiddlewaretoken": token, "format": "RAW", "description": "stack test", "submit": "1"},
+        files={"image": ("disk.raw", raw_mbr(64 * 1024))},
         headers={"Referer": stack.url + "/imports/new/"},
     )
     pk = int(re.search(r"/imports/(\d+)/$", response.url)[1])

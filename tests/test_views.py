@@ -4,6 +4,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from tests.images import raw_mbr
 from wizard.models import ImportRequest, ImportTask
 
 
@@ -14,7 +15,7 @@ def alice(client, requester):
 
 
 def _new(client, **extra):
-    data = {"image": SimpleUploadedFile("disk.vhd", b"x" * 1024), "description": "db01", **extra}
+    data = {"image": SimpleUploadedFile("disk.raw", raw_mbr(64 * 1024)), "description": "db01", **extra}
     return client.post(reverse("new-import"), data)
 
 
@@ -36,7 +37,7 @@ def test_a_new_import_is_uploaded_and_submitted(alice, sandbox):
     assert response.status_code == 302 and response["Location"] == req.get_absolute_url()
     assert req.status == ImportRequest.Status.SUBMITTED
     container = req.disk_containers.get()
-    assert (container.format, container.file_name, container.size_bytes) == ("VHD", "disk.vhd", 1024)
+    assert (container.format, container.file_name, container.size_bytes) == ("RAW", "disk.raw", 64 * 1024)
     page = alice.get(reverse("my-imports")).content.decode()
     assert "db01" in page and "Waiting for review" in page
 

@@ -166,6 +166,9 @@ class DiskContainer(models.Model):
     s3_key = models.CharField(max_length=1024, blank=True)
     # What we know of an image uploaded here (the user's file name is metadata only).
     upload = models.ForeignKey(Upload, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The pre-flight inspection of the image (wizard.inspect's report), when it could be read.
+    inspection = models.JSONField(null=True, blank=True)
+    inspected_at = models.DateTimeField(null=True, blank=True)
     file_name = models.CharField(max_length=255, blank=True)
     size_bytes = models.BigIntegerField(null=True, blank=True)
 

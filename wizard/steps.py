@@ -57,6 +57,7 @@ class Placed:
     field: str
     path: str
     message: str
+    severity: str = "error"  # "warning": shown, but does not stop a submission
 
     @property
     def title(self) -> str:
@@ -101,6 +102,8 @@ class StepState:
 def step_states(findings: list[Placed], furthest: int, current: str) -> list[StepState]:
     counts: dict[str, int] = {}
     for f in findings:
+        if f.severity != "error":
+            continue
         counts[f.step] = counts.get(f.step, 0) + 1
     return [
         StepState(s, i, i <= furthest, counts.get(s.name, 0), s.name == current) for i, s in enumerate(STEPS)

@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 
-from wizard import audit, importspec
+from wizard import audit, preflight
 from wizard.models import DiskContainer, ImportRequest
 from wizard.statemachine import change_status
 
@@ -54,13 +54,14 @@ def create_from_upload(user, upload: UploadedFile, disk_format: str, description
             actor=user,
             details={"key": key, "file_name": upload.name, "size_bytes": upload.size},
         )
+    preflight.inspect_request(request)
     return request
 
 
 class SubmitRefused(Exception):
-    """The request breaks ImportImage rules; `findings` say which and where."""
+    """The request breaks ImportImage rules or its images would fail; `findings` say which and where."""
 
-    def __init__(self, findings: list[importspec.Finding]):
+    def __init__(self, findings: list):
         super().__init__("; ".join(f"{f.path}: {f.message}" for f in findings))
         self.findings = findings
 
@@ -70,7 +71,7 @@ def submit(request: ImportRequest, user) -> ImportRequest:
     when the installation does not require approval (WIZARD_APPROVAL_REQUIRED=0)."""
     from wizard.review import approve_without_review
 
-    findings = importspec.validate(request.to_spec())
+    findings = preflight.blocking(preflight.all_findings(request))
     if findings:
         raise SubmitRefused(findings)
     with transaction.atomic():

@@ -7,6 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.images import raw_mbr
 from tests.stack import Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -30,8 +31,8 @@ def log_in(page, stack, username):
 
 
 def test_an_import_from_the_browser_to_an_ami(stack, browser, tmp_path):
-    image = tmp_path / "web01.vhd"
-    image.write_bytes(bytes(64 * 1024))
+    image = tmp_path / "web01.raw"
+    image.write_bytes(raw_mbr(64 * 1024))
 
     requester = browser.new_context().new_page()
     log_in(requester, stack, "demo")

@@ -12,3 +12,18 @@ def head_bucket(bucket: str | None = None) -> None:
     client("s3", connect_timeout=2, read_timeout=3, retries={"max_attempts": 1}).head_bucket(
         Bucket=bucket or settings.IMPORT_BUCKET
     )
+
+
+class S3RangeReader:
+    """An S3 object as a `wizard.inspect.Reader`: HeadObject once, then ranged GETs."""
+
+    def __init__(self, bucket: str, key: str):
+        self.bucket, self.key = bucket, key
+        self._s3 = client("s3")
+        self.size = self._s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+
+    def read(self, offset: int, length: int) -> bytes:
+        if length <= 0 or offset >= self.size:
+            return b""
+        end = min(offset + length, self.size) - 1
+        return self._s3.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={offset}-{end}")["Body"].read()

@@ -8,12 +8,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from wizard import drafts
+from wizard import drafts, preflight
 from wizard.cli_format import parse_cli_input
 from wizard.forms import CliImportForm
 from wizard.models import ImportRequest
 from wizard.selectors import visible_requests
-from wizard.steps import STEPS, INDEX, placed_findings
+from wizard.steps import INDEX, STEPS
 from wizard.views.wizard import step_url
 
 
@@ -21,7 +21,7 @@ from wizard.views.wizard import step_url
 def my_drafts(request: HttpRequest) -> HttpResponse:
     rows = []
     for draft in request.user.import_requests.filter(status__in=drafts.EDITABLE).prefetch_related("disk_containers"):
-        findings = placed_findings(draft.to_spec())
+        findings = preflight.blocking(preflight.all_findings(draft))
         rows.append({"draft": draft, "step": STEPS[INDEX.get(draft.wizard_step, 0)], "problems": findings})
     return render(request, "drafts/list.html", {"rows": rows})
 

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from wizard import importspec, review
+from wizard import preflight, review
 from wizard.cli_format import to_cli_json
 from wizard.models import AuditEvent, ImportRequest
 
@@ -38,7 +38,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "req": req,
             "containers": req.disk_containers.all(),
-            "findings": importspec.validate(spec),
+            "findings": preflight.all_findings(req),
             "api_json": to_cli_json(spec),
             "submitted": submitted,
             "own": req.owner_id == request.user.pk,

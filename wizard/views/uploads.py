@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from wizard import uploads
@@ -42,9 +43,16 @@ def _error(message: str, status: int) -> JsonResponse:
 
 
 def json_endpoint(limit: int = MAX_BODY) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
-    """Logged in (401 otherwise), body at most `limit` bytes (413, unread), errors as JSON."""
+    """Logged in (401 otherwise), body at most `limit` bytes (413, unread), then the CSRF
+    check, then the view; refusals as JSON {"error": ...}.
+
+    The CSRF check runs here, after the size check, rather than in the middleware: the
+    middleware reads form bodies (request.POST) before any view could refuse them.
+    """
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        protected = csrf_protect(view)
+
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not request.user.is_authenticated:
@@ -56,13 +64,13 @@ def json_endpoint(limit: int = MAX_BODY) -> Callable[[Callable[..., HttpResponse
             if length > limit or request.META.get("HTTP_TRANSFER_ENCODING"):
                 return _error(f"The request body is over {limit:,} bytes: image bytes go to S3, not here.", 413)
             try:
-                return view(request, *args, **kwargs)
+                return protected(request, *args, **kwargs)
             except BadBody as exc:
                 return _error(exc.message, exc.status)
             except UploadError as exc:
                 return _error(exc.message, exc.status)
 
-        return never_cache(wrapper)
+        return never_cache(csrf_exempt(wrapper))
 
     return decorate
 

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from wizard import drafts
+from wizard import drafts, preflight
 from wizard.aws import ec2, kms, vmimport
 from wizard.cli_format import to_cli_command, to_cli_json
 from wizard.forms import (
@@ -24,7 +24,7 @@ from wizard.forms import (
     UrlSourceForm,
 )
 from wizard.models import DiskContainer, ImportRequest
-from wizard.steps import INDEX, STEPS, placed_findings, step_states
+from wizard.steps import INDEX, STEPS, step_states
 
 FORMS = {"encryption": EncryptionForm, "licence": LicenceForm, "details": DetailsForm}
 
@@ -134,7 +134,7 @@ def _conflict(current: ImportRequest, form) -> dict[str, Any]:
 
 def _render(request: HttpRequest, draft: ImportRequest, name: str, form=None, formset=None, conflict=None,
             status_note: str = "") -> HttpResponse:
-    findings = placed_findings(draft.to_spec())
+    findings = preflight.all_findings(draft)
     context: dict[str, Any] = {
         "draft": draft,
         "req": draft,
@@ -142,6 +142,7 @@ def _render(request: HttpRequest, draft: ImportRequest, name: str, form=None, fo
         "states": step_states(findings, draft.furthest_step, name),
         "findings": [f for f in findings if f.step == name],
         "all_findings": findings,
+        "blocking": preflight.blocking(findings),
         "field_findings": {f.field: f.message for f in findings if f.step == name},
         "conflict": conflict,
         "status_note": status_note,
@@ -204,7 +205,10 @@ def add_source(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
         return redirect(step_url(draft, "upload"))
-    drafts.add_container(draft, request.user, **{k: v.strip() for k, v in form.cleaned_data.items()})
+    container = drafts.add_container(draft, request.user, **{k: v.strip() for k, v in form.cleaned_data.items()})
+    report = preflight.inspect_container(container)
+    if report and not report.get("ok", True):
+        messages.error(request, "The image has problems VM Import would fail on: see below.")
     return redirect(step_url(draft, "upload"))
 
 

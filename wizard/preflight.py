@@ -1,0 +1,91 @@
+"""Pre-flight: inspect each disk image where it lies (S3, by ranged reads) before any import runs.
+
+The inspection (wizard.inspect) is pure; this module fetches the bytes, stores the report on
+the container, takes the Format from the image itself, and turns reports into findings
+placed on the wizard's steps. Errors block submission: VM Import would fail on them, an
+hour in.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.utils import timezone
+
+from wizard.aws.s3 import S3RangeReader
+from wizard.inspect import inspect_image
+from wizard.models import DiskContainer, ImportRequest
+from wizard.steps import Placed, placed_findings
+
+log = logging.getLogger(__name__)
+IMPORTABLE = {"OVA", "VMDK", "VHD", "VHDX", "RAW"}
+
+
+def s3_location(container: DiskContainer) -> tuple[str, str] | None:
+    if container.s3_key:
+        return container.s3_bucket, container.s3_key
+    if container.url.startswith("s3://"):
+        parts = urlsplit(container.url)
+        return parts.netloc, parts.path.lstrip("/")
+    return None  # https URLs and snapshots are not read here
+
+
+def inspect_container(container: DiskContainer) -> dict | None:
+    """Inspect the container's image if it is in S3; store and return the report."""
+    location = s3_location(container)
+    if location is None:
+        return None
+    try:
+        report = inspect_image(S3RangeReader(*location)).to_dict()
+    except (ClientError, BotoCoreError) as exc:
+        report = {"format": "UNKNOWN", "ok": False, "findings": [{
+            "severity": "error", "code": "unreadable",
+            "message": f"The image s3://{location[0]}/{location[1]} cannot be read ({exc}). VM Import would fail "
+                       "with \"Disk validation failed [We do not have access to the given resource. "
+                       "Reason 403 Forbidden]\". Check the bucket, the key and the permissions."}]}
+    fields = {"inspection": report, "inspected_at": timezone.now()}
+    if report.get("format") in IMPORTABLE and container.format != report["format"]:
+        fields["format"] = report["format"]  # the image says what it is; the file name only guessed
+    DiskContainer.objects.filter(pk=container.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(container, name, value)
+    return report
+
+
+def inspect_request(request: ImportRequest) -> None:
+    for container in request.disk_containers.all():
+        inspect_container(container)
+
+
+def placed(request: ImportRequest, containers=None) -> list[Placed]:
+    """The stored reports' errors and warnings, placed on the upload step (and BootMode's mismatch
+    on the licence step)."""
+    found: list[Placed] = []
+    hints = set()
+    for i, container in enumerate(containers if containers is not None else request.disk_containers.all()):
+        report = container.inspection or {}
+        for f in report.get("findings", []):
+            if f["severity"] in ("error", "warning"):
+                found.append(Placed("upload", f"disk-{i}", f"DiskContainers[{i}] (image)", f["message"],
+                                    severity=f["severity"]))
+        if i == 0 and report.get("boot_mode_hint"):
+            hints.add(report["boot_mode_hint"])
+    if request.boot_mode and hints and request.boot_mode not in hints:
+        hint = hints.pop()
+        found.append(Placed("licence", "boot_mode", "BootMode", (
+            f"BootMode is {request.boot_mode}, but the boot disk looks {hint} "
+            f"({'GPT with an EFI System Partition' if hint == 'uefi' else 'MBR without an EFI System Partition'}): "
+            f"the imported AMI would not boot. Set BootMode to {hint}."), severity="error"))
+    return found
+
+
+def all_findings(request: ImportRequest) -> list[Placed]:
+    """Every finding of a request: the ImportImage rules and the images' inspections."""
+    containers = list(request.disk_containers.all())
+    return placed_findings(request.to_spec()) + placed(request, containers)
+
+
+def blocking(findings: list[Placed]) -> list[Placed]:
+    return [f for f in findings if f.severity == "error"]
