@@ -88,3 +88,16 @@ def test_the_snapshot_picker_lists_the_accounts_snapshots(sandbox):
     volume = client.create_volume(AvailabilityZone=f"{sandbox.region}a", Size=8)["VolumeId"]
     snap = client.create_snapshot(VolumeId=volume, Description="golden image")["SnapshotId"]
     assert snap in [s["SnapshotId"] for s in ec2.own_snapshots()]
+
+
+def test_a_missing_or_disabled_kms_key_is_caught_before_submission(sandbox, requester):
+    from wizard import preflight
+
+    key = sandbox.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    sandbox.client("kms").disable_key(KeyId=key)
+    draft = drafts.create_draft(requester, encrypted=True, kms_key_id="alias/nothing")
+    [finding] = [f for f in preflight.all_findings(draft, check_aws=True) if f.path == "KmsKeyId"]
+    assert "no KMS key alias/nothing" in finding.message and finding.step == "encryption"
+    draft.kms_key_id = key
+    [finding] = [f for f in preflight.all_findings(draft, check_aws=True) if f.path == "KmsKeyId"]
+    assert "disabled" in finding.message

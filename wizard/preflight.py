@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 from django.utils import timezone
 
+from wizard.aws import kms
 from wizard.aws.s3 import S3RangeReader
 from wizard.inspect import inspect_image
 from wizard.models import DiskContainer, ImportRequest
@@ -81,10 +82,18 @@ def placed(request: ImportRequest, containers=None) -> list[Placed]:
     return found
 
 
-def all_findings(request: ImportRequest) -> list[Placed]:
-    """Every finding of a request: the ImportImage rules and the images' inspections."""
+def all_findings(request: ImportRequest, check_aws: bool = False) -> list[Placed]:
+    """Every finding of a request: the ImportImage rules and the images' inspections; with
+    `check_aws`, also what only AWS can tell (the KMS key exists and is usable)."""
     containers = list(request.disk_containers.all())
-    return placed_findings(request.to_spec()) + placed(request, containers)
+    found = placed_findings(request.to_spec()) + placed(request, containers)
+    if check_aws and request.encrypted and request.kms_key_id and not any(f.path == "KmsKeyId" for f in found):
+        problem = kms.key_problem(request.kms_key_id)
+        if problem:
+            found.append(Placed("encryption", "kms_key_id", "KmsKeyId", (
+                f"KmsKeyId: {problem}. AWS accepts the call and fails the import later; choose an enabled "
+                "symmetric key of this account and region.")))
+    return found
 
 
 def blocking(findings: list[Placed]) -> list[Placed]:

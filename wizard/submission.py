@@ -71,7 +71,7 @@ def submit(request: ImportRequest, user) -> ImportRequest:
     when the installation does not require approval (WIZARD_APPROVAL_REQUIRED=0)."""
     from wizard.review import approve_without_review
 
-    findings = preflight.blocking(preflight.all_findings(request))
+    findings = preflight.blocking(preflight.all_findings(request, check_aws=True))
     if findings:
         raise SubmitRefused(findings)
     with transaction.atomic():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from botocore.exceptions import ClientError
+
 from wizard.aws.clients import client
 
 
@@ -42,3 +44,19 @@ def list_keys() -> list[KeyChoice]:
                 )
             )
     return keys
+
+
+def key_problem(key_id: str) -> str:
+    """Why VM Import could not encrypt with `key_id` (DescribeKey), or "" when it can."""
+    try:
+        meta = client("kms").describe_key(KeyId=key_id)["KeyMetadata"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "NotFoundException":
+            return f"there is no KMS key {key_id} in this region"
+        return f"the key could not be looked up ({code})"
+    if meta.get("KeyState") != "Enabled":
+        return f"the KMS key is {meta.get('KeyState', 'not enabled').lower()}, not enabled"
+    if meta.get("KeySpec", "SYMMETRIC_DEFAULT") != "SYMMETRIC_DEFAULT":
+        return f"the KMS key is {meta.get('KeySpec')}; VM Import needs a symmetric key"
+    return ""

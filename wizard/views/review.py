@@ -38,7 +38,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "req": req,
             "containers": req.disk_containers.all(),
-            "findings": preflight.all_findings(req),
+            "findings": preflight.all_findings(req, check_aws=True),
             "api_json": to_cli_json(spec),
             "submitted": submitted,
             "own": req.owner_id == request.user.pk,

@@ -134,7 +134,7 @@ def _conflict(current: ImportRequest, form) -> dict[str, Any]:
 
 def _render(request: HttpRequest, draft: ImportRequest, name: str, form=None, formset=None, conflict=None,
             status_note: str = "") -> HttpResponse:
-    findings = preflight.all_findings(draft)
+    findings = preflight.all_findings(draft, check_aws=name in ("encryption", "review"))
     context: dict[str, Any] = {
         "draft": draft,
         "req": draft,
