@@ -25,7 +25,7 @@ GD_AT_END = 0xFFFFFFFFFFFFFFFF
 def raw_disk(size: int = 2**20, table: str | None = "mbr", seed: int | None = None) -> bytes:
     """A raw disk of `size` bytes: zeros (or seeded random bytes) under a partition table.
 
-    `table` is "mbr" (one Linux partition from sector 2048), "gpt" (protective MBR,
+    `table` is "mbr" (one Linux partition to the end of the disk), "gpt" (protective MBR,
     header and one entry) or None (no partition table at all).
     """
     data = bytearray(random.Random(seed).randbytes(size) if seed is not None else bytes(size))
@@ -33,7 +33,8 @@ def raw_disk(size: int = 2**20, table: str | None = "mbr", seed: int | None = No
     data[-34 * SECTOR :] = bytes(34 * SECTOR)
     sectors = size // SECTOR
     if table == "mbr":
-        entry = struct.pack("<B3sB3sII", 0x80, b"\0\0\0", 0x83, b"\0\0\0", 2048, max(1, sectors - 2048))
+        start = 2048 if sectors > 4096 else 63  # 1 MiB-aligned where there is room
+        entry = struct.pack("<B3sB3sII", 0x80, b"\0\0\0", 0x83, b"\0\0\0", start, sectors - start)
         data[446:462] = entry
         data[510:512] = b"\x55\xaa"
     elif table == "gpt":
@@ -210,9 +211,10 @@ OVF = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def ova(raw: bytes, name: str = "web01") -> bytes:
-    """An OVA (tar: the OVF descriptor first, then its stream-optimized disk)."""
-    disk = vmdk_stream(raw)
+def ova(raw: bytes, name: str = "web01", disk: bytes | None = None) -> bytes:
+    """An OVA (tar: the OVF descriptor first, then its disk: by default the raw disk as a
+    stream-optimized VMDK)."""
+    disk = vmdk_stream(raw) if disk is None else disk
     descriptor = OVF.format(name=name, file_size=len(disk), capacity=len(raw)).encode()
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:

@@ -63,6 +63,7 @@ def test_good_images_import(sb: SandboxProcess, ec2: Any, s3: Any, name: str, bo
         ("vmdk-as-raw.img", images.vmdk_stream(RAW), "RAW", "validating", WRONG_FORMAT),
         ("vhd-as-vmdk.vmdk", images.vhd_fixed(RAW), "VMDK", "validating", WRONG_FORMAT),
         ("sparse.vmdk", images.vmdk_sparse(RAW), "VMDK", "validating", BAD_VMDK),
+        ("sparse-in.ova", images.ova(RAW, disk=images.vmdk_sparse(RAW)), "OVA", "validating", BAD_VMDK),
         ("zeros.img", images.raw_disk(2**20, None), "RAW", "converting", NO_PARTITIONS),
         ("zeros.vhd", images.vhd_fixed(images.raw_disk(2**20, None)), "VHD", "converting", NO_PARTITIONS),
     ],
@@ -132,6 +133,11 @@ def test_small_objects_are_not_inspected(sb: SandboxProcess, ec2: Any, s3: Any) 
 def test_from_64_kib_objects_are_inspected(sb: SandboxProcess, ec2: Any, s3: Any) -> None:
     disk = upload(sb, s3, "uploads/web01.vhd", bytes(KIB64), "VHD")  # zeros named .vhd
     assert outcome(run(sb, ec2, [disk])) == ("deleted", WRONG_FORMAT)
+
+
+def test_a_descriptor_only_vmdk(sb: SandboxProcess, ec2: Any, s3: Any) -> None:
+    disk = upload(sb, s3, "uploads/descriptor.vmdk", images.vmdk_descriptor_only(), "VMDK")
+    assert outcome(run(sb, ec2, [disk], TagSpecifications=inspect_tag("on"))) == ("deleted", BAD_VMDK)
 
 
 def test_the_sandbox_inspect_tag(sb: SandboxProcess, ec2: Any, s3: Any) -> None:

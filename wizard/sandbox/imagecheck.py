@@ -20,9 +20,9 @@ task as it reaches "validating" and answers the first failure, if any, as
     [We do not have access to the given resource. Reason 403 Forbidden]");
   - the declared Format is not what the file is ("validating": "ClientError:
     Disk validation failed [Unsupported specified file format]");
-  - a VMDK that is not stream-optimized, e.g. monolithicSparse or a
-    descriptor-only VMDK ("validating": "ClientError: Disk validation failed
-    [Unsupported VMDK File Format]");
+  - a VMDK that is not stream-optimized, e.g. monolithicSparse, a
+    descriptor-only VMDK, or such a disk in an OVA ("validating":
+    "ClientError: Disk validation failed [Unsupported VMDK File Format]");
   - no partition table ("converting": "ClientError: No valid partitions. Not
     a valid volume.").
 
@@ -31,13 +31,14 @@ least `min_bytes` (default 64 KiB, SANDBOX_INSPECT_MIN_BYTES): tests and demos
 upload small dummy files ("KDMV" and zeros, a few KB named .vhd) and expect
 them to import. A task tag `sandbox:inspect` decides per task: "off" skips
 every disk check (missing objects too), "on" inspects objects of any size.
-A file the inspector cannot make sense of (no finding it knows) is fine.
+Other findings of the inspector (damaged or truncated files, boot mode
+hints, ...) do not fail the task: only the findings in FAILING_FINDINGS do.
 
 The content is judged by `wizard.inspect.inspect_image` when that package is
-importable; else by `local_inspect` here, a minimal detector of the same four
+importable; else by `local_inspect` here, a minimal detector of the same
 cases with the same report fields (format, subformat, partition_table,
 findings with codes "format-mismatch", "vmdk-not-stream-optimized",
-"no-partitions"). Only the byte ranges the inspection asks for are read from
+"no-partitions"). An inspector that raises leaves the disk alone (logged). Only the byte ranges the inspection asks for are read from
 moto's in-memory S3 object.
 """
 
@@ -75,6 +76,8 @@ NO_PARTITIONS = "ClientError: No valid partitions. Not a valid volume."
 FAILING_FINDINGS = (
     ("format-mismatch", "validating", WRONG_FORMAT),
     ("vmdk-not-stream-optimized", "validating", BAD_VMDK),
+    ("vmdk-descriptor-only", "validating", BAD_VMDK),
+    ("ova-disk-not-stream-optimized", "validating", BAD_VMDK),
     ("no-partitions", "converting", NO_PARTITIONS),
 )
 
