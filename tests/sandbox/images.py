@@ -43,7 +43,8 @@ def raw_disk(size: int = 2**20, table: str | None = "mbr", seed: int | None = No
         data[510:512] = b"\x55\xaa"
         disk_guid = uuid.uuid4().bytes_le
         linux = uuid.UUID("0FC63DAF-8483-4772-8E79-3D69D8477DE4").bytes_le
-        part = linux + uuid.uuid4().bytes_le + struct.pack("<QQQ", 34, sectors - 34, 0) + "root".encode("utf-16-le").ljust(72, b"\0")
+        name = "root".encode("utf-16-le").ljust(72, b"\0")
+        part = linux + uuid.uuid4().bytes_le + struct.pack("<QQQ", 34, sectors - 34, 0) + name
         entries = part.ljust(128 * 128, b"\0")
         for mine, other, entries_at in ((1, sectors - 1, 2), (sectors - 1, 1, sectors - 33)):
             header = bytearray(
@@ -76,7 +77,9 @@ def vhd_fixed(raw: bytes) -> bytes:
     return raw + bytes(footer)
 
 
-def _vmdk_header(version: int, flags: int, capacity: int, desc_sectors: int, gd: int, rgd: int, overhead: int, compress: int) -> bytes:
+def _vmdk_header(
+    version: int, flags: int, capacity: int, desc_sectors: int, gd: int, rgd: int, overhead: int, compress: int
+) -> bytes:
     return struct.pack(
         "<4sIIQQQQIQQQB4sH",
         b"KDMV", version, flags, capacity, GRAIN_SECTORS, 1, desc_sectors, GTES_PER_GT,

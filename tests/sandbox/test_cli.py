@@ -153,7 +153,8 @@ def test_import_image_with_every_option(sb: SandboxProcess, aws: Aws, images_in_
         aws.binary(
             "import-image",
             "--architecture", "x86_64",
-            "--client-data", "Comment=from the cli,UploadStart=2026-01-01T10:00:00Z,UploadEnd=2026-01-01T10:05:00Z,UploadSize=2.5",
+            "--client-data",
+            "Comment=from the cli,UploadStart=2026-01-01T10:00:00Z,UploadEnd=2026-01-01T10:05:00Z,UploadSize=2.5",
             "--client-token", "cli-every-option",
             "--description", "web01 from the cli",
             "--disk-containers",

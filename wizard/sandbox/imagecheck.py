@@ -38,8 +38,9 @@ The content is judged by `wizard.inspect.inspect_image` when that package is
 importable; else by `local_inspect` here, a minimal detector of the same
 cases with the same report fields (format, subformat, partition_table,
 findings with codes "format-mismatch", "vmdk-not-stream-optimized",
-"no-partitions"). An inspector that raises leaves the disk alone (logged). Only the byte ranges the inspection asks for are read from
-moto's in-memory S3 object.
+"no-partitions"). An inspector that raises leaves the disk alone (logged).
+Only the byte ranges the inspection asks for are read from moto's in-memory
+S3 object.
 """
 
 from __future__ import annotations
@@ -218,7 +219,8 @@ def kms_problem(account: str, region: str, key_id: str) -> str | None:
         )
     if not key.enabled or key.key_state != "Enabled":
         return f"ClientError: The specified KMS key is not accessible: {key_id} is {key.key_state.lower()}"
-    if (key.key_spec or "SYMMETRIC_DEFAULT") != "SYMMETRIC_DEFAULT" or (key.key_usage or "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT":
+    spec, usage = key.key_spec or "SYMMETRIC_DEFAULT", key.key_usage or "ENCRYPT_DECRYPT"
+    if spec != "SYMMETRIC_DEFAULT" or usage != "ENCRYPT_DECRYPT":
         return f"ClientError: The specified KMS key {key_id} is not a symmetric encryption key"
     return None
 

@@ -41,8 +41,8 @@ import base64
 import binascii
 import math
 import threading
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from moto.core.responses import ActionResult
