@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -126,3 +128,14 @@ def login(session: requests.Session, base: str, username: str, password: str) ->
 def csrf(session: requests.Session, base: str, path: str) -> str:
     page = session.get(base + path)
     return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+
+
+@contextmanager
+def running(data_dir: Path, **env: str) -> Iterator[Stack]:
+    """A started stack, killed (with everything it started) when the block ends."""
+    stack = Stack(data_dir, **env)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.kill()

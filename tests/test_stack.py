@@ -11,17 +11,15 @@ import requests
 
 from tests.images import raw_mbr
 from tests.services import fresh_postgres_database, fresh_redis_db
-from tests.stack import ROOT, Stack, csrf, login, pid_alive, port_open
+from tests.stack import ROOT, Stack, csrf, login, pid_alive, port_open, running
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    stack = Stack(tmp_path_factory.mktemp("stack"))
-    stack.start()
-    yield stack
-    stack.kill()
+    with running(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack
 
 
 def test_healthz_reports_every_part(stack):
@@ -38,12 +36,10 @@ def test_an_image_goes_from_the_browser_form_to_an_ami(stack):
 def test_the_scale_configuration_does_the_same_on_postgresql_and_redis(tmp_path):
     """DATABASE_URL and REDIS_URL set: PostgreSQL, django-q2's Redis broker and the Redis cache."""
     database_url, drop = fresh_postgres_database()
-    stack = Stack(tmp_path / "scale", DATABASE_URL=database_url, REDIS_URL=fresh_redis_db())
     try:
-        stack.start()
-        import_to_ami(stack)
+        with running(tmp_path / "scale", DATABASE_URL=database_url, REDIS_URL=fresh_redis_db()) as stack:
+            import_to_ami(stack)
     finally:
-        stack.kill()
         drop()
 
 

@@ -28,6 +28,15 @@ def browser():
         browser.close()
 
 
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """The whole application, started with `make run` on free ports, for one test module."""
+    from tests.stack import running
+
+    with running(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context()

@@ -8,34 +8,16 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.images import raw_mbr
-from tests.stack import Stack
+from tests.browser.pages import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    stack = Stack(tmp_path_factory.mktemp("browser-stack"))
-    stack.start()
-    yield stack
-    stack.kill()
-
-
-def log_in(page, stack, username):
-    page.goto(stack.url + "/login/")
-    expect(page.locator("#sandbox-banner")).to_contain_text("Sandbox")
-    page.fill("#id_username", username)
-    page.fill("#id_password", username)
-    page.click("button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/imports/$"))
 
 
 def test_an_import_from_the_browser_to_an_ami(stack, browser, tmp_path):
     image = tmp_path / "web01.raw"
     image.write_bytes(raw_mbr(64 * 1024))
 
-    requester = browser.new_context().new_page()
-    log_in(requester, stack, "demo")
+    requester = log_in(browser, stack, "demo")
     requester.click("text=New import")
     requester.set_input_files("#id_image", str(image))
     requester.fill("#id_description", "browser test")
@@ -46,8 +28,7 @@ def test_an_import_from_the_browser_to_an_ami(stack, browser, tmp_path):
     expect(requester.locator("table.list")).to_contain_text("browser test")
     requester.goto(f"{stack.url}/imports/{pk}/")
 
-    reviewer = browser.new_context().new_page()
-    log_in(reviewer, stack, "reviewer")
+    reviewer = log_in(browser, stack, "reviewer")
     reviewer.goto(stack.url + "/admin/wizard/importrequest/")
     reviewer.check(f"input[name=_selected_action][value='{pk}']")
     reviewer.select_option("select[name=action]", "approve_selected")

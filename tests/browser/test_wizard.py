@@ -10,28 +10,9 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.images import raw_mbr
-from tests.stack import Stack
+from tests.browser.pages import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    stack = Stack(tmp_path_factory.mktemp("wizard-stack"))
-    stack.start()
-    yield stack
-    stack.kill()
-
-
-def log_in(browser, stack, username):
-    page = browser.new_context().new_page()
-    page.set_default_timeout(15_000)
-    page.goto(stack.url + "/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", username)
-    page.click("button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/imports/$"))
-    return page
 
 
 def saved(page):
