@@ -1,0 +1,530 @@
+/* The upload widget (templates/uploads/_widget.html): disk images from the browser straight
+ * to S3 as multipart uploads, several parts in parallel.
+ *
+ * Uppy 5 (static/vendor/uppy, its AwsS3 plugin with server callbacks) schedules the parts,
+ * retries them and reports progress. Our server (wizard/views/uploads.py) creates and
+ * completes each multipart upload, presigns every part's URL and lists the parts S3 holds;
+ * the browser only PUTs the parts' bytes to S3.
+ *
+ * Resume: each started upload is remembered in localStorage under the request, the file's
+ * name, size and modification time. After a reload, picking the same file again asks the
+ * server for the parts S3 already holds (ListParts) and sends only the missing ones. After
+ * a dropped connection the widget retries by itself the same way.
+ *
+ * Cancel aborts the multipart upload in S3. When a file is done, the widget dispatches
+ * `upload-completed` on document.body (detail: the server's answer, with the container).
+ */
+(function () {
+  'use strict';
+
+  var MiB = 1024 * 1024;
+  var MAX_PARTS = 10000;
+  var MAX_SIZE = 5 * 1024 * 1024 * MiB; // 5 TiB, S3's largest object
+  var PARALLEL = 6; // parts (and signing calls) in flight: the browser's connections per host
+  var SIGN_BATCH = 10; // part URLs asked for per signing call
+  var URL_MARGIN_MS = 5 * 60 * 1000; // a cached part URL is used only with this long left
+  var RETRY_DELAYS = [0, 1000, 3000, 5000, 10000]; // per part, inside Uppy
+  var AUTO_RETRY_SECONDS = [3, 10, 20, 30, 60]; // the whole file, after Uppy gave up
+  var STORE_PREFIX = 'import-wizard:upload:';
+
+  /* Bytes per part: at least 8 MiB, and 10,000 parts cover the file (wizard.uploads.part_size_for). */
+  function partSize(size) {
+    return Math.max(8 * MiB, Math.ceil(size / MAX_PARTS / MiB) * MiB);
+  }
+
+  function formatBytes(n) {
+    var units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    var i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return (i === 0 ? String(Math.round(n)) : n.toFixed(n < 10 ? 2 : 1)) + ' ' + units[i];
+  }
+
+  function formatDuration(seconds) {
+    if (!isFinite(seconds)) return '…';
+    seconds = Math.max(0, Math.round(seconds));
+    var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
+    if (h) return h + ' h ' + m + ' min';
+    if (m) return m + ' min ' + s + ' s';
+    return s + ' s';
+  }
+
+  function HttpError(message, status) {
+    var error = new Error(message);
+    error.name = 'HttpError';
+    error.status = status;
+    error.source = { status: status }; // Uppy's retry logic reads source.status
+    return error;
+  }
+
+  var store = {
+    key: function (requestId, file) {
+      return STORE_PREFIX + requestId + ':' + [file.name, file.size, file.lastModified].join(':');
+    },
+    get: function (key) {
+      try { return JSON.parse(window.localStorage.getItem(key) || 'null'); } catch (e) { return null; }
+    },
+    set: function (key, value) {
+      try { window.localStorage.setItem(key, JSON.stringify(value)); } catch (e) { /* private mode: no resume */ }
+    },
+    remove: function (key) {
+      try { window.localStorage.removeItem(key); } catch (e) { /* ignore */ }
+    },
+    forgetUpload: function (uploadPk) {
+      try {
+        for (var i = window.localStorage.length - 1; i >= 0; i--) {
+          var k = window.localStorage.key(i);
+          if (k && k.indexOf(STORE_PREFIX) === 0) {
+            var v = store.get(k);
+            if (v && v.id === uploadPk) window.localStorage.removeItem(k);
+          }
+        }
+      } catch (e) { /* ignore */ }
+    },
+  };
+
+  function Widget(root) {
+    this.root = root;
+    this.requestId = root.dataset.request;
+    this.createUrl = root.dataset.createUrl;
+    this.csrf = root.dataset.csrf || '';
+    this.list = root.querySelector('[data-files]');
+    this.notice = root.querySelector('[data-notice]');
+    this.files = new Map(); // Uppy file id -> state
+    this.urls = new Map(); // "uploadId:part" -> {url, until} or a pending promise
+    this.uppy = new window.Uppy.Uppy({
+      id: 'import-upload-' + this.requestId,
+      autoProceed: false,
+      allowMultipleUploadBatches: true,
+      restrictions: { maxFileSize: MAX_SIZE, minFileSize: 1 },
+    });
+    var self = this;
+    this.uppy.use(window.Uppy.AwsS3, {
+      id: 'AwsS3',
+      shouldUseMultipart: true, // always: even a small file is one part, so every file resumes alike
+      limit: PARALLEL,
+      retryDelays: RETRY_DELAYS,
+      getChunkSize: function (file) { return partSize(file.size); },
+      createMultipartUpload: function (file) { return self.create(file); },
+      signPart: function (file, opts) { return self.signPart(file, opts); },
+      listParts: function (file, opts) { return self.listParts(file, opts); },
+      completeMultipartUpload: function (file, opts) { return self.complete(file, opts); },
+      // Uppy aborts an upload when a part fails for good; we keep it to resume, and
+      // abort only when the user cancels (see cancel()).
+      abortMultipartUpload: function () { return Promise.resolve(); },
+    });
+    this.uppy.on('upload-progress', function (file, progress) { self.onProgress(file, progress); });
+    this.uppy.on('upload-success', function (file, response) { self.onSuccess(file, response); });
+    this.uppy.on('upload-error', function (file, error) { self.onError(file, error); });
+    this.uppy.on('restriction-failed', function (file, error) { self.say(error.message); });
+    this.bindPicker();
+    this.bindHints();
+    window.addEventListener('online', function () { self.retryNow(); });
+    window.addEventListener('beforeunload', function (event) {
+      if (self.busy()) { event.preventDefault(); event.returnValue = ''; }
+    });
+  }
+
+  Widget.prototype.say = function (message) {
+    if (!this.notice) return;
+    this.notice.textContent = message || '';
+    this.notice.hidden = !message;
+  };
+
+  Widget.prototype.busy = function () {
+    var busy = false;
+    this.files.forEach(function (st) { if (st.phase === 'uploading' || st.phase === 'retrying') busy = true; });
+    return busy;
+  };
+
+  /* --- JSON calls to our server --------------------------------------------------------- */
+
+  Widget.prototype.call = function (method, url, body, signal) {
+    var init = {
+      method: method,
+      credentials: 'same-origin',
+      headers: { Accept: 'application/json', 'X-CSRFToken': this.csrf },
+      signal: signal,
+    };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    return fetch(url, init).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        if (!response.ok) throw HttpError(data.error || 'The server answered ' + response.status + '.', response.status);
+        return data;
+      });
+    }, function (error) {
+      if (error && error.name === 'AbortError') throw error;
+      throw HttpError('The server cannot be reached.', 0);
+    });
+  };
+
+  /* --- Uppy's AwsS3 callbacks ----------------------------------------------------------- */
+
+  Widget.prototype.create = function (file) {
+    var self = this, st = this.files.get(file.id);
+    return this.call('POST', this.createUrl, {
+      file_name: file.name, size: file.size, content_type: file.type || '',
+    }).then(function (upload) {
+      if (st) {
+        st.upload = upload;
+        store.set(st.storeKey, upload);
+        if (st.phase === 'cancelled') { // cancelled while this call was on its way
+          self.abortOnServer(upload);
+          throw new DOMException('cancelled', 'AbortError');
+        }
+      }
+      return { key: upload.key, uploadId: upload.upload_id };
+    });
+  };
+
+  Widget.prototype.uploadOf = function (file) {
+    var st = this.files.get(file.id);
+    if (!st || !st.upload) throw HttpError('This upload is unknown here: pick the file again.', 409);
+    return st.upload;
+  };
+
+  /* A part's presigned URL: from the cache, else in a batch with the next parts. */
+  Widget.prototype.signPart = function (file, opts) {
+    var self = this, upload = this.uploadOf(file);
+    var cacheKey = function (n) { return upload.upload_id + ':' + n; };
+    var cached = this.urls.get(cacheKey(opts.partNumber));
+    if (cached && cached.then) return cached.then(function () { return self.signPart(file, opts); });
+    if (cached && cached.until > Date.now()) {
+      this.urls.delete(cacheKey(opts.partNumber)); // each URL is used once
+      return Promise.resolve({ method: 'PUT', url: cached.url, expires: cached.expires });
+    }
+    var batch = [];
+    for (var n = opts.partNumber; n <= upload.part_count && batch.length < SIGN_BATCH; n++) {
+      var c = this.urls.get(cacheKey(n));
+      if (n === opts.partNumber || !c || (!c.then && c.until <= Date.now())) batch.push(n);
+    }
+    var pending = this.call('POST', upload.urls.sign, { parts: batch }, opts.signal).then(function (answer) {
+      var until = Date.now() + answer.expires_in * 1000 - URL_MARGIN_MS;
+      batch.forEach(function (n) {
+        self.urls.set(cacheKey(n), { url: answer.urls[String(n)], until: until, expires: answer.expires_in });
+      });
+    }, function (error) {
+      batch.forEach(function (n) { self.urls.delete(cacheKey(n)); });
+      throw error;
+    });
+    batch.forEach(function (n) { self.urls.set(cacheKey(n), pending); });
+    return pending.then(function () { return self.signPart(file, opts); });
+  };
+
+  Widget.prototype.listParts = function (file, opts) {
+    var self = this, upload = this.uploadOf(file);
+    return this.call('GET', upload.urls.parts, undefined, opts.signal).then(function (answer) {
+      var st = self.files.get(file.id);
+      if (st) {
+        var held = answer.parts.reduce(function (sum, p) { return sum + p.Size; }, 0);
+        st.resetSpeed = true; // the parts already in S3 are not this session's speed
+        st.resumedParts = answer.parts.length;
+        self.render(st, {
+          state: 'Resuming: ' + answer.parts.length + ' of ' + upload.part_count + ' parts (' +
+            formatBytes(held) + ') already in S3',
+        });
+      }
+      return answer.parts;
+    });
+  };
+
+  Widget.prototype.complete = function (file, opts) {
+    var upload = this.uploadOf(file);
+    var st = this.files.get(file.id);
+    if (st) this.render(st, { state: 'Checking the object in S3…' });
+    return this.call('POST', upload.urls.complete, {
+      parts: opts.parts.map(function (p) { return { PartNumber: p.PartNumber, ETag: p.ETag }; }),
+    }, opts.signal).then(function (answer) {
+      answer.location = answer.key;
+      return answer;
+    });
+  };
+
+  Widget.prototype.abortOnServer = function (upload) {
+    store.forgetUpload(upload.id);
+    return this.call('POST', upload.urls.abort, {});
+  };
+
+  /* --- adding files ---------------------------------------------------------------------- */
+
+  Widget.prototype.bindPicker = function () {
+    var self = this;
+    var input = this.root.querySelector('[data-input]');
+    var drop = this.root.querySelector('[data-drop]');
+    if (input) {
+      input.addEventListener('change', function () {
+        var files = Array.prototype.slice.call(input.files || []);
+        input.value = '';
+        self.addFiles(files);
+      });
+    }
+    if (drop) {
+      ['dragenter', 'dragover'].forEach(function (type) {
+        drop.addEventListener(type, function (e) { e.preventDefault(); drop.classList.add('is-over'); });
+      });
+      ['dragleave', 'drop'].forEach(function (type) {
+        drop.addEventListener(type, function () { drop.classList.remove('is-over'); });
+      });
+      drop.addEventListener('drop', function (e) {
+        e.preventDefault();
+        self.addFiles(Array.prototype.slice.call((e.dataTransfer && e.dataTransfer.files) || []));
+      });
+    }
+  };
+
+  Widget.prototype.bindHints = function () {
+    var self = this;
+    var hints = this.root.querySelector('[data-hints]');
+    if (hints) hints.hidden = !hints.querySelector('[data-unfinished]');
+    this.root.querySelectorAll('[data-discard]').forEach(function (button) {
+      button.addEventListener('click', function () {
+        var item = button.closest('[data-unfinished]');
+        button.disabled = true;
+        self.call('POST', button.dataset.discard, {}).then(function (answer) {
+          store.forgetUpload(answer.id);
+          self.dropHint(answer.id);
+        }, function (error) {
+          button.disabled = false;
+          self.say(error.message);
+        });
+        if (item) item.classList.add('is-discarding');
+      });
+    });
+  };
+
+  Widget.prototype.dropHint = function (uploadPk) {
+    var item = this.root.querySelector('[data-unfinished="' + uploadPk + '"]');
+    if (item) item.remove();
+    var hints = this.root.querySelector('[data-hints]');
+    if (hints && !hints.querySelector('[data-unfinished]')) hints.hidden = true;
+  };
+
+  Widget.prototype.addFiles = function (files) {
+    var self = this;
+    this.say('');
+    var ready = files.map(function (file) {
+      var id;
+      try {
+        id = self.uppy.addFile({ name: file.name, type: file.type, data: file, source: 'Local', isRemote: false });
+      } catch (error) {
+        self.say(file.name + ': ' + error.message);
+        return Promise.resolve();
+      }
+      var st = { id: id, name: file.name, size: file.size, storeKey: store.key(self.requestId, file), phase: 'uploading',
+        samples: [], retries: 0 };
+      self.files.set(id, st);
+      self.addRow(st);
+      return self.resumeState(st);
+    });
+    return Promise.all(ready).then(function () {
+      return self.uppy.upload();
+    }).catch(function (error) {
+      if (error && error.message) self.say(error.message);
+    });
+  };
+
+  /* Before uploading, find an unfinished upload of the same file to resume. */
+  Widget.prototype.resumeState = function (st) {
+    var self = this;
+    var saved = store.get(st.storeKey);
+    if (!saved || !saved.urls) return Promise.resolve();
+    return this.call('GET', saved.urls.self).then(function (upload) {
+      if (upload.status !== 'uploading' || upload.size !== st.size) {
+        store.remove(st.storeKey);
+        return;
+      }
+      st.upload = upload;
+      self.uppy.setFileState(st.id, { s3Multipart: { key: upload.key, uploadId: upload.upload_id } });
+      self.dropHint(upload.id);
+      self.render(st, { state: 'Resuming…' });
+    }, function (error) {
+      if (error.status === 404) store.remove(st.storeKey);
+    });
+  };
+
+  /* --- a file's row ------------------------------------------------------------------------- */
+
+  Widget.prototype.addRow = function (st) {
+    var self = this;
+    var li = document.createElement('li');
+    li.className = 'upload-file is-uploading';
+    li.dataset.fileId = st.id;
+    li.innerHTML =
+      '<div class="upload-file-head"><strong class="upload-name"></strong> <span class="upload-state"></span></div>' +
+      '<progress class="upload-progress" value="0"></progress>' +
+      '<div class="upload-stats"><span class="upload-bytes"></span><span class="upload-speed"></span>' +
+      '<span class="upload-eta"></span></div>' +
+      '<p class="upload-message" hidden></p>' +
+      '<div class="upload-actions"><button type="button" class="secondary upload-retry" hidden>Retry now</button>' +
+      '<button type="button" class="secondary upload-cancel">Cancel</button></div>';
+    li.querySelector('.upload-name').textContent = st.name;
+    var bar = li.querySelector('progress');
+    bar.max = st.size;
+    li.querySelector('.upload-cancel').addEventListener('click', function () { self.cancel(st); });
+    li.querySelector('.upload-retry').addEventListener('click', function () { self.retry(st); });
+    st.row = li;
+    this.list.appendChild(li);
+    this.render(st, { state: 'Starting…', bytes: 0 });
+  };
+
+  Widget.prototype.render = function (st, what) {
+    var row = st.row;
+    if (!row) return;
+    if (what.state !== undefined) row.querySelector('.upload-state').textContent = what.state;
+    if (what.bytes !== undefined) {
+      row.querySelector('progress').value = what.bytes;
+      row.querySelector('.upload-bytes').textContent = formatBytes(what.bytes) + ' of ' + formatBytes(st.size);
+    }
+    if (what.speed !== undefined) {
+      row.querySelector('.upload-speed').textContent = what.speed ? formatBytes(what.speed) + '/s' : '';
+      row.querySelector('.upload-eta').textContent =
+        what.left !== undefined ? formatDuration(what.left) + ' left' : '';
+    }
+    if (what.message !== undefined) {
+      var p = row.querySelector('.upload-message');
+      p.textContent = what.message;
+      p.hidden = !what.message;
+    }
+    if (what.phase) {
+      st.phase = what.phase;
+      row.className = 'upload-file is-' + what.phase;
+      row.querySelector('.upload-cancel').hidden = what.phase === 'complete' || what.phase === 'cancelled' ||
+        what.phase === 'failed';
+      row.querySelector('.upload-retry').hidden = what.phase !== 'retrying';
+    }
+  };
+
+  Widget.prototype.onProgress = function (file, progress) {
+    var st = this.files.get(file.id);
+    if (!st || st.phase === 'cancelled') return;
+    var now = performance.now(), bytes = progress.bytesUploaded;
+    if (st.resetSpeed) { st.samples = []; st.resetSpeed = false; }
+    st.samples.push([now, bytes]);
+    while (st.samples.length > 2 && now - st.samples[0][0] > 10000) st.samples.shift();
+    st.bytes = bytes;
+    if (now - (st.renderedAt || 0) < 200 && bytes < st.size) return;
+    st.renderedAt = now;
+    var first = st.samples[0], span = (now - first[0]) / 1000;
+    var speed = span >= 1 ? (bytes - first[1]) / span : 0;
+    var what = { bytes: bytes, speed: speed };
+    if (speed > 0) what.left = (st.size - bytes) / speed;
+    if (st.phase === 'uploading' && !/^Resuming/.test(st.row.querySelector('.upload-state').textContent)) {
+      what.state = 'Uploading';
+    }
+    this.render(st, what);
+  };
+
+  Widget.prototype.onSuccess = function (file, response) {
+    var st = this.files.get(file.id);
+    var answer = (response && response.body) || {};
+    if (st) {
+      store.remove(st.storeKey);
+      this.render(st, {
+        phase: 'complete', bytes: st.size, speed: 0,
+        state: 'Uploaded' + (answer.container ? ': disk ' + (answer.container.position + 1) +
+          (answer.container.format ? ' (' + answer.container.format + ')' : '') : ''),
+        message: '',
+      });
+    }
+    // Done with it in Uppy: the same file may be added again as another disk.
+    var self = this;
+    window.setTimeout(function () { if (self.uppy.getFile(file.id)) self.uppy.removeFile(file.id); }, 0);
+    document.body.dispatchEvent(new CustomEvent('upload-completed', { bubbles: true, detail: answer }));
+  };
+
+  /* A final refusal (the server said no) ends the file; anything else is retried. */
+  Widget.prototype.onError = function (file, error) {
+    var st = this.files.get(file.id);
+    if (!st || st.phase === 'cancelled') return;
+    var status = error && (error.status !== undefined ? error.status : error.source && error.source.status);
+    var fromServer = error && error.name === 'HttpError'; // else from S3, or the network
+    var final = status === 400 || status === 401 || status === 403 || status === 404 || status === 409 ||
+      status === 413 || status === 422;
+    var message = fromServer ? error.message
+      : status === 404 ? 'S3 no longer knows this upload (it was aborted or expired). Upload the file again.'
+      : status ? 'S3 refused a part (HTTP ' + status + ').' : 'network error';
+    if (final) {
+      store.remove(st.storeKey);
+      this.render(st, { phase: 'failed', state: 'Failed', speed: 0, message: message });
+      var self = this;
+      window.setTimeout(function () { if (self.uppy.getFile(file.id)) self.uppy.removeFile(file.id); }, 0);
+      return;
+    }
+    var wait = AUTO_RETRY_SECONDS[Math.min(st.retries, AUTO_RETRY_SECONDS.length - 1)];
+    st.retries += 1;
+    this.render(st, {
+      phase: 'retrying', state: 'Interrupted', speed: 0,
+      message: 'The upload stopped (' + message + '). Trying again in ' + wait +
+        ' s; the parts already in S3 are kept.',
+    });
+    var self2 = this;
+    window.clearTimeout(st.retryTimer);
+    st.retryTimer = window.setTimeout(function () { self2.retry(st); }, wait * 1000);
+  };
+
+  Widget.prototype.retryNow = function () {
+    var self = this;
+    this.files.forEach(function (st) { if (st.phase === 'retrying') self.retry(st); });
+  };
+
+  /* Resume a file whose upload stopped: ListParts, then only the missing parts. */
+  Widget.prototype.retry = function (st) {
+    window.clearTimeout(st.retryTimer);
+    if (st.phase !== 'retrying' || !this.uppy.getFile(st.id)) return;
+    if (st.upload) {
+      this.uppy.setFileState(st.id, { s3Multipart: { key: st.upload.key, uploadId: st.upload.upload_id } });
+    }
+    this.render(st, { phase: 'uploading', state: 'Resuming…', message: '' });
+    this.uppy.retryUpload(st.id).catch(function () { /* reported through upload-error */ });
+  };
+
+  Widget.prototype.cancel = function (st) {
+    var self = this;
+    window.clearTimeout(st.retryTimer);
+    this.render(st, { phase: 'cancelled', state: 'Cancelling…', speed: 0 });
+    if (this.uppy.getFile(st.id)) this.uppy.removeFile(st.id); // stops the parts in flight
+    store.remove(st.storeKey);
+    if (!st.upload) { // create() has not answered yet: it aborts when it does
+      this.render(st, { state: 'Cancelled' });
+      return;
+    }
+    this.abortOnServer(st.upload).then(function () {
+      self.render(st, { state: 'Cancelled', message: 'The upload was aborted; S3 keeps none of its parts.' });
+    }, function (error) {
+      self.render(st, { state: 'Cancelled', message: error.message });
+    });
+  };
+
+  /* --- start-up ------------------------------------------------------------------------------ */
+
+  function init(root) {
+    if (root.uploadWidget) return;
+    root.uploadWidget = new Widget(root);
+    root.dataset.ready = 'true';
+  }
+
+  function initAll(scope) {
+    var roots = [];
+    if (scope.matches && scope.matches('[data-upload-widget]')) roots.push(scope);
+    if (scope.querySelectorAll) roots.push.apply(roots, scope.querySelectorAll('[data-upload-widget]'));
+    if (!roots.length) return;
+    whenUppy(function () { roots.forEach(init); });
+  }
+
+  /* Uppy's script may arrive after this one (e.g. in content swapped in by htmx). */
+  function whenUppy(callback, waited) {
+    if (window.Uppy && window.Uppy.AwsS3) { callback(); return; }
+    if ((waited || 0) > 20000) return;
+    window.setTimeout(function () { whenUppy(callback, (waited || 0) + 50); }, 50);
+  }
+
+  window.ImportUploadWidget = { init: initAll, partSize: partSize };
+  if (document.readyState === 'loading') {
+    document.addEventListener('DOMContentLoaded', function () { initAll(document); });
+  } else {
+    initAll(document);
+  }
+  document.addEventListener('htmx:load', function (event) { initAll(event.detail.elt); });
+})();

@@ -1,0 +1,178 @@
+"""The upload widget in a real browser: an image to S3 in parts, and a resume after a reload."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+
+import boto3
+import pytest
+from playwright.sync_api import expect
+
+from tests.stack import ROOT, Stack
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+MIB = 1024**2
+SIZE = 40 * MIB  # five parts of 8 MiB
+PART_PUT = re.compile(r"[?&]partNumber=(\d+)")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    stack = Stack(tmp_path_factory.mktemp("upload-stack"))
+    stack.start()
+    yield stack
+    stack.kill()
+
+
+@pytest.fixture
+def image(tmp_path):
+    path = tmp_path / "web01.vmdk"
+    path.write_bytes(os.urandom(SIZE))
+    return path
+
+
+def make_draft(stack: Stack, username: str = "demo") -> int:
+    """A draft of `username`, made in the stack's own database."""
+    code = (
+        "from django.contrib.auth import get_user_model; from wizard.models import ImportRequest; "
+        f"print(ImportRequest.objects.create(owner=get_user_model().objects.get(username={username!r})).pk)"
+    )
+    out = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "manage.py", "shell", "-c", code],
+        cwd=ROOT, env=stack.env, check=True, capture_output=True, text=True,
+    ).stdout
+    return int(out.split()[-1])
+
+
+def s3(stack: Stack):
+    return boto3.client("s3", endpoint_url=stack.sandbox_url, region_name="us-east-1",
+                        aws_access_key_id="sandbox", aws_secret_access_key="sandbox")
+
+
+def open_upload_page(browser, stack: Stack, pk: int):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.on("dialog", lambda dialog: dialog.accept())  # "leave the page?" while uploading
+    page.goto(stack.url + "/login/")
+    page.fill("#id_username", "demo")
+    page.fill("#id_password", "demo")
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/imports/$"))
+    page.goto(f"{stack.url}/imports/{pk}/upload/")
+    expect(page.locator("[data-upload-widget]")).to_have_attribute("data-ready", "true")
+    return page
+
+
+def part_puts(page) -> list[int]:
+    """Part numbers of the part PUTs the page sends (to S3, not to the web app)."""
+    numbers: list[int] = []
+
+    def seen(request):
+        found = PART_PUT.search(request.url)
+        if request.method == "PUT" and found:
+            numbers.append(int(found[1]))
+
+    page.on("request", seen)
+    return numbers
+
+
+RECORD_PROGRESS = """() => {
+  window.progressSeen = [];
+  new MutationObserver(() => {
+    const row = document.querySelector('.upload-file');
+    if (!row) return;
+    window.progressSeen.push({
+      value: row.querySelector('progress').value,
+      bytes: row.querySelector('.upload-bytes').textContent,
+      speed: row.querySelector('.upload-speed').textContent,
+      eta: row.querySelector('.upload-eta').textContent,
+    });
+  }).observe(document.querySelector('[data-upload-widget]'), {subtree: true, childList: true, attributes: true, characterData: true});
+}"""
+
+
+def throttle_uploads(page, bytes_per_second: int) -> None:
+    """Chromium's own network emulation: uploads (to S3 too) go at most this fast."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions",
+             {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": bytes_per_second})
+
+
+def test_an_image_goes_to_s3_in_parts_and_becomes_a_disk(stack, browser, image):
+    pk = make_draft(stack)
+    page = open_upload_page(browser, stack, pk)
+    puts = part_puts(page)
+    throttle_uploads(page, 10 * MIB)  # a few seconds: long enough to see speed and time left
+    page.evaluate(RECORD_PROGRESS)
+    page.evaluate("document.body.addEventListener('upload-completed', (e) => { window.completedDetail = e.detail; })")
+
+    page.locator("[data-upload-widget] input[type=file]").set_input_files(str(image))
+
+    row = page.locator(".upload-file")
+    expect(row).to_have_class(re.compile(r"\bis-complete\b"), timeout=60_000)
+    expect(row.locator(".upload-state")).to_have_text("Uploaded: disk 1 (VMDK)")
+    expect(row.locator(".upload-bytes")).to_have_text("40.0 MiB of 40.0 MiB")
+    assert sorted(puts) == [1, 2, 3, 4, 5]
+    # The bar moved through values between empty and full, with speed and time left shown.
+    seen = page.evaluate("window.progressSeen")
+    values = sorted({s["value"] for s in seen})
+    assert len([v for v in values if 0 < v < SIZE]) >= 2, values
+    assert any(s["speed"].endswith("/s") and s["eta"].endswith("left") for s in seen), seen
+    # The event other parts of the page listen to, and the disks list it refreshed.
+    detail = page.evaluate("window.completedDetail")
+    assert detail["container"]["file_name"] == "web01.vmdk" and detail["container"]["size_bytes"] == SIZE
+    expect(page.locator("#upload-containers")).to_contain_text("web01.vmdk")
+    expect(page.locator("#upload-containers")).to_contain_text(detail["key"])
+    head = s3(stack).head_object(Bucket="import-wizard-uploads", Key=detail["key"])
+    assert head["ContentLength"] == SIZE
+
+
+def test_after_a_reload_the_same_file_sends_only_its_missing_parts(stack, browser, image):
+    pk = make_draft(stack)
+    page = open_upload_page(browser, stack, pk)
+    # Parts 1 and 2 reach S3; parts 3 to 5 are held on their way, until the reload drops them.
+    held = []
+    page.route(re.compile(r"[?&]partNumber=[345](&|$)"), lambda route: held.append(route))
+    page.locator("[data-upload-widget] input[type=file]").set_input_files(str(image))
+    expect(page.locator(".upload-file .upload-state")).to_have_text("Uploading")
+    upload = wait_for_parts(stack, count=2)
+    assert len(held) == 3
+
+    page.reload()
+    page.unroute_all(behavior="ignoreErrors")
+    expect(page.locator("[data-upload-widget]")).to_have_attribute("data-ready", "true")
+    hint = page.locator("[data-hints]")
+    expect(hint).to_be_visible()
+    expect(hint).to_contain_text("web01.vmdk")
+    puts = part_puts(page)
+    page.locator("[data-upload-widget] input[type=file]").set_input_files(str(image))
+
+    row = page.locator(".upload-file")
+    expect(row).to_have_class(re.compile(r"\bis-complete\b"), timeout=60_000)
+    assert sorted(puts) == [3, 4, 5]
+    expect(hint).to_be_hidden()
+    expect(page.locator("#upload-containers")).to_contain_text(upload["Key"])
+    head = s3(stack).head_object(Bucket="import-wizard-uploads", Key=upload["Key"])
+    assert head["ContentLength"] == SIZE
+    # The object is the file: the parts sent before the reload are in their places.
+    body = s3(stack).get_object(Bucket="import-wizard-uploads", Key=upload["Key"])["Body"].read()
+    assert body == image.read_bytes()
+
+
+def wait_for_parts(stack: Stack, count: int, timeout: float = 30) -> dict:
+    """The one multipart upload in progress, once S3 holds `count` of its parts."""
+    client = s3(stack)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for upload in client.list_multipart_uploads(Bucket="import-wizard-uploads").get("Uploads", []):
+            parts = client.list_parts(Bucket="import-wizard-uploads", Key=upload["Key"], UploadId=upload["UploadId"])
+            if len(parts.get("Parts", [])) >= count:
+                return upload
+        time.sleep(0.2)
+    raise AssertionError(f"S3 never held {count} parts")

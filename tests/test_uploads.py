@@ -1,0 +1,409 @@
+"""Browser-to-S3 multipart uploads: the widget's endpoints against a real sandbox over HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from urllib.parse import parse_qs, unquote, urlparse
+
+import pytest
+import requests
+from django.test import Client, RequestFactory
+from django.urls import reverse
+
+from tests.conftest import make_user
+from wizard import uploads
+from wizard.models import AuditEvent, DiskContainer, ImportRequest, Upload
+from wizard.views import uploads as views
+
+MIB = 1024**2
+GIB_4 = 4 * 1024**3
+
+
+@pytest.fixture
+def draft(requester):
+    return ImportRequest.objects.create(owner=requester, description="two disks")
+
+
+@pytest.fixture
+def client_of(requester):
+    client = Client()
+    client.force_login(requester)
+    return client
+
+
+@pytest.fixture
+def other(db):
+    client = Client()
+    client.force_login(make_user("bob", "requester"))
+    return client
+
+
+def post(client: Client, url: str, data: dict | None = None, **extra):
+    return client.post(url, data=json.dumps(data or {}), content_type="application/json", **extra)
+
+
+def start(client: Client, draft: ImportRequest, name: str = "web01.vmdk", size: int = 10 * MIB) -> dict:
+    response = post(client, reverse("upload-create", args=[draft.pk]), {"file_name": name, "size": size})
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def sign(client: Client, up: dict, parts: list[int]) -> dict[int, str]:
+    response = post(client, up["urls"]["sign"], {"parts": parts})
+    assert response.status_code == 200, response.content
+    return {int(n): url for n, url in response.json()["urls"].items()}
+
+
+def put_parts(client: Client, up: dict, sizes: list[int]) -> list[dict]:
+    """PUT parts of these sizes to their presigned URLs, as the browser does."""
+    urls = sign(client, up, list(range(1, len(sizes) + 1)))
+    parts = []
+    for n, size in enumerate(sizes, start=1):
+        answer = requests.put(urls[n], data=bytes([n]) * size, timeout=30)
+        assert answer.status_code == 200, answer.text
+        parts.append({"PartNumber": n, "ETag": answer.headers["ETag"]})
+    return parts
+
+
+def multipart_uploads(sandbox) -> list[tuple[str, str]]:
+    answer = sandbox.client("s3").list_multipart_uploads(Bucket=sandbox.bucket)
+    return [(u["Key"], u["UploadId"]) for u in answer.get("Uploads", [])]
+
+
+# --- pure ---------------------------------------------------------------------------------------
+
+
+def test_part_size_lets_10000_parts_cover_5_tib():
+    for size in (1, 10 * MIB, 80 * 1024 * MIB, 5 * 1024**4):
+        part = uploads.part_size_for(size)
+        assert part >= 8 * MIB and part % MIB == 0
+        assert part * 10_000 >= size
+        assert uploads.part_count(size) <= 10_000
+    assert uploads.part_size_for(5 * 1024**4) == 525 * MIB  # ceil(5 TiB / 10,000) in whole MiB
+
+
+def test_the_format_comes_from_the_extension():
+    assert uploads.format_for("Web01.VMDK") == "VMDK"
+    assert uploads.format_for("disk.img") == "RAW"
+    assert uploads.format_for("disk.qcow2") == ""
+
+
+# --- create ----------------------------------------------------------------------------------------
+
+
+def test_create_puts_the_key_under_the_users_prefix(sandbox, client_of, draft, requester):
+    up = start(client_of, draft, name="web01.vmdk")
+
+    assert re.fullmatch(rf"uploads/{requester.pk}/[0-9a-f]{{32}}\.vmdk", up["key"])
+    upload = Upload.objects.get(pk=up["id"])
+    assert upload.upload_id == up["upload_id"] != ""
+    assert (upload.owner, upload.request, upload.status) == (requester, draft, Upload.Status.UPLOADING)
+    assert (upload.file_name, upload.size, upload.bucket) == ("web01.vmdk", 10 * MIB, sandbox.bucket)
+    assert up["part_size"] == 8 * MIB and up["part_count"] == 2
+    assert (up["key"], up["upload_id"]) in multipart_uploads(sandbox)
+
+
+def test_the_file_name_is_metadata_never_a_path(sandbox, client_of, draft, requester):
+    up = start(client_of, draft, name="../../other/..\\evil name.vhd")
+
+    assert re.fullmatch(rf"uploads/{requester.pk}/[0-9a-f]{{32}}\.vhd", up["key"])
+    assert Upload.objects.get(pk=up["id"]).file_name == "evil name.vhd"
+
+
+def test_create_refuses_what_it_cannot_upload(sandbox, client_of, draft):
+    url = reverse("upload-create", args=[draft.pk])
+    assert post(client_of, url, {"file_name": "a.raw", "size": 0}).json()["error"] == "a.raw is empty."
+    too_big = post(client_of, url, {"file_name": "a.raw", "size": 5 * 1024**4 + 1})
+    assert too_big.status_code == 400 and "5 TiB" in too_big.json()["error"]
+    assert post(client_of, url, {"size": 10}).status_code == 400
+    assert post(client_of, url, {"file_name": "a.raw", "size": "10"}).status_code == 400
+    assert not Upload.objects.exists()
+
+
+def test_create_needs_the_users_own_draft(sandbox, client_of, other, draft):
+    assert post(other, reverse("upload-create", args=[draft.pk]), {"file_name": "a.raw", "size": 10}).status_code == 404
+
+    draft.status = ImportRequest.Status.SUBMITTED
+    draft.save()
+    refused = post(client_of, reverse("upload-create", args=[draft.pk]), {"file_name": "a.raw", "size": 10})
+    assert refused.status_code == 409 and "no longer a draft" in refused.json()["error"]
+
+
+# --- sign ------------------------------------------------------------------------------------------------
+
+
+def test_sign_gives_a_short_lived_url_for_exactly_that_part(sandbox, client_of, draft):
+    up = start(client_of, draft)
+
+    url = sign(client_of, up, [2])[2]
+
+    parsed = urlparse(url)
+    query = parse_qs(parsed.query)
+    assert f"{parsed.scheme}://{parsed.netloc}" == sandbox.endpoint  # the endpoint the browser reaches
+    assert unquote(parsed.path) == f"/{sandbox.bucket}/{up['key']}"
+    assert query["uploadId"] == [up["upload_id"]] and query["partNumber"] == ["2"]
+    assert 0 < int(query["X-Amz-Expires"][0]) <= 15 * 60
+    assert query["X-Amz-SignedHeaders"] == ["host"]
+
+    answer = requests.put(url, data=b"x" * 1000, timeout=30)
+    assert answer.status_code == 200 and answer.headers["ETag"]
+    parts = sandbox.client("s3").list_parts(Bucket=sandbox.bucket, Key=up["key"], UploadId=up["upload_id"])["Parts"]
+    assert [(p["PartNumber"], p["Size"]) for p in parts] == [(2, 1000)]
+
+
+def test_sign_refuses_parts_the_file_does_not_have(sandbox, client_of, draft):
+    up = start(client_of, draft, size=10 * MIB)  # two parts of 8 MiB
+
+    for parts in ([0], [3], ["1"], [], list(range(1, 102))):
+        assert post(client_of, up["urls"]["sign"], {"parts": parts}).status_code == 400, parts
+
+
+# --- someone else's upload ----------------------------------------------------------------------------------
+
+
+def test_another_user_gets_404_on_every_call(sandbox, client_of, other, draft):
+    up = start(client_of, draft)
+    urls = up["urls"]
+
+    assert post(other, urls["sign"], {"parts": [1]}).status_code == 404
+    assert other.get(urls["parts"]).status_code == 404
+    assert other.get(urls["self"]).status_code == 404
+    assert post(other, urls["complete"], {"parts": [{"PartNumber": 1, "ETag": '"x"'}]}).status_code == 404
+    assert post(other, urls["abort"]).status_code == 404
+    assert other.get(reverse("request-upload", args=[draft.pk])).status_code == 404
+    assert Upload.objects.get(pk=up["id"]).status == Upload.Status.UPLOADING
+    assert (up["key"], up["upload_id"]) in multipart_uploads(sandbox)
+
+
+def test_without_a_session_the_calls_answer_401(sandbox, client_of, draft):
+    up = start(client_of, draft)
+    anonymous = Client()
+
+    assert post(anonymous, up["urls"]["sign"], {"parts": [1]}).status_code == 401
+    assert anonymous.get(up["urls"]["parts"]).status_code == 401
+    assert anonymous.get(reverse("request-upload", args=[draft.pk])).status_code == 302
+
+
+def test_posts_need_the_csrf_token(sandbox, requester, draft):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(requester)
+    url = reverse("upload-create", args=[draft.pk])
+    body = {"file_name": "a.raw", "size": 10}
+
+    assert post(client, url, body).status_code == 403
+
+    page = client.get(reverse("request-upload", args=[draft.pk]))
+    token = re.search(r'data-csrf="([^"]+)"', page.content.decode())[1]
+    assert post(client, url, body, HTTP_X_CSRFTOKEN=token).status_code == 201
+
+
+# --- list -----------------------------------------------------------------------------------------------
+
+
+def test_list_returns_the_parts_s3_holds(sandbox, client_of, draft):
+    up = start(client_of, draft, size=20 * MIB)  # three parts
+    assert client_of.get(up["urls"]["parts"]).json() == {"parts": []}
+
+    urls = sign(client_of, up, [1, 3])
+    etags = {n: requests.put(urls[n], data=b"p" * (8 * MIB if n == 1 else 4 * MIB), timeout=30).headers["ETag"]
+             for n in (1, 3)}
+
+    listed = client_of.get(up["urls"]["parts"]).json()["parts"]
+    assert listed == [
+        {"PartNumber": 1, "ETag": etags[1], "Size": 8 * MIB},
+        {"PartNumber": 3, "ETag": etags[3], "Size": 4 * MIB},
+    ]
+
+
+# --- complete ----------------------------------------------------------------------------------------------
+
+
+def test_complete_makes_the_object_and_adds_a_container(sandbox, client_of, draft, requester):
+    DiskContainer.objects.create(request=draft, position=0, format="VHD", s3_bucket="b", s3_key="k", size_bytes=GIB_4)
+    up = start(client_of, draft, name="data.vmdk", size=10 * MIB)
+    parts = put_parts(client_of, up, [8 * MIB, 2 * MIB])
+
+    response = post(client_of, up["urls"]["complete"], {"parts": parts})
+
+    assert response.status_code == 200, response.content
+    head = sandbox.client("s3").head_object(Bucket=sandbox.bucket, Key=up["key"])
+    assert head["ContentLength"] == 10 * MIB
+    assert head["Metadata"] == {"file-name": "data.vmdk"}
+    container = DiskContainer.objects.get(upload_id=up["id"])
+    assert response.json()["container"]["id"] == container.pk
+    assert (container.request, container.position, container.format) == (draft, 1, "VMDK")
+    assert (container.s3_bucket, container.s3_key) == (sandbox.bucket, up["key"])
+    assert (container.file_name, container.size_bytes) == ("data.vmdk", 10 * MIB)
+    upload = Upload.objects.get(pk=up["id"])
+    assert upload.status == Upload.Status.COMPLETED and upload.completed_at and upload.etag
+    draft.refresh_from_db()
+    assert draft.upload_start == upload.created_at and draft.upload_end == upload.completed_at
+    assert draft.upload_size == round((GIB_4 + 10 * MIB) / 1024**3, 6)
+    event = AuditEvent.objects.get(action="upload completed")
+    assert (event.request, event.actor) == (draft, requester)
+    assert event.details["key"] == up["key"] and event.details["size_bytes"] == 10 * MIB
+    assert event.details["container"] == container.pk
+    assert not multipart_uploads(sandbox)
+
+
+
+def test_complete_twice_answers_the_same_container(sandbox, client_of, draft):
+    up = start(client_of, draft, size=3 * MIB)
+    parts = put_parts(client_of, up, [3 * MIB])
+
+    first = post(client_of, up["urls"]["complete"], {"parts": parts}).json()
+    again = post(client_of, up["urls"]["complete"], {"parts": parts})
+
+    assert again.status_code == 200 and again.json()["container"] == first["container"]
+    assert DiskContainer.objects.filter(request=draft).count() == 1
+    assert AuditEvent.objects.filter(action="upload completed").count() == 1
+
+
+def test_complete_without_parts_takes_s3s_list(sandbox, client_of, draft):
+    up = start(client_of, draft, size=10 * MIB)
+    put_parts(client_of, up, [8 * MIB, 2 * MIB])
+
+    response = post(client_of, up["urls"]["complete"], {})
+
+    assert response.status_code == 200 and response.json()["container"]["size_bytes"] == 10 * MIB
+
+
+def test_complete_with_a_part_missing_keeps_the_upload_to_resume(sandbox, client_of, draft):
+    up = start(client_of, draft, size=10 * MIB)
+    parts = put_parts(client_of, up, [8 * MIB])
+    parts.append({"PartNumber": 2, "ETag": '"00000000000000000000000000000000"'})
+
+    response = post(client_of, up["urls"]["complete"], {"parts": parts})
+
+    assert response.status_code == 400 and "resume" in response.json()["error"]
+    assert Upload.objects.get(pk=up["id"]).status == Upload.Status.UPLOADING
+    assert not DiskContainer.objects.exists()
+
+
+def test_a_size_mismatch_is_refused_and_makes_no_container(sandbox, client_of, draft, requester):
+    up = start(client_of, draft, name="web01.raw", size=10 * MIB)
+    parts = put_parts(client_of, up, [8 * MIB, 1 * MIB])  # 1 MiB short of what was declared
+
+    response = post(client_of, up["urls"]["complete"], {"parts": parts})
+
+    assert response.status_code == 422
+    assert response.json()["error"] == (
+        "The object S3 holds for web01.raw is 9,437,184 bytes, but the file is 10,485,760 bytes: "
+        "the upload was refused. Upload the file again."
+    )
+    assert not DiskContainer.objects.exists()
+    assert Upload.objects.get(pk=up["id"]).status == Upload.Status.ABORTED
+    listed = sandbox.client("s3").list_objects_v2(Bucket=sandbox.bucket).get("Contents", [])
+    assert up["key"] not in [o["Key"] for o in listed]
+    event = AuditEvent.objects.get(action="upload failed")
+    assert event.request == draft and event.details["object_size"] == 9 * MIB
+    assert "refused" in event.details["message"]
+    draft.refresh_from_db()
+    assert draft.upload_size is None
+    # The widget may ask again: the answer stays no.
+    assert post(client_of, up["urls"]["complete"], {"parts": parts}).status_code == 409
+
+
+def test_complete_refuses_a_request_no_longer_a_draft(sandbox, client_of, draft):
+    up = start(client_of, draft, size=3 * MIB)
+    parts = put_parts(client_of, up, [3 * MIB])
+    ImportRequest.objects.filter(pk=draft.pk).update(status=ImportRequest.Status.SUBMITTED)
+
+    response = post(client_of, up["urls"]["complete"], {"parts": parts})
+
+    assert response.status_code == 409 and "no longer a draft" in response.json()["error"]
+    assert not DiskContainer.objects.exists()
+
+
+# --- abort ------------------------------------------------------------------------------------------------------
+
+
+def test_abort_aborts_in_s3_and_records_it(sandbox, client_of, draft, requester):
+    up = start(client_of, draft)
+    put_parts(client_of, up, [8 * MIB])
+
+    response = post(client_of, up["urls"]["abort"])
+
+    assert response.status_code == 200 and response.json()["status"] == "aborted"
+    assert (up["key"], up["upload_id"]) not in multipart_uploads(sandbox)
+    assert Upload.objects.get(pk=up["id"]).status == Upload.Status.ABORTED
+    event = AuditEvent.objects.get(action="upload cancelled")
+    assert (event.request, event.actor, event.details["key"]) == (draft, requester, up["key"])
+    assert post(client_of, up["urls"]["sign"], {"parts": [1]}).status_code == 409
+    assert post(client_of, up["urls"]["abort"]).status_code == 200  # twice is fine
+    assert AuditEvent.objects.filter(action="upload cancelled").count() == 1
+
+
+# --- bodies -----------------------------------------------------------------------------------------------------
+
+
+class Unreadable(io.RawIOBase):
+    def read(self, *args):
+        raise AssertionError("the view read the body")
+
+    readinto = readline = read
+
+
+@pytest.mark.parametrize(
+    "name, limit",
+    [("sign", views.MAX_BODY), ("abort", views.MAX_BODY), ("complete", views.MAX_COMPLETE_BODY)],
+)
+def test_bodies_over_the_limit_are_refused_unread(sandbox, client_of, draft, requester, name, limit):
+    up = start(client_of, draft)
+    request = RequestFactory().post(up["urls"][name], data=b"", content_type="application/json")
+    request.META["CONTENT_LENGTH"] = str(limit + 1)
+    request._stream = Unreadable()
+    request.user = requester
+    request._dont_enforce_csrf_checks = True
+
+    response = getattr(views, name)(request, up["id"])
+
+    assert response.status_code == 413
+    assert views.MAX_COMPLETE_BODY <= 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/x-www-form-urlencoded", "multipart/form-data; boundary=b"]
+)
+def test_a_big_body_is_refused_before_anything_reads_it(sandbox, requester, draft, monkeypatch, content_type):
+    """Not even the CSRF check (which reads form bodies) runs before the size check."""
+    from django.core.handlers.wsgi import WSGIRequest
+
+    def refuse(self):
+        raise AssertionError("the body was read")
+
+    monkeypatch.setattr(WSGIRequest, "_load_post_and_files", refuse)
+    monkeypatch.setattr(WSGIRequest, "body", property(refuse))
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(requester)
+
+    response = client.post(reverse("upload-create", args=[draft.pk]), data=b"x" * (2 * MIB), content_type=content_type)
+
+    assert response.status_code == 413
+
+
+# --- the page ------------------------------------------------------------------------------------------------
+
+
+def test_the_page_shows_the_widget_and_the_disks(sandbox, client_of, draft):
+    DiskContainer.objects.create(request=draft, format="VHD", s3_bucket="b", s3_key="uploads/1/x.vhd", file_name="x.vhd")
+    unfinished = start(client_of, draft, name="half.vmdk")
+
+    page = client_of.get(reverse("request-upload", args=[draft.pk])).content.decode()
+
+    assert "data-upload-widget" in page and f'data-create-url="{reverse("upload-create", args=[draft.pk])}"' in page
+    assert "vendor/uppy/uppy.min.js" in page and "js/upload.js" in page
+    assert 'hx-trigger="upload-completed from:body"' in page
+    assert "s3://b/uploads/1/x.vhd" in page
+    assert f'data-unfinished="{unfinished["id"]}"' in page
+    partial = client_of.get(reverse("request-upload-containers", args=[draft.pk])).content.decode()
+    assert "x.vhd" in partial and "<html" not in partial
+
+
+def test_the_page_of_a_submitted_request_has_no_widget(sandbox, client_of, draft):
+    draft.status = ImportRequest.Status.SUBMITTED
+    draft.save()
+    page = client_of.get(reverse("request-upload", args=[draft.pk])).content.decode()
+    assert "data-upload-widget" not in page and "drafts only" in page

@@ -1,0 +1,16 @@
+"""URLs of the upload widget: its page and the JSON calls it makes (wizard.views.uploads)."""
+
+from django.urls import path
+
+from wizard.views import uploads
+
+urlpatterns = [
+    path("imports/<int:pk>/upload/", uploads.page, name="request-upload"),
+    path("imports/<int:pk>/upload/containers/", uploads.containers, name="request-upload-containers"),
+    path("imports/<int:pk>/uploads/", uploads.create, name="upload-create"),
+    path("uploads/<int:upload_id>/", uploads.detail, name="upload-detail"),
+    path("uploads/<int:upload_id>/sign/", uploads.sign, name="upload-sign"),
+    path("uploads/<int:upload_id>/parts/", uploads.parts, name="upload-parts"),
+    path("uploads/<int:upload_id>/complete/", uploads.complete, name="upload-complete"),
+    path("uploads/<int:upload_id>/abort/", uploads.abort, name="upload-abort"),
+]

@@ -1,0 +1,366 @@
+"""Browser-to-S3 multipart uploads: the services behind the upload widget.
+
+The web process never sees an image's bytes. It starts a multipart upload under the
+user's prefix with a key it chooses (`start`), presigns one URL per part for the browser
+(`sign_parts`), tells the browser which parts S3 already holds so a resumed upload sends
+only the missing ones (`list_parts`), and finally joins the parts, checks the object S3
+made against what the browser declared and attaches it to the user's draft as a new
+DiskContainer (`complete`) — or aborts it (`cancel`).
+
+Callers pass uploads already looked up with `owner=user`; these functions check state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from wizard import audit
+from wizard.aws import multipart
+from wizard.aws.multipart import MultipartError, Part
+from wizard.forms import FORMAT_BY_EXTENSION
+from wizard.models import DiskContainer, ImportRequest, Upload
+from wizard.submission import upload_key
+
+MIB = 1024**2
+GIB = 1024**3
+MAX_SIZE = multipart.MAX_OBJECT_SIZE  # 5 TiB, S3's largest object
+MIN_PART_SIZE = 8 * MIB
+MAX_SIGN_BATCH = 100  # part URLs per sign call
+
+
+class UploadError(Exception):
+    """A refusal the user should read: `message` in plain words, `status` for HTTP."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def part_size_for(size: int) -> int:
+    """Bytes per part: at least 8 MiB, and large enough that 10,000 parts cover `size`
+    (rounded up to a whole MiB). The widget computes the same (static/js/upload.js)."""
+    return max(MIN_PART_SIZE, math.ceil(size / multipart.MAX_PARTS / MIB) * MIB)
+
+
+def part_count(size: int) -> int:
+    return max(1, math.ceil(size / part_size_for(size)))
+
+
+def format_for(file_name: str) -> str:
+    """The DiskContainer format its extension names ("" when it names none)."""
+    name = file_name.lower()
+    return next((fmt for ext, fmt in FORMAT_BY_EXTENSION.items() if name.endswith(ext)), "")
+
+
+def clean_file_name(file_name: Any) -> str:
+    """The user's file name as metadata: its last path component, printable, at most 255 chars."""
+    if not isinstance(file_name, str):
+        raise UploadError("The file name is missing.")
+    name = file_name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    if not name or name in (".", ".."):
+        raise UploadError("The file name is missing.")
+    return name[-255:] if len(name) > 255 else name
+
+
+def _draft(request: ImportRequest, lock: bool = False) -> ImportRequest:
+    qs = ImportRequest.objects.select_for_update() if lock else ImportRequest.objects
+    fresh = qs.get(pk=request.pk)
+    if fresh.status != ImportRequest.Status.DRAFT:
+        raise UploadError(
+            f"Import #{fresh.pk} is {fresh.get_status_display().lower()}, no longer a draft: "
+            "images can be added to drafts only.",
+            status=409,
+        )
+    return fresh
+
+
+def _uploading(upload: Upload) -> None:
+    if upload.status != Upload.Status.UPLOADING:
+        raise UploadError(f"The upload of {upload.file_name} is {upload.get_status_display().lower()}.", status=409)
+
+
+# --- start -----------------------------------------------------------------------------
+
+
+def start(user: Any, request: ImportRequest, *, file_name: Any, size: Any, content_type: Any = "") -> Upload:
+    """Start a multipart upload of one image for the user's draft `request`."""
+    if request.owner_id != user.pk:
+        raise UploadError("Not your import request.", status=404)
+    name = clean_file_name(file_name)
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise UploadError("The file size is missing.")
+    if size <= 0:
+        raise UploadError(f"{name} is empty.")
+    if size > MAX_SIZE:
+        raise UploadError(f"{name} is larger than 5 TiB, the largest object S3 stores.")
+    _draft(request)
+    bucket = settings.IMPORT_BUCKET
+    key = upload_key(user.pk, name)
+    try:
+        upload_id = multipart.create(bucket, key, file_name=name)
+    except MultipartError as exc:
+        raise UploadError(f"S3 did not start the upload: {exc.message}", status=502) from exc
+    return Upload.objects.create(
+        owner=user,
+        request=request,
+        bucket=bucket,
+        key=key,
+        upload_id=upload_id,
+        file_name=name,
+        size=size,
+        content_type=str(content_type or "")[:255],
+    )
+
+
+# --- sign, list ------------------------------------------------------------------------
+
+
+def sign_parts(upload: Upload, part_numbers: Any) -> dict[int, str]:
+    """Presigned PUT URLs for these parts of the upload, each for that part only."""
+    _uploading(upload)
+    if not isinstance(part_numbers, list) or not part_numbers:
+        raise UploadError("Name the parts to sign.")
+    if len(part_numbers) > MAX_SIGN_BATCH:
+        raise UploadError(f"At most {MAX_SIGN_BATCH} parts per call.")
+    last = part_count(upload.size)
+    for n in part_numbers:
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= last:
+            raise UploadError(f"Part numbers of this upload run from 1 to {last}.")
+    return multipart.presign_parts(upload.bucket, upload.key, upload.upload_id, sorted(set(part_numbers)))
+
+
+def list_parts(upload: Upload) -> list[Part]:
+    """The parts S3 already holds (a resumed upload sends only the others)."""
+    _uploading(upload)
+    try:
+        return multipart.list_parts(upload.bucket, upload.key, upload.upload_id)
+    except MultipartError as exc:
+        if exc.code == "NoSuchUpload":
+            _fail(upload, "S3 no longer knows this upload (it was aborted or expired). Upload the file again.")
+            raise UploadError("S3 no longer knows this upload. Upload the file again.", status=409) from exc
+        raise UploadError(f"S3 did not list the parts: {exc.message}", status=502) from exc
+
+
+# --- complete --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Completed:
+    upload: Upload
+    container: DiskContainer
+
+
+def _clean_parts(parts: Any, upload: Upload) -> list[tuple[int, str]]:
+    if not isinstance(parts, list) or not parts:
+        raise UploadError("The list of parts is empty.")
+    cleaned: list[tuple[int, str]] = []
+    for i, part in enumerate(parts, start=1):
+        number = part.get("PartNumber") if isinstance(part, dict) else None
+        etag = part.get("ETag") if isinstance(part, dict) else None
+        if number != i or not isinstance(etag, str) or not etag or len(etag) > 128:
+            raise UploadError("The parts must be numbered 1, 2, 3, … in order, each with its ETag.")
+        cleaned.append((i, etag))
+    if len(cleaned) != part_count(upload.size):
+        raise UploadError(
+            f"{upload.file_name} is {upload.size:,} bytes, {part_count(upload.size)} parts, "
+            f"but {len(cleaned)} parts were sent."
+        )
+    return cleaned
+
+
+def complete(upload: Upload, user: Any, parts: Any = None) -> Completed:
+    """Join the parts, check the object S3 made, and add it to the draft as a DiskContainer.
+
+    `parts` is the browser's list of {PartNumber, ETag}; None takes S3's own list.
+    The object's size (HEAD) must equal the size the browser declared at the start;
+    otherwise the object is deleted, the upload marked failed and no container made.
+    Completing twice answers the same container.
+    """
+    if upload.status == Upload.Status.COMPLETED:
+        return Completed(upload, _container_of(upload))
+    _uploading(upload)
+    if upload.request is None:
+        raise UploadError("This upload belongs to no import request.", status=409)
+    _draft(upload.request)
+    if parts is None:
+        parts = [{"PartNumber": p.number, "ETag": p.etag} for p in list_parts(upload)]
+    cleaned = _clean_parts(parts, upload)
+
+    try:
+        etag = multipart.complete(upload.bucket, upload.key, upload.upload_id, cleaned)
+    except MultipartError as exc:
+        if exc.code in ("InvalidPart", "InvalidPartOrder"):
+            raise UploadError(
+                "S3 does not hold every part the browser sent: pick the same file again to resume."
+            ) from exc
+        if exc.code == "EntityTooSmall":
+            raise UploadError("A part other than the last is smaller than 5 MiB.") from exc
+        if exc.code != "NoSuchUpload":
+            raise UploadError(f"S3 did not complete the upload: {exc.message}", status=502) from exc
+        etag = ""  # maybe completed by a concurrent call: the object tells
+
+    try:
+        info = multipart.head(upload.bucket, upload.key)
+    except MultipartError as exc:
+        upload.refresh_from_db()
+        if upload.status == Upload.Status.COMPLETED:
+            return Completed(upload, _container_of(upload))
+        if exc.status == 404 or exc.code in ("404", "NoSuchKey"):
+            message = "S3 no longer knows this upload (it was aborted or expired). Upload the file again."
+            _fail(upload, message, actor=user)
+            raise UploadError(message, status=409) from exc
+        raise UploadError(f"S3 did not answer for the object: {exc.message}", status=502) from exc
+
+    if info.size != upload.size:
+        message = (
+            f"The object S3 holds for {upload.file_name} is {info.size:,} bytes, but the file is "
+            f"{upload.size:,} bytes: the upload was refused. Upload the file again."
+        )
+        _fail(upload, message, actor=user, delete_object=True, details={"object_size": info.size})
+        raise UploadError(message, status=422)
+    return _attach(upload, user, etag or info.etag)
+
+
+def _container_of(upload: Upload) -> DiskContainer:
+    container = DiskContainer.objects.filter(upload=upload).first()
+    if container is None:
+        raise UploadError("This upload is complete but is no longer one of the request's disks.", status=409)
+    return container
+
+
+def _attach(upload: Upload, user: Any, etag: str) -> Completed:
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update().get(pk=upload.pk)
+        if locked.status == Upload.Status.COMPLETED:  # a concurrent call won
+            return Completed(locked, _container_of(locked))
+        _uploading(locked)
+        request = _draft(locked.request, lock=True)  # type: ignore[arg-type]
+        last = request.disk_containers.aggregate(last=Max("position"))["last"]
+        container = DiskContainer.objects.create(
+            request=request,
+            position=0 if last is None else last + 1,
+            format=format_for(locked.file_name),
+            s3_bucket=locked.bucket,
+            s3_key=locked.key,
+            upload=locked,
+            file_name=locked.file_name,
+            size_bytes=locked.size,
+        )
+        locked.status = Upload.Status.COMPLETED
+        locked.etag = etag[:128]
+        locked.completed_at = now
+        locked.save(update_fields=["status", "etag", "completed_at"])
+        _update_client_data(request, locked)
+        audit.record(
+            "upload completed",
+            request,
+            actor=user,
+            details={
+                "upload": locked.pk,
+                "key": locked.key,
+                "file_name": locked.file_name,
+                "size_bytes": locked.size,
+                "etag": locked.etag,
+                "container": container.pk,
+                "position": container.position,
+                "format": container.format,
+            },
+        )
+    return Completed(locked, container)
+
+
+def _update_client_data(request: ImportRequest, upload: Upload) -> None:
+    """ClientData: the first upload's start, the last one's end, and the size of every disk
+    uploaded (GiB), including any that reached the draft another way."""
+    total = sum(c.size_bytes or 0 for c in request.disk_containers.all())
+    start_at = upload.created_at if request.upload_start is None else min(request.upload_start, upload.created_at)
+    end_at = upload.completed_at if request.upload_end is None else max(request.upload_end, upload.completed_at)
+    request.upload_start = start_at
+    request.upload_end = end_at
+    request.upload_size = round(total / GIB, 6)
+    request.save(update_fields=["upload_start", "upload_end", "upload_size", "updated_at"])
+
+
+# --- cancel, fail ----------------------------------------------------------------------
+
+
+def cancel(upload: Upload, user: Any) -> Upload:
+    """Abort the multipart upload in S3 (its parts are dropped) and record it."""
+    if upload.status == Upload.Status.ABORTED:
+        return upload
+    _uploading(upload)
+    try:
+        multipart.abort(upload.bucket, upload.key, upload.upload_id)
+    except MultipartError as exc:
+        raise UploadError(f"S3 did not abort the upload: {exc.message}", status=502) from exc
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update().get(pk=upload.pk)
+        if locked.status != Upload.Status.UPLOADING:
+            return locked
+        locked.status = Upload.Status.ABORTED
+        locked.save(update_fields=["status"])
+        audit.record(
+            "upload cancelled",
+            locked.request,
+            actor=user,
+            details={"upload": locked.pk, "key": locked.key, "file_name": locked.file_name, "size_bytes": locked.size},
+        )
+    return locked
+
+
+def _fail(
+    upload: Upload,
+    message: str,
+    *,
+    actor: Any = None,
+    delete_object: bool = False,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Give the upload up: S3 keeps nothing of it, and the audit log says why.
+
+    (Upload has no "failed" status nor a message field yet: it is marked aborted and the
+    message is kept in the "upload failed" audit event.)
+    """
+    try:
+        if delete_object:
+            multipart.delete(upload.bucket, upload.key)
+        else:
+            multipart.abort(upload.bucket, upload.key, upload.upload_id)
+    except MultipartError:
+        pass  # nothing more to drop, or S3 is down: the bucket's lifecycle rule cleans up
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update().get(pk=upload.pk)
+        if locked.status != Upload.Status.UPLOADING:
+            return
+        locked.status = Upload.Status.ABORTED
+        locked.save(update_fields=["status"])
+        audit.record(
+            "upload failed",
+            locked.request,
+            actor=actor,
+            details={
+                "upload": locked.pk,
+                "key": locked.key,
+                "file_name": locked.file_name,
+                "size_bytes": locked.size,
+                "message": message,
+                **(details or {}),
+            },
+        )
+    upload.status = Upload.Status.ABORTED
+
+
+def unfinished(request: ImportRequest, user: Any) -> list[Upload]:
+    """The user's uploads for this request still in progress (to resume or discard)."""
+    return list(Upload.objects.filter(request=request, owner=user, status=Upload.Status.UPLOADING))
+
