@@ -83,12 +83,12 @@ def test_a_requester_reads_only_their_own_history(world):
 
 
 STATE_CHANGING = [("request-submit", "draft", {}), ("review-decide", "submitted", {"decision": "approve"}),
-                  ("new-import", None, {}), ("logout", None, {})]
+                  ("wizard-start", None, {}), ("logout", None, {})]
 
 
 @pytest.mark.parametrize("name,obj,data", STATE_CHANGING, ids=[s[0] for s in STATE_CHANGING])
 def test_csrf_is_enforced_on_every_state_change(world, name, obj, data):
-    role = {"request-submit": "requester_a", "new-import": "requester_a"}.get(name, "reviewer")
+    role = {"request-submit": "requester_a", "wizard-start": "requester_a"}.get(name, "reviewer")
     client = _client(world, role, enforce_csrf_checks=True)
     response = client.post(_url(world, name, obj), data)
     assert response.status_code == 403

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.images import raw_mbr
+from tests.flows import draft_with_image
 from wizard import polling, review, submission, tasks
 from wizard.models import AuditEvent, ImportRequest, ImportTask
 
@@ -14,8 +13,7 @@ STAGES = ["pending", "validating", "validated", "converting", "updating", "booti
 
 @pytest.fixture
 def approved(db, sandbox, requester, reviewer, monkeypatch, django_capture_on_commit_callbacks):
-    image = SimpleUploadedFile("disk.raw", raw_mbr(64 * 1024))
-    req = submission.create_from_upload(requester, image, "RAW", "web01")
+    req = draft_with_image(requester, sandbox)
     submission.submit(req, requester)
     monkeypatch.setattr(tasks, "kick_poller", lambda: None)  # this test polls by hand
     with django_capture_on_commit_callbacks(execute=True):
@@ -24,11 +22,9 @@ def approved(db, sandbox, requester, reviewer, monkeypatch, django_capture_on_co
     return req
 
 
-def test_the_upload_lands_in_s3_under_the_users_prefix(approved, sandbox, requester):
+def test_the_image_was_inspected_before_submission(approved):
     container = approved.disk_containers.get()
-    assert container.s3_key.startswith(f"uploads/{requester.pk}/") and container.s3_key.endswith(".raw")
-    head = sandbox.client("s3").head_object(Bucket=container.s3_bucket, Key=container.s3_key)
-    assert head["ContentLength"] == 64 * 1024 == container.size_bytes
+    assert container.format == "RAW"
     assert container.inspection["ok"] and container.inspection["partition_table"] == "mbr"
 
 

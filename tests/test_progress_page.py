@@ -11,7 +11,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.images import raw_mbr
 from wizard import cancelling, failures, polling, progress
 from wizard.models import AuditEvent, ImportRequest, ImportTask, TaskStatusChange
 
@@ -105,12 +104,11 @@ def test_queries_per_poll_do_not_grow_with_disks_or_changes(client, requester):
 
 def test_cancel_needs_a_confirmation_and_ends_as_cancelled(client, sandbox, requester, reviewer, monkeypatch,
                                                           django_capture_on_commit_callbacks):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
+    from tests.flows import draft_with_image
     from wizard import review, submission, tasks
 
     monkeypatch.setattr(tasks, "kick_poller", lambda: None)
-    req = submission.create_from_upload(requester, SimpleUploadedFile("d.raw", raw_mbr(64 * 1024)), "RAW")
+    req = draft_with_image(requester, sandbox)
     submission.submit(req, requester)
     with django_capture_on_commit_callbacks(execute=True):
         review.approve(req, reviewer)

@@ -85,9 +85,9 @@ def test_part_size_lets_10000_parts_cover_5_tib():
 
 
 def test_the_format_comes_from_the_extension():
-    assert uploads.format_for("Web01.VMDK") == "VMDK"
-    assert uploads.format_for("disk.img") == "RAW"
-    assert uploads.format_for("disk.qcow2") == ""
+    assert uploads.guess_format("Web01.VMDK") == "VMDK"
+    assert uploads.guess_format("disk.img") == "RAW"
+    assert uploads.guess_format("disk.qcow2") == ""
 
 
 # --- create ----------------------------------------------------------------------------------------
@@ -233,7 +233,9 @@ def test_complete_makes_the_object_and_adds_a_container(sandbox, client_of, draf
     assert head["Metadata"] == {"file-name": "data.vmdk"}
     container = DiskContainer.objects.get(upload_id=up["id"])
     assert response.json()["container"]["id"] == container.pk
-    assert (container.request, container.position, container.format) == (draft, 1, "VMDK")
+    # Named .vmdk, but random bytes: the pre-flight inspection takes the format from the bytes.
+    assert (container.request, container.position, container.format) == (draft, 1, "RAW")
+    assert container.inspection["format"] == "RAW" and container.inspected_at
     assert (container.s3_bucket, container.s3_key) == (sandbox.bucket, up["key"])
     assert (container.file_name, container.size_bytes) == ("data.vmdk", 10 * MIB)
     upload = Upload.objects.get(pk=up["id"])

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from tests.images import raw_mbr
+from tests.flows import draft_with_image
+from wizard import submission
 from wizard.models import ImportRequest, ImportTask
 
 
@@ -12,11 +12,6 @@ from wizard.models import ImportRequest, ImportTask
 def alice(client, requester):
     client.force_login(requester)
     return client
-
-
-def _new(client, **extra):
-    data = {"image": SimpleUploadedFile("disk.raw", raw_mbr(64 * 1024)), "description": "db01", **extra}
-    return client.post(reverse("new-import"), data)
 
 
 def test_login_is_required(client, db):
@@ -31,23 +26,16 @@ def test_every_page_shows_the_sandbox_banner(alice, settings):
     assert b'id="sandbox-banner"' not in alice.get(reverse("my-imports")).content
 
 
-def test_a_new_import_is_uploaded_and_submitted(alice, sandbox):
-    response = _new(alice, submit="1")
-    req = ImportRequest.objects.get()
-    assert response.status_code == 302 and response["Location"] == req.get_absolute_url()
-    assert req.status == ImportRequest.Status.SUBMITTED
-    container = req.disk_containers.get()
-    assert (container.format, container.file_name, container.size_bytes) == ("RAW", "disk.raw", 64 * 1024)
+def test_a_new_import_offers_the_wizard_and_the_cli_document(alice):
+    page = alice.get(reverse("new-import")).content.decode()
+    assert reverse("wizard-start") in page and reverse("cli-import") in page
+
+
+def test_my_imports_lists_the_users_requests(alice, requester, sandbox):
+    draft = draft_with_image(requester, sandbox, description="db01")
+    submission.submit(draft, requester)
     page = alice.get(reverse("my-imports")).content.decode()
     assert "db01" in page and "Waiting for review" in page
-
-
-def test_the_format_must_be_chosen_when_the_name_does_not_tell(alice, sandbox):
-    data = {"image": SimpleUploadedFile("disk.bin", b"x" * 10)}
-    response = alice.post(reverse("new-import"), data)
-    assert response.status_code == 200
-    assert "Choose the format" in response.content.decode()
-    assert not ImportRequest.objects.exists()
 
 
 def test_nobody_sees_another_users_request(client, requester, django_user_model):

@@ -1,33 +1,10 @@
-"""Forms: a quick import from one uploaded file, the wizard's steps, the CLI import."""
+"""Forms: the wizard's steps and the CLI import."""
 
 from __future__ import annotations
 
 from django import forms
 
-from wizard.drafts import FORMAT_BY_EXTENSION, guess_format  # noqa: F401  (FORMAT_BY_EXTENSION: uploads use it)
 from wizard.models import DiskContainer
-
-
-class NewImportForm(forms.Form):
-    image = forms.FileField(label="Disk image", help_text="OVA, VMDK, VHD, VHDX or RAW")
-    format = forms.ChoiceField(
-        label="Format",
-        choices=[("", "Detect from the file name")] + list(DiskContainer.Format.choices),
-        required=False,
-    )
-    description = forms.CharField(max_length=255, required=False)
-
-    def clean(self) -> dict:
-        data = super().clean()
-        image = data.get("image")
-        if image is not None and not data.get("format"):
-            guess = guess_format(image.name)
-            if not guess:
-                self.add_error("format", "Choose the format: it cannot be told from the file name.")
-            data["format"] = guess
-        if image is not None and image.size == 0:
-            self.add_error("image", "The file is empty.")
-        return data
 
 
 # --- the wizard's steps: each form saves a part of the draft --------------------------------

@@ -1,62 +1,15 @@
-"""Requests from the requester's side: create one from an upload, submit it."""
+"""Submitting a request: every rule and pre-flight check first, then to review (or straight on)."""
 
 from __future__ import annotations
 
-import posixpath
-import uuid
 
 from django.conf import settings
-from django.core.files.storage import default_storage
-from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 
 from wizard import audit, preflight
-from wizard.models import DiskContainer, ImportRequest
+from wizard.models import ImportRequest
 from wizard.statemachine import change_status
-
-GIB = 1024**3
-
-
-def upload_key(user_id: int, file_name: str) -> str:
-    """A server-chosen S3 key under the user's prefix; the file name only lends its extension."""
-    ext = posixpath.splitext(file_name)[1].lower()
-    ext = ext if ext[1:].isalnum() and len(ext) <= 6 else ""
-    return f"uploads/{user_id}/{uuid.uuid4().hex}{ext}"
-
-
-def create_from_upload(user, upload: UploadedFile, disk_format: str, description: str = "") -> ImportRequest:
-    """Store the image in S3 and make a draft request with it as its one disk container."""
-    started = timezone.now()
-    key = default_storage.save(upload_key(user.pk, upload.name or "image"), upload)
-    ended = timezone.now()
-    with transaction.atomic():
-        request = ImportRequest.objects.create(
-            owner=user,
-            description=description,
-            upload_start=started,
-            upload_end=ended,
-            upload_size=round(upload.size / GIB, 6),
-        )
-        DiskContainer.objects.create(
-            request=request,
-            position=0,
-            format=disk_format,
-            s3_bucket=settings.IMPORT_BUCKET,
-            s3_key=key,
-            file_name=(upload.name or "")[:255],
-            size_bytes=upload.size,
-        )
-        audit.record("draft created", request, actor=user, after={"status": request.status})
-        audit.record(
-            "upload completed",
-            request,
-            actor=user,
-            details={"key": key, "file_name": upload.name, "size_bytes": upload.size},
-        )
-    preflight.inspect_request(request)
-    return request
-
 
 class SubmitRefused(Exception):
     """The request breaks ImportImage rules or its images would fail; `findings` say which and where."""

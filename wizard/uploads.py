@@ -13,6 +13,8 @@ Callers pass uploads already looked up with `owner=user`; these functions check 
 from __future__ import annotations
 
 import math
+import posixpath
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +23,11 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from wizard import audit
+from wizard import audit, preflight
 from wizard.aws import multipart
 from wizard.aws.multipart import MultipartError, Part
-from wizard.forms import FORMAT_BY_EXTENSION
+from wizard.drafts import guess_format
 from wizard.models import DiskContainer, ImportRequest, Upload
-from wizard.submission import upload_key
 
 MIB = 1024**2
 GIB = 1024**3
@@ -44,6 +45,13 @@ class UploadError(Exception):
         self.status = status
 
 
+def upload_key(user_id: int, file_name: str) -> str:
+    """A server-chosen S3 key under the user's prefix; the file name only lends its extension."""
+    ext = posixpath.splitext(file_name)[1].lower()
+    ext = ext if ext[1:].isalnum() and len(ext) <= 6 else ""
+    return f"uploads/{user_id}/{uuid.uuid4().hex}{ext}"
+
+
 def part_size_for(size: int) -> int:
     """Bytes per part: at least 8 MiB, and large enough that 10,000 parts cover `size`
     (rounded up to a whole MiB). The widget computes the same (static/js/upload.js)."""
@@ -52,12 +60,6 @@ def part_size_for(size: int) -> int:
 
 def part_count(size: int) -> int:
     return max(1, math.ceil(size / part_size_for(size)))
-
-
-def format_for(file_name: str) -> str:
-    """The DiskContainer format its extension names ("" when it names none)."""
-    name = file_name.lower()
-    return next((fmt for ext, fmt in FORMAT_BY_EXTENSION.items() if name.endswith(ext)), "")
 
 
 def clean_file_name(file_name: Any) -> str:
@@ -249,7 +251,7 @@ def _attach(upload: Upload, user: Any, etag: str) -> Completed:
         container = DiskContainer.objects.create(
             request=request,
             position=0 if last is None else last + 1,
-            format=format_for(locked.file_name),
+            format=guess_format(locked.file_name),
             s3_bucket=locked.bucket,
             s3_key=locked.key,
             upload=locked,
@@ -276,6 +278,7 @@ def _attach(upload: Upload, user: Any, etag: str) -> Completed:
                 "format": container.format,
             },
         )
+    preflight.inspect_container(container)  # the image itself, before anyone relies on it
     return Completed(locked, container)
 
 

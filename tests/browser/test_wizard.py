@@ -19,10 +19,9 @@ def saved(page):
     expect(page.locator("#save-status")).to_contain_text("Saved")
 
 
-def test_a_new_user_completes_every_step(stack, browser):
-    s3 = boto3.client("s3", endpoint_url=stack.sandbox_url, region_name="us-east-1",
-                      aws_access_key_id="x", aws_secret_access_key="x")
-    s3.put_object(Bucket="import-wizard-uploads", Key="shared/web01.raw", Body=raw_mbr(1024 * 1024))
+def test_a_new_user_completes_every_step(stack, browser, tmp_path):
+    image = tmp_path / "web01.raw"
+    image.write_bytes(raw_mbr(20 * 1024 * 1024))  # three parts of 8 MiB
     kms = boto3.client("kms", endpoint_url=stack.sandbox_url, region_name="us-east-1",
                        aws_access_key_id="x", aws_secret_access_key="x")
     kms.create_alias(AliasName="alias/imports", TargetKeyId=kms.create_key()["KeyMetadata"]["KeyId"])
@@ -33,12 +32,15 @@ def test_a_new_user_completes_every_step(stack, browser):
     expect(page).to_have_url(re.compile(r"/edit/upload/$"))
     expect(page.locator("#step-indicator li[data-step=upload]")).to_have_attribute("aria-current", "step")
 
-    # 1. Upload: an object already in S3; the pre-flight reads it.
-    page.fill("#add-s3 input[name=s3_bucket]", "import-wizard-uploads")
-    page.fill("#add-s3 input[name=s3_key]", "shared/web01.raw")
-    page.click("#add-s3 button")
-    expect(page.locator("#container-list")).to_contain_text("s3://import-wizard-uploads/shared/web01.raw")
+    # 1. Upload: from the browser straight to S3 in parts; the pre-flight then reads the image there.
+    part_puts = []
+    page.on("request", lambda r: part_puts.append(r.url) if r.method == "PUT" and "partNumber=" in r.url else None)
+    expect(page.locator("[data-upload-widget]")).to_have_attribute("data-ready", "true")
+    page.set_input_files("[data-upload-widget] input[type=file]", str(image))
+    expect(page.locator("#container-list")).to_contain_text("web01.raw", timeout=60_000)
     expect(page.locator("#container-list .inspection")).to_contain_text("RAW")
+    expect(page.locator("#container-list .inspection")).to_contain_text("MBR")
+    assert len(part_puts) == 3
     page.click("#next")
 
     # 2. Disks: autosave on change, kept across a reload.
@@ -106,7 +108,10 @@ def test_a_new_user_completes_every_step(stack, browser):
     expect(page.locator("#request-status")).to_have_text("Waiting for review")
     pk = re.search(r"/imports/(\d+)/$", page.url)[1]
 
-    # The reviewer works the queue in the browser.
+    # It is listed on My imports; the reviewer works the queue in the browser.
+    page.goto(stack.url + "/imports/")
+    expect(page.locator("table.list")).to_contain_text("web01 from the wizard")
+    page.goto(f"{stack.url}/imports/{pk}/")
     reviewer = log_in(browser, stack, "reviewer")
     reviewer.click("text=Review")
     reviewer.click(f"#review-queue a[href$='/review/{pk}/'] >> nth=0")

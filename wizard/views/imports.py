@@ -15,7 +15,6 @@ from django.views.decorators.http import require_POST
 
 from wizard import cancelling, failures, progress, submission
 from wizard.cli_format import to_cli_command, to_cli_json
-from wizard.forms import NewImportForm
 from wizard.models import ImportRequest
 from wizard.selectors import visible_requests
 from wizard.statemachine import TransitionError
@@ -33,15 +32,8 @@ def my_imports(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("wizard.add_importrequest", raise_exception=True)
 def new_import(request: HttpRequest) -> HttpResponse:
-    form = NewImportForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
-        import_request = submission.create_from_upload(
-            request.user, form.cleaned_data["image"], form.cleaned_data["format"], form.cleaned_data["description"]
-        )
-        if "submit" in request.POST:
-            return submit_request(request, import_request.pk)
-        return redirect(import_request)
-    return render(request, "imports/new.html", {"form": form})
+    """Two ways in: the wizard, or an AWS CLI document."""
+    return render(request, "imports/new.html")
 
 
 @login_required

@@ -1,0 +1,17 @@
+"""Shortcuts through the application's own services, for tests that start mid-flow."""
+
+from __future__ import annotations
+
+from tests.images import raw_mbr
+from wizard import drafts, preflight
+from wizard.models import ImportRequest
+
+
+def draft_with_image(user, sandbox, body: bytes | None = None, key: str = "uploads/test/disk.raw",
+                     description: str = "web01") -> ImportRequest:
+    """A draft whose one disk is an image put in the sandbox's S3, inspected as the wizard does."""
+    sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key=key, Body=raw_mbr(64 * 1024) if body is None else body)
+    draft = drafts.create_draft(user, description=description)
+    container = drafts.add_container(draft, user, s3_bucket=sandbox.bucket, s3_key=key)
+    preflight.inspect_container(container)
+    return draft
