@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from botocore.exceptions import BotoCoreError, ParamValidationError
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -24,6 +27,8 @@ RETRYABLE_CODES = {
     "ServiceUnavailable",
     "Unavailable",
 }
+# How many deliveries of a request's dispatch ended in such an answer (or no answer).
+ATTEMPTS_KEY = "wizard:dispatch-attempts:{}"
 
 
 def fail(request: ImportRequest, message: str, *, action: str = "failed", **details) -> None:
@@ -41,7 +46,10 @@ def dispatch(request_id: int) -> str | None:
     """Call ImportImage for an approved request; returns the ImportTaskId.
 
     Safe to run again after a crash at any point: the request's ClientToken was stored
-    when the request was made, so AWS answers a repeated call with the same task.
+    when the request was made, so AWS answers a repeated call with the same task. Killed
+    before the call: nothing happened. Killed after AWS made the task but before our
+    commit: the next delivery gets the same task and records it. Killed after the commit:
+    the next delivery finds the task row and calls nothing.
     """
     request = ImportRequest.objects.get(pk=request_id)
     existing = ImportTask.objects.filter(request=request).first()
@@ -56,14 +64,28 @@ def dispatch(request_id: int) -> str | None:
     try:
         answer = vmimport.import_image(importspec.to_api_params(spec))
     except vmimport.ImportCallError as exc:
-        if exc.code in RETRYABLE_CODES:
-            raise  # django-q2 delivers the task again after `retry`
-        fail(request, exc.message, code=exc.code)
+        if exc.code not in RETRYABLE_CODES:
+            fail(request, exc.message, code=exc.code)
+            return None
+        if _gave_up(request, exc.message, code=exc.code):
+            return None
+        raise  # django-q2 delivers the task again after `retry`
+    except ParamValidationError as exc:  # botocore refused the parameters: no retry fixes that
+        fail(request, str(exc), code="ParamValidationError")
         return None
+    except BotoCoreError as exc:  # no answer at all (connection refused, read timeout)
+        if _gave_up(request, str(exc), code=type(exc).__name__):
+            return None
+        raise
 
     task_id = answer["ImportTaskId"]
     now = timezone.now()
     with transaction.atomic():
+        # A second delivery may have got here first (the same token gave it the same task).
+        ImportRequest.objects.select_for_update().get(pk=request.pk)
+        recorded = ImportTask.objects.filter(request=request).first()
+        if recorded is not None:
+            return recorded.import_task_id
         task = ImportTask.objects.create(
             request=request,
             import_task_id=task_id,
@@ -88,8 +110,29 @@ def dispatch(request_id: int) -> str | None:
             action="dispatched",
             details={"import_task_id": task_id, "client_token": request.client_token},
         )
+    cache.delete(ATTEMPTS_KEY.format(request.pk))
     log.info("request %s dispatched as %s", request.pk, task_id)
     return task_id
+
+
+def _gave_up(request: ImportRequest, message: str, *, code: str) -> bool:
+    """Count a delivery that AWS throttled or did not answer; at django-q2's last attempt
+    (`max_attempts`, after which it stops delivering) fail the request with AWS's message,
+    so it does not wait for a dispatch that will never come, and return True.
+
+    A worker killed outright is not counted here, as django-q2 does not count it either.
+    """
+    key = ATTEMPTS_KEY.format(request.pk)
+    cache.add(key, 0, timeout=7 * 24 * 3600)
+    attempts = cache.incr(key)
+    max_attempts = int(settings.Q_CLUSTER.get("max_attempts") or 0)
+    log.warning("dispatch of request %s: %s: %s (attempt %s of %s)", request.pk, code, message, attempts,
+                max_attempts or "unlimited")
+    if max_attempts and attempts >= max_attempts:
+        cache.delete(key)
+        fail(request, f"AWS did not take the import after {attempts} attempts: {message}", code=code)
+        return True
+    return False
 
 
 def _progress(description: dict) -> int | None:

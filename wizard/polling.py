@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from wizard import audit
 from wizard.aws import vmimport
-from wizard.dispatch import _progress, fail
+from wizard.dispatch import RETRYABLE_CODES, _progress, fail
 from wizard.models import ImportRequest, ImportTask, TaskStatusChange
 from wizard.statemachine import change_status
 
@@ -33,47 +33,59 @@ def poll_once() -> int:
         return 0
     found = _describe({t.import_task_id for t in tasks})
     still_active = 0
+    unchanged: list[int] = []
     for task in tasks:
         description = found.get(task.import_task_id)
         if description is None:
             _mark_lost(task)
             continue
-        apply_description(task, description)
+        if _changed(task, description):
+            apply_description(task, description)
+        else:
+            unchanged.append(task.pk)
         still_active += not task.is_final
+    # Most tasks have not changed since the last poll: one UPDATE for them, not one each.
+    now = timezone.now()
+    for start in range(0, len(unchanged), 500):
+        ImportTask.objects.filter(pk__in=unchanged[start : start + 500]).update(polled_at=now)
     return still_active
 
 
 def _describe(ids: set[str]) -> dict[str, dict[str, Any]]:
     """All of `ids` in batched calls; ids AWS does not know are left out of the answer."""
+    ordered = sorted(ids)
     try:
-        return {d["ImportTaskId"]: d for d in vmimport.describe_import_image_tasks(sorted(ids))}
+        return {d["ImportTaskId"]: d for d in vmimport.describe_import_image_tasks(ordered)}
     except vmimport.ImportCallError as exc:
-        if exc.code in {"RequestLimitExceeded", "Throttling", "InternalError", "ServiceUnavailable"}:
-            raise
-        # One unknown id spoils a batch: ask for each alone to find which.
-        log.warning("batch describe failed (%s); describing tasks one by one", exc)
-        found: dict[str, dict[str, Any]] = {}
-        for task_id in ids:
-            try:
-                found.update({d["ImportTaskId"]: d for d in vmimport.describe_import_image_tasks([task_id])})
-            except vmimport.ImportCallError as one:
-                log.warning("task %s is unknown: %s", task_id, one)
-        return found
+        if exc.code in RETRYABLE_CODES:
+            raise  # throttled or 5xx even after botocore's retries: the poller backs off
+        log.warning("batch describe failed (%s); describing batch by batch", exc)
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ordered), vmimport.DESCRIBE_BATCH):
+        found.update(_describe_batch(ordered[start : start + vmimport.DESCRIBE_BATCH]))
+    return found
+
+
+def _describe_batch(ids: list[str]) -> dict[str, dict[str, Any]]:
+    try:
+        return {d["ImportTaskId"]: d for d in vmimport.describe_import_image_tasks(ids)}
+    except vmimport.ImportCallError as exc:
+        if exc.code in RETRYABLE_CODES:
+            raise  # throttled or 5xx even after botocore's retries: the poller backs off
+        if len(ids) == 1:
+            log.warning("task %s is unknown: %s", ids[0], exc)
+            return {}
+        # One unknown id spoils a batch: halve it to find which, in a few calls, not one per task.
+        log.warning("describing %d tasks failed (%s); halving the batch", len(ids), exc)
+        half = len(ids) // 2
+        return {**_describe_batch(ids[:half]), **_describe_batch(ids[half:])}
 
 
 def apply_description(task: ImportTask, d: dict[str, Any]) -> bool:
     """Store one DescribeImportImageTasks entry; returns True if anything changed."""
     now = timezone.now()
-    status = d.get("Status", task.status)
-    message = d.get("StatusMessage", "")
-    progress = _progress(d)
-    snapshots = d.get("SnapshotDetails", [])
-    changed = (status, message, progress, snapshots) != (
-        task.status,
-        task.status_message,
-        task.progress,
-        task.snapshot_details,
-    )
+    status, message, progress, snapshots = _observed(task, d)
+    changed = _changed(task, d)
     with transaction.atomic():
         task.polled_at = now
         if not changed:
@@ -117,6 +129,15 @@ def apply_description(task: ImportTask, d: dict[str, Any]) -> bool:
             else:
                 fail(request, message or "the import task was deleted", import_task_id=task.import_task_id)
     return True
+
+
+def _observed(task: ImportTask, d: dict[str, Any]) -> tuple[str, str, int | None, list]:
+    """Status, StatusMessage, Progress and SnapshotDetails of a DescribeImportImageTasks entry."""
+    return d.get("Status", task.status), d.get("StatusMessage", ""), _progress(d), d.get("SnapshotDetails", [])
+
+
+def _changed(task: ImportTask, d: dict[str, Any]) -> bool:
+    return _observed(task, d) != (task.status, task.status_message, task.progress, task.snapshot_details)
 
 
 def _mark_lost(task: ImportTask) -> None:

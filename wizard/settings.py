@@ -113,15 +113,30 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- task queue (django-q2) ----------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Dispatch must happen exactly once whatever dies, so a task is delivered again rather
+# than lost, and a second delivery is harmless: the request's ClientToken, stored when
+# the request was made, makes ImportImage answer a repeated call with the same task,
+# and the task row is written once (wizard.dispatch).
+# - timeout (Q_TIMEOUT): a task running this long is killed (and counts as a failed
+#   attempt). It covers one ImportImage throttled through botocore's 5 retries and
+#   their backoff (at most ~31 s, wizard.aws.clients), and one poll with its longest
+#   throttled pause (wizard.tasks.MAX_BACKOFF_SECONDS, 60 s).
+# - retry (Q_RETRY): a task taken this long ago and not acknowledged (it raised, timed
+#   out, or its worker or the whole cluster died, even by SIGKILL) is delivered again.
+#   It must be larger than timeout, else a task still running goes to a second worker.
+# - ack_failures False: a task that raised (throttled, 5xx, no answer, even after
+#   botocore's retries) is not acknowledged, so it comes back after `retry`...
+# - max_attempts: ...at most this many times (a killed worker records no attempt);
+#   at the last one dispatch fails the request with AWS's message instead of raising.
+Q_TIMEOUT = int(os.environ.get("Q_TIMEOUT", "120"))
+Q_RETRY = int(os.environ.get("Q_RETRY", "180"))
+if Q_RETRY <= Q_TIMEOUT:
+    raise ValueError(f"Q_RETRY ({Q_RETRY}) must be larger than Q_TIMEOUT ({Q_TIMEOUT})")
 Q_CLUSTER: dict[str, object] = {
     "name": "wizard",
     "workers": int(os.environ.get("Q_WORKERS", "2")),
-    # A task may run this long before the cluster kills it; `retry` is larger so that
-    # a task still running is never handed to a second worker.
-    "timeout": 120,
-    "retry": 180,
-    # A task that raised, or whose worker died, is delivered again after `retry`
-    # seconds, at most `max_attempts` times; dispatch is idempotent (ClientToken).
+    "timeout": Q_TIMEOUT,
+    "retry": Q_RETRY,
     "max_attempts": 5,
     "ack_failures": False,
     "poll": 0.5,
