@@ -99,7 +99,7 @@ def test_queries_per_poll_do_not_grow_with_disks_or_changes(client, requester):
     big, _ = _importing(requester, disks=21, changes=200)
     expected = _queries_for(client, small)
     assert _queries_for(client, big) == expected
-    assert expected <= 5  # session, user, its two permission look-ups, the request with its task
+    assert expected <= 3  # session, user, the request with its task (the owner needs no permission look-up)
 
 
 def test_cancel_needs_a_confirmation_and_ends_as_cancelled(client, sandbox, requester, reviewer, monkeypatch,

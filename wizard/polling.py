@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from wizard import audit
 from wizard.aws import vmimport
-from wizard.dispatch import RETRYABLE_CODES, _progress, fail
+from wizard.dispatch import _progress, fail
 from wizard.models import ImportRequest, ImportTask, TaskStatusChange
 from wizard.statemachine import change_status
 
@@ -57,8 +57,8 @@ def _describe(ids: set[str]) -> dict[str, dict[str, Any]]:
     try:
         return {d["ImportTaskId"]: d for d in vmimport.describe_import_image_tasks(ordered)}
     except vmimport.ImportCallError as exc:
-        if exc.code in RETRYABLE_CODES:
-            raise  # throttled or 5xx even after botocore's retries: the poller backs off
+        if not _names_unknown_task(exc):
+            raise  # throttled, 5xx, or not about task ids (e.g. AuthFailure): nothing is marked lost
         log.warning("batch describe failed (%s); describing batch by batch", exc)
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ordered), vmimport.DESCRIBE_BATCH):
@@ -66,12 +66,17 @@ def _describe(ids: set[str]) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _names_unknown_task(exc: vmimport.ImportCallError) -> bool:
+    """AWS's answer when an id is unknown (or expired, 7 days after its task ended)."""
+    return exc.code.startswith("InvalidConversionTaskId") or exc.code == "InvalidParameterValue"
+
+
 def _describe_batch(ids: list[str]) -> dict[str, dict[str, Any]]:
     try:
         return {d["ImportTaskId"]: d for d in vmimport.describe_import_image_tasks(ids)}
     except vmimport.ImportCallError as exc:
-        if exc.code in RETRYABLE_CODES:
-            raise  # throttled or 5xx even after botocore's retries: the poller backs off
+        if not _names_unknown_task(exc):
+            raise
         if len(ids) == 1:
             log.warning("task %s is unknown: %s", ids[0], exc)
             return {}
