@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import zlib
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
@@ -50,21 +51,31 @@ def start(client: Client, draft: ImportRequest, name: str = "web01.vmdk", size: 
     return response.json()
 
 
-def sign(client: Client, up: dict, parts: list[int]) -> dict[int, str]:
-    response = post(client, up["urls"]["sign"], {"parts": parts})
+def sign(client: Client, up: dict, bodies: dict[int, bytes]) -> dict[int, tuple[str, dict[str, str]]]:
+    """Presigned URLs (and headers) for these parts, whose bytes are `bodies`."""
+    asked = [{"PartNumber": n, "ChecksumCRC32": uploads.crc32_b64(body)} for n, body in bodies.items()]
+    response = post(client, up["urls"]["sign"], {"parts": asked})
     assert response.status_code == 200, response.content
-    return {int(n): url for n, url in response.json()["urls"].items()}
+    answer = response.json()
+    return {int(n): (url, answer["headers"][n]) for n, url in answer["urls"].items()}
+
+
+def put(url_and_headers: tuple[str, dict[str, str]], body: bytes) -> requests.Response:
+    url, headers = url_and_headers
+    answer = requests.put(url, data=body, headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer
 
 
 def put_parts(client: Client, up: dict, sizes: list[int]) -> list[dict]:
-    """PUT parts of these sizes to their presigned URLs, as the browser does."""
-    urls = sign(client, up, list(range(1, len(sizes) + 1)))
-    parts = []
-    for n, size in enumerate(sizes, start=1):
-        answer = requests.put(urls[n], data=bytes([n]) * size, timeout=30)
-        assert answer.status_code == 200, answer.text
-        parts.append({"PartNumber": n, "ETag": answer.headers["ETag"]})
-    return parts
+    """PUT parts of these sizes to their presigned URLs, as the browser does; returns what
+    the browser sends to complete."""
+    bodies = {n: bytes([n]) * size for n, size in enumerate(sizes, start=1)}
+    signed = sign(client, up, bodies)
+    return [
+        {"PartNumber": n, "ETag": put(signed[n], body).headers["ETag"], "ChecksumCRC32": uploads.crc32_b64(body)}
+        for n, body in bodies.items()
+    ]
 
 
 def multipart_uploads(sandbox) -> list[tuple[str, str]]:
@@ -136,8 +147,9 @@ def test_create_needs_the_users_own_draft(sandbox, client_of, other, draft):
 
 def test_sign_gives_a_short_lived_url_for_exactly_that_part(sandbox, client_of, draft):
     up = start(client_of, draft)
+    body = b"x" * 1000
 
-    url = sign(client_of, up, [2])[2]
+    url, headers = sign(client_of, up, {2: body})[2]
 
     parsed = urlparse(url)
     query = parse_qs(parsed.query)
@@ -145,19 +157,37 @@ def test_sign_gives_a_short_lived_url_for_exactly_that_part(sandbox, client_of, 
     assert unquote(parsed.path) == f"/{sandbox.bucket}/{up['key']}"
     assert query["uploadId"] == [up["upload_id"]] and query["partNumber"] == ["2"]
     assert 0 < int(query["X-Amz-Expires"][0]) <= 15 * 60
-    assert query["X-Amz-SignedHeaders"] == ["host"]
+    # The part's CRC32 is signed: S3 takes only these bytes for this part.
+    assert query["X-Amz-SignedHeaders"] == ["host;x-amz-checksum-crc32"]
+    assert headers == {"x-amz-checksum-crc32": uploads.crc32_b64(body)}
 
-    answer = requests.put(url, data=b"x" * 1000, timeout=30)
-    assert answer.status_code == 200 and answer.headers["ETag"]
+    answer = put((url, headers), body)
+    assert answer.headers["ETag"]
     parts = sandbox.client("s3").list_parts(Bucket=sandbox.bucket, Key=up["key"], UploadId=up["upload_id"])["Parts"]
     assert [(p["PartNumber"], p["Size"]) for p in parts] == [(2, 1000)]
 
 
 def test_sign_refuses_parts_the_file_does_not_have(sandbox, client_of, draft):
     up = start(client_of, draft, size=10 * MIB)  # two parts of 8 MiB
+    crc = uploads.crc32_b64(b"")
 
-    for parts in ([0], [3], ["1"], [], list(range(1, 102))):
+    for parts in ([0], [1], [{"PartNumber": 3, "ChecksumCRC32": crc}], [{"PartNumber": "1", "ChecksumCRC32": crc}],
+                  [], [{"PartNumber": 1, "ChecksumCRC32": crc}] * 101):
         assert post(client_of, up["urls"]["sign"], {"parts": parts}).status_code == 400, parts
+
+
+def test_sign_needs_each_parts_crc32(sandbox, client_of, draft):
+    up = start(client_of, draft)
+
+    for crc in (None, "", "not base64!", "AAAAAAAA"):
+        refused = post(client_of, up["urls"]["sign"], {"parts": [{"PartNumber": 1, "ChecksumCRC32": crc}]})
+        assert refused.status_code == 400 and "CRC32" in refused.json()["error"], crc
+
+
+def test_composite_crc32_is_s3s():
+    a, b = b"a" * 100, b"b" * 7
+    raw = zlib.crc32(a).to_bytes(4, "big") + zlib.crc32(b).to_bytes(4, "big")
+    assert uploads.composite_crc32([uploads.crc32_b64(a), uploads.crc32_b64(b)]) == uploads.crc32_b64(raw) + "-2"
 
 
 # --- someone else's upload ----------------------------------------------------------------------------------
@@ -206,15 +236,12 @@ def test_list_returns_the_parts_s3_holds(sandbox, client_of, draft):
     up = start(client_of, draft, size=20 * MIB)  # three parts
     assert client_of.get(up["urls"]["parts"]).json() == {"parts": []}
 
-    urls = sign(client_of, up, [1, 3])
-    etags = {n: requests.put(urls[n], data=b"p" * (8 * MIB if n == 1 else 4 * MIB), timeout=30).headers["ETag"]
-             for n in (1, 3)}
+    bodies = {1: b"p" * 8 * MIB, 3: b"q" * 4 * MIB}
+    signed = sign(client_of, up, bodies)
+    etags = {n: put(signed[n], body).headers["ETag"] for n, body in bodies.items()}
 
     listed = client_of.get(up["urls"]["parts"]).json()["parts"]
-    assert listed == [
-        {"PartNumber": 1, "ETag": etags[1], "Size": 8 * MIB},
-        {"PartNumber": 3, "ETag": etags[3], "Size": 4 * MIB},
-    ]
+    assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in listed] == [(1, etags[1], 8 * MIB), (3, etags[3], 4 * MIB)]
 
 
 # --- complete ----------------------------------------------------------------------------------------------
@@ -247,6 +274,7 @@ def test_complete_makes_the_object_and_adds_a_container(sandbox, client_of, draf
     assert (event.request, event.actor) == (draft, requester)
     assert event.details["key"] == up["key"] and event.details["size_bytes"] == 10 * MIB
     assert event.details["container"] == container.pk
+    assert event.details["checksum_crc32"] == uploads.composite_crc32([p["ChecksumCRC32"] for p in parts])
     assert not multipart_uploads(sandbox)
 
 
@@ -263,19 +291,47 @@ def test_complete_twice_answers_the_same_container(sandbox, client_of, draft):
     assert AuditEvent.objects.filter(action="upload completed").count() == 1
 
 
-def test_complete_without_parts_takes_s3s_list(sandbox, client_of, draft):
-    up = start(client_of, draft, size=10 * MIB)
-    put_parts(client_of, up, [8 * MIB, 2 * MIB])
+def test_complete_checks_the_objects_crc32_against_the_parts(sandbox, client_of, draft):
+    """The browser read other bytes than S3 holds (here: it says so for part 2): refused."""
+    up = start(client_of, draft, name="web01.raw", size=10 * MIB)
+    parts = put_parts(client_of, up, [8 * MIB, 2 * MIB])
+    parts[1]["ChecksumCRC32"] = uploads.crc32_b64(b"other bytes")
 
-    response = post(client_of, up["urls"]["complete"], {})
+    response = post(client_of, up["urls"]["complete"], {"parts": parts})
 
-    assert response.status_code == 200 and response.json()["container"]["size_bytes"] == 10 * MIB
+    assert response.status_code in (400, 422)
+    assert not DiskContainer.objects.exists()
+    if response.status_code == 422:  # the sandbox checks at the end, S3 when it joins the parts
+        assert "CRC32" in response.json()["error"] and "refused" in response.json()["error"]
+        assert Upload.objects.get(pk=up["id"]).status == Upload.Status.ABORTED
+        assert AuditEvent.objects.get(action="upload failed").details["expected_crc32"].endswith("-2")
+
+
+def test_complete_needs_the_parts(sandbox, client_of, draft):
+    up = start(client_of, draft, size=3 * MIB)
+    put_parts(client_of, up, [3 * MIB])
+
+    assert post(client_of, up["urls"]["complete"], {}).status_code == 400
+    assert post(client_of, up["urls"]["complete"], {"parts": []}).status_code == 400
+
+
+def test_complete_without_a_parts_crc32_is_refused_when_s3_does_not_know_it(sandbox, client_of, draft):
+    """After a reload the widget may have lost a part's CRC32: S3's ListParts gives it (the
+    sandbox's does not, so there the upload cannot be completed and must be sent again)."""
+    up = start(client_of, draft, size=3 * MIB)
+    parts = put_parts(client_of, up, [3 * MIB])
+    del parts[0]["ChecksumCRC32"]
+
+    response = post(client_of, up["urls"]["complete"], {"parts": parts})
+
+    assert response.status_code == 400 and "CRC32 checksum of part 1 is unknown" in response.json()["error"]
+    assert Upload.objects.get(pk=up["id"]).status == Upload.Status.UPLOADING
 
 
 def test_complete_with_a_part_missing_keeps_the_upload_to_resume(sandbox, client_of, draft):
     up = start(client_of, draft, size=10 * MIB)
     parts = put_parts(client_of, up, [8 * MIB])
-    parts.append({"PartNumber": 2, "ETag": '"00000000000000000000000000000000"'})
+    parts.append({"PartNumber": 2, "ETag": '"00000000000000000000000000000000"', "ChecksumCRC32": "AAAAAA=="})
 
     response = post(client_of, up["urls"]["complete"], {"parts": parts})
 

@@ -2,19 +2,23 @@
 
 The web process never sees an image's bytes. It starts a multipart upload under the
 user's prefix with a key it chooses (`start`), presigns one URL per part for the browser
-(`sign_parts`), tells the browser which parts S3 already holds so a resumed upload sends
-only the missing ones (`list_parts`), and finally joins the parts, checks the object S3
-made against what the browser declared and attaches it to the user's draft as a new
-DiskContainer (`complete`) — or aborts it (`cancel`).
+(`sign_parts`, each URL signing the part's CRC32 the browser computed, which S3 checks),
+tells the browser which parts S3 already holds so a resumed upload sends only the missing
+ones (`list_parts`), and finally joins the parts, checks the object S3 made against what
+the browser declared (size; CRC32 of the parts' CRC32s) and attaches it to the user's
+draft as a new DiskContainer (`complete`) — or aborts it (`cancel`).
 
 Callers pass uploads already looked up with `owner=user`; these functions check state.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import posixpath
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +64,27 @@ def part_size_for(size: int) -> int:
 
 def part_count(size: int) -> int:
     return max(1, math.ceil(size / part_size_for(size)))
+
+
+def crc32_b64(data: bytes) -> str:
+    """A CRC32 as S3 writes it: base64 of its four big-endian bytes."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def composite_crc32(part_checksums: list[str]) -> str:
+    """S3's checksum of a multipart object made with CRC32: the CRC32 of the parts' CRC32s
+    (their bytes, in part order), followed by "-<number of parts>"."""
+    joined = b"".join(base64.b64decode(c) for c in part_checksums)
+    return f"{crc32_b64(joined)}-{len(part_checksums)}"
+
+
+def _clean_crc32(value: Any, number: int) -> str:
+    try:
+        if isinstance(value, str) and len(base64.b64decode(value, validate=True)) == 4:
+            return value
+    except (binascii.Error, ValueError):
+        pass
+    raise UploadError(f"Part {number} needs its CRC32 checksum (base64 of 4 bytes).")
 
 
 def clean_file_name(file_name: Any) -> str:
@@ -126,18 +151,23 @@ def start(user: Any, request: ImportRequest, *, file_name: Any, size: Any, conte
 # --- sign, list ------------------------------------------------------------------------
 
 
-def sign_parts(upload: Upload, part_numbers: Any) -> dict[int, str]:
-    """Presigned PUT URLs for these parts of the upload, each for that part only."""
+def sign_parts(upload: Upload, parts: Any) -> dict[int, tuple[str, dict[str, str]]]:
+    """Presigned PUT URLs for these parts of the upload, each for that part only, and the
+    headers to send with each: `parts` is [{"PartNumber": n, "ChecksumCRC32": base64}, ...],
+    the CRC32 of each part's bytes, which the URL signs and S3 checks."""
     _uploading(upload)
-    if not isinstance(part_numbers, list) or not part_numbers:
+    if not isinstance(parts, list) or not parts:
         raise UploadError("Name the parts to sign.")
-    if len(part_numbers) > MAX_SIGN_BATCH:
+    if len(parts) > MAX_SIGN_BATCH:
         raise UploadError(f"At most {MAX_SIGN_BATCH} parts per call.")
     last = part_count(upload.size)
-    for n in part_numbers:
+    checksums: dict[int, str] = {}
+    for part in parts:
+        n = part.get("PartNumber") if isinstance(part, dict) else None
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= last:
             raise UploadError(f"Part numbers of this upload run from 1 to {last}.")
-    return multipart.presign_parts(upload.bucket, upload.key, upload.upload_id, sorted(set(part_numbers)))
+        checksums[n] = _clean_crc32(part.get("ChecksumCRC32"), n)
+    return multipart.presign_parts(upload.bucket, upload.key, upload.upload_id, checksums)
 
 
 def list_parts(upload: Upload) -> list[Part]:
@@ -161,16 +191,17 @@ class Completed:
     container: DiskContainer
 
 
-def _clean_parts(parts: Any, upload: Upload) -> list[tuple[int, str]]:
+def _clean_parts(parts: Any, upload: Upload) -> list[Part]:
     if not isinstance(parts, list) or not parts:
         raise UploadError("The list of parts is empty.")
-    cleaned: list[tuple[int, str]] = []
+    cleaned: list[Part] = []
     for i, part in enumerate(parts, start=1):
         number = part.get("PartNumber") if isinstance(part, dict) else None
         etag = part.get("ETag") if isinstance(part, dict) else None
         if number != i or not isinstance(etag, str) or not etag or len(etag) > 128:
             raise UploadError("The parts must be numbered 1, 2, 3, … in order, each with its ETag.")
-        cleaned.append((i, etag))
+        crc = part.get("ChecksumCRC32")
+        cleaned.append(Part(i, etag, checksum_crc32=_clean_crc32(crc, i) if crc is not None else ""))
     if len(cleaned) != part_count(upload.size):
         raise UploadError(
             f"{upload.file_name} is {upload.size:,} bytes, {part_count(upload.size)} parts, "
@@ -179,13 +210,33 @@ def _clean_parts(parts: Any, upload: Upload) -> list[tuple[int, str]]:
     return cleaned
 
 
-def complete(upload: Upload, user: Any, parts: Any = None) -> Completed:
+def _with_checksums(parts: list[Part], upload: Upload) -> list[Part]:
+    """The parts, each with its CRC32: the browser's, else S3's (ListParts).
+
+    A browser that resumed after a reload may no longer know the checksums of the parts
+    sent before it; S3 lists them (S3 checked each part against its checksum)."""
+    if all(p.checksum_crc32 for p in parts):
+        return parts
+    held = {p.number: p for p in list_parts(upload)}
+    filled = []
+    for part in parts:
+        crc = part.checksum_crc32 or (held[part.number].checksum_crc32 if part.number in held else "")
+        if not crc:
+            raise UploadError(
+                f"The CRC32 checksum of part {part.number} is unknown here: pick the same file again in the "
+                "browser that started the upload, or upload it again."
+            )
+        filled.append(Part(part.number, part.etag, checksum_crc32=crc))
+    return filled
+
+
+def complete(upload: Upload, user: Any, parts: Any) -> Completed:
     """Join the parts, check the object S3 made, and add it to the draft as a DiskContainer.
 
-    `parts` is the browser's list of {PartNumber, ETag}; None takes S3's own list.
-    The object's size (HEAD) must equal the size the browser declared at the start;
-    otherwise the object is deleted, the upload marked failed and no container made.
-    Completing twice answers the same container.
+    `parts` is the browser's list of {PartNumber, ETag, ChecksumCRC32}. The object S3 made
+    (HEAD) must have the size the browser declared at the start and the checksum the parts'
+    CRC32s make; otherwise the object is deleted, the upload marked failed and no container
+    made. Completing twice answers the same container.
     """
     if upload.status == Upload.Status.COMPLETED:
         return Completed(upload, _container_of(upload))
@@ -193,14 +244,12 @@ def complete(upload: Upload, user: Any, parts: Any = None) -> Completed:
     if upload.request is None:
         raise UploadError("This upload belongs to no import request.", status=409)
     _draft(upload.request)
-    if parts is None:
-        parts = [{"PartNumber": p.number, "ETag": p.etag} for p in list_parts(upload)]
-    cleaned = _clean_parts(parts, upload)
+    cleaned = _with_checksums(_clean_parts(parts, upload), upload)
 
     try:
         etag = multipart.complete(upload.bucket, upload.key, upload.upload_id, cleaned)
     except MultipartError as exc:
-        if exc.code in ("InvalidPart", "InvalidPartOrder"):
+        if exc.code in ("InvalidPart", "InvalidPartOrder", "BadDigest"):
             raise UploadError(
                 "S3 does not hold every part the browser sent: pick the same file again to resume."
             ) from exc
@@ -229,7 +278,19 @@ def complete(upload: Upload, user: Any, parts: Any = None) -> Completed:
         )
         _fail(upload, message, actor=user, delete_object=True, details={"object_size": info.size})
         raise UploadError(message, status=422)
-    return _attach(upload, user, etag or info.etag)
+    expected = composite_crc32([p.checksum_crc32 for p in cleaned])
+    # S3 writes "<crc>-<parts>"; the sandbox writes the "<crc>" alone.
+    if info.checksum_crc32 and info.checksum_crc32.split("-")[0] != expected.split("-")[0]:
+        message = (
+            f"The object S3 holds for {upload.file_name} has CRC32 {info.checksum_crc32}, but the file's parts, "
+            f"as the browser read them, make {expected}: the upload was refused. Upload the file again."
+        )
+        _fail(
+            upload, message, actor=user, delete_object=True,
+            details={"object_crc32": info.checksum_crc32, "expected_crc32": expected},
+        )
+        raise UploadError(message, status=422)
+    return _attach(upload, user, etag or info.etag, expected if info.checksum_crc32 else "")
 
 
 def _container_of(upload: Upload) -> DiskContainer:
@@ -239,7 +300,7 @@ def _container_of(upload: Upload) -> DiskContainer:
     return container
 
 
-def _attach(upload: Upload, user: Any, etag: str) -> Completed:
+def _attach(upload: Upload, user: Any, etag: str, crc32: str = "") -> Completed:
     now = timezone.now()
     with transaction.atomic():
         locked = Upload.objects.select_for_update().get(pk=upload.pk)
@@ -273,6 +334,7 @@ def _attach(upload: Upload, user: Any, etag: str) -> Completed:
                 "file_name": locked.file_name,
                 "size_bytes": locked.size,
                 "etag": locked.etag,
+                "checksum_crc32": crc32,
                 "container": container.pk,
                 "position": container.position,
                 "format": container.format,

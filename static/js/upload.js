@@ -6,6 +6,10 @@
  * completes each multipart upload, presigns every part's URL and lists the parts S3 holds;
  * the browser only PUTs the parts' bytes to S3.
  *
+ * Integrity: before a part is sent, a Web Worker computes its CRC32; the part's URL signs
+ * it (header x-amz-checksum-crc32), so S3 takes exactly those bytes, and at the end the
+ * server checks the object's checksum against the parts' CRC32s.
+ *
  * Resume: each started upload is remembered in localStorage under the request, the file's
  * name, size and modification time. After a reload, picking the same file again asks the
  * server for the parts S3 already holds (ListParts) and sends only the missing ones. After
@@ -21,8 +25,7 @@
   var MAX_PARTS = 10000;
   var MAX_SIZE = 5 * 1024 * 1024 * MiB; // 5 TiB, S3's largest object
   var PARALLEL = 6; // parts (and signing calls) in flight: the browser's connections per host
-  var SIGN_BATCH = 10; // part URLs asked for per signing call
-  var URL_MARGIN_MS = 5 * 60 * 1000; // a cached part URL is used only with this long left
+  var SAVE_EVERY_MS = 2000; // how often the parts' checksums are written down for a resume
   var RETRY_DELAYS = [0, 1000, 3000, 5000, 10000]; // per part, inside Uppy
   var AUTO_RETRY_SECONDS = [3, 10, 20, 30, 60]; // the whole file, after Uppy gave up
   var STORE_PREFIX = 'import-wizard:upload:';
@@ -54,6 +57,97 @@
     error.status = status;
     error.source = { status: status }; // Uppy's retry logic reads source.status
     return error;
+  }
+
+  /* CRC32 (IEEE, as zlib and S3 compute it), eight bytes at a time. Runs in a Web Worker;
+   * the factory's source is also the worker's. */
+  function crc32Factory() {
+    var T = new Uint32Array(256 * 8);
+    var n, k, c;
+    for (n = 0; n < 256; n++) {
+      c = n;
+      for (k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320 ^ (c >>> 1) : c >>> 1;
+      T[n] = c >>> 0;
+    }
+    for (n = 0; n < 256; n++) {
+      for (k = 1; k < 8; k++) T[k * 256 + n] = (T[(k - 1) * 256 + n] >>> 8) ^ T[T[(k - 1) * 256 + n] & 0xff];
+    }
+    function update(crc, b) {
+      var i = 0, end = b.length - (b.length % 8);
+      for (; i < end; i += 8) {
+        crc ^= b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24);
+        crc = T[1792 + (crc & 0xff)] ^ T[1536 + ((crc >>> 8) & 0xff)] ^ T[1280 + ((crc >>> 16) & 0xff)] ^
+          T[1024 + (crc >>> 24)] ^ T[768 + b[i + 4]] ^ T[512 + b[i + 5]] ^ T[256 + b[i + 6]] ^ T[b[i + 7]];
+      }
+      for (; i < b.length; i++) crc = T[(crc ^ b[i]) & 0xff] ^ (crc >>> 8);
+      return crc;
+    }
+    /* The CRC32 of a Blob, read in pieces, as S3 writes it: base64 of its 4 big-endian bytes. */
+    return function crc32OfBlob(blob) {
+      var reader = blob.stream().getReader(), crc = 0xFFFFFFFF;
+      function next() {
+        return reader.read().then(function (chunk) {
+          if (!chunk.done) { crc = update(crc, chunk.value); return next(); }
+          crc = (crc ^ 0xFFFFFFFF) >>> 0;
+          return btoa(String.fromCharCode(crc >>> 24, (crc >>> 16) & 0xff, (crc >>> 8) & 0xff, crc & 0xff));
+        });
+      }
+      return next();
+    };
+  }
+
+  function crcWorkerMain() {
+    /* global crc32Factory */
+    var crc32OfBlob = crc32Factory();
+    self.onmessage = function (event) {
+      crc32OfBlob(event.data.blob).then(function (crc) {
+        self.postMessage({ id: event.data.id, crc: crc });
+      }, function (error) {
+        self.postMessage({ id: event.data.id, error: String(error) });
+      });
+    };
+  }
+
+  /* A few workers computing CRC32s; in the page itself if workers cannot start. */
+  function CrcPool(size) {
+    this.jobs = new Map();
+    this.next = 0;
+    this.workers = [];
+    try {
+      var source = 'var crc32Factory = ' + crc32Factory.toString() + ';\n(' + crcWorkerMain.toString() + ')();';
+      var url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
+      for (var i = 0; i < size; i++) {
+        var worker = new Worker(url);
+        worker.onmessage = this.done.bind(this);
+        this.workers.push(worker);
+      }
+    } catch (e) {
+      this.workers = [];
+      this.inPage = crc32Factory();
+    }
+  }
+
+  CrcPool.prototype.of = function (blob) {
+    if (!this.workers.length) return this.inPage(blob);
+    var self = this, id = ++this.next;
+    return new Promise(function (resolve, reject) {
+      self.jobs.set(id, { resolve: resolve, reject: reject });
+      self.workers[id % self.workers.length].postMessage({ id: id, blob: blob });
+    });
+  };
+
+  CrcPool.prototype.done = function (event) {
+    var job = this.jobs.get(event.data.id);
+    this.jobs.delete(event.data.id);
+    if (!job) return;
+    if (event.data.error) job.reject(new Error('The file could not be read: ' + event.data.error));
+    else job.resolve(event.data.crc);
+  };
+
+  var crcPool = null;
+  function crc32(blob) {
+    if (!crcPool) crcPool = new CrcPool(Math.min(4, Math.max(1, (navigator.hardwareConcurrency || 2) - 1)));
+    return crcPool.of(blob);
   }
 
   var store = {
@@ -90,7 +184,6 @@
     this.list = root.querySelector('[data-files]');
     this.notice = root.querySelector('[data-notice]');
     this.files = new Map(); // Uppy file id -> state
-    this.urls = new Map(); // "uploadId:part" -> {url, until} or a pending promise
     this.uppy = new window.Uppy.Uppy({
       id: 'import-upload-' + this.requestId,
       autoProceed: false,
@@ -115,10 +208,14 @@
     this.uppy.on('upload-progress', function (file, progress) { self.onProgress(file, progress); });
     this.uppy.on('upload-success', function (file, response) { self.onSuccess(file, response); });
     this.uppy.on('upload-error', function (file, error) { self.onError(file, error); });
+    this.uppy.on('s3-multipart:part-uploaded', function (file) { self.remember(self.files.get(file.id)); });
     this.uppy.on('restriction-failed', function (file, error) { self.say(error.message); });
     this.bindPicker();
     this.bindHints();
     window.addEventListener('online', function () { self.retryNow(); });
+    window.addEventListener('pagehide', function () {
+      self.files.forEach(function (st) { if (st.saveTimer) self.remember(st, true); });
+    });
     window.addEventListener('beforeunload', function (event) {
       if (self.busy()) { event.preventDefault(); event.returnValue = ''; }
     });
@@ -169,7 +266,7 @@
     }).then(function (upload) {
       if (st) {
         st.upload = upload;
-        store.set(st.storeKey, upload);
+        self.remember(st, true);
         if (st.phase === 'cancelled') { // cancelled while this call was on its way
           self.abortOnServer(upload);
           throw new DOMException('cancelled', 'AbortError');
@@ -185,32 +282,19 @@
     return st.upload;
   };
 
-  /* A part's presigned URL: from the cache, else in a batch with the next parts. */
+  /* A part's presigned URL, for its bytes: their CRC32 first (S3 will check it), then the URL. */
   Widget.prototype.signPart = function (file, opts) {
-    var self = this, upload = this.uploadOf(file);
-    var cacheKey = function (n) { return upload.upload_id + ':' + n; };
-    var cached = this.urls.get(cacheKey(opts.partNumber));
-    if (cached && cached.then) return cached.then(function () { return self.signPart(file, opts); });
-    if (cached && cached.until > Date.now()) {
-      this.urls.delete(cacheKey(opts.partNumber)); // each URL is used once
-      return Promise.resolve({ method: 'PUT', url: cached.url, expires: cached.expires });
-    }
-    var batch = [];
-    for (var n = opts.partNumber; n <= upload.part_count && batch.length < SIGN_BATCH; n++) {
-      var c = this.urls.get(cacheKey(n));
-      if (n === opts.partNumber || !c || (!c.then && c.until <= Date.now())) batch.push(n);
-    }
-    var pending = this.call('POST', upload.urls.sign, { parts: batch }, opts.signal).then(function (answer) {
-      var until = Date.now() + answer.expires_in * 1000 - URL_MARGIN_MS;
-      batch.forEach(function (n) {
-        self.urls.set(cacheKey(n), { url: answer.urls[String(n)], until: until, expires: answer.expires_in });
-      });
-    }, function (error) {
-      batch.forEach(function (n) { self.urls.delete(cacheKey(n)); });
-      throw error;
+    var self = this, upload = this.uploadOf(file), st = this.files.get(file.id);
+    var known = st && st.crcs[opts.partNumber];
+    var checksum = known ? Promise.resolve(known) : crc32(opts.body);
+    return checksum.then(function (crc) {
+      if (st && !known) { st.crcs[opts.partNumber] = crc; self.remember(st); }
+      return self.call('POST', upload.urls.sign, { parts: [{ PartNumber: opts.partNumber, ChecksumCRC32: crc }] },
+        opts.signal);
+    }).then(function (answer) {
+      var n = String(opts.partNumber);
+      return { method: 'PUT', url: answer.urls[n], headers: answer.headers[n], expires: answer.expires_in };
     });
-    batch.forEach(function (n) { self.urls.set(cacheKey(n), pending); });
-    return pending.then(function () { return self.signPart(file, opts); });
   };
 
   Widget.prototype.listParts = function (file, opts) {
@@ -230,13 +314,30 @@
     });
   };
 
+  /* Every part's CRC32, computing again any not written down (sent before a reload). */
+  Widget.prototype.partChecksums = function (file, st, numbers) {
+    var crcs = st.crcs, size = file.size, partBytes = partSize(size);
+    return Promise.all(numbers.map(function (n) {
+      if (crcs[n]) return crcs[n];
+      return crc32(file.data.slice((n - 1) * partBytes, Math.min(n * partBytes, size))).then(function (crc) {
+        crcs[n] = crc;
+        return crc;
+      });
+    }));
+  };
+
   Widget.prototype.complete = function (file, opts) {
-    var upload = this.uploadOf(file);
-    var st = this.files.get(file.id);
-    if (st) this.render(st, { state: 'Checking the object in S3…' });
-    return this.call('POST', upload.urls.complete, {
-      parts: opts.parts.map(function (p) { return { PartNumber: p.PartNumber, ETag: p.ETag }; }),
-    }, opts.signal).then(function (answer) {
+    var self = this, upload = this.uploadOf(file);
+    var st = this.files.get(file.id) || { crcs: {} };
+    this.render(st, { state: 'Checking the object in S3…' });
+    var numbers = opts.parts.map(function (p) { return p.PartNumber; });
+    return this.partChecksums(file, st, numbers).then(function (crcs) {
+      return self.call('POST', upload.urls.complete, {
+        parts: opts.parts.map(function (p, i) {
+          return { PartNumber: p.PartNumber, ETag: p.ETag, ChecksumCRC32: crcs[i] };
+        }),
+      }, opts.signal);
+    }).then(function (answer) {
       answer.location = answer.key;
       return answer;
     });
@@ -245,6 +346,18 @@
   Widget.prototype.abortOnServer = function (upload) {
     store.forgetUpload(upload.id);
     return this.call('POST', upload.urls.abort, {});
+  };
+
+  /* Write down the upload and the CRC32s of its parts, so that after a reload the same
+   * file resumes (the server needs every part's CRC32 to complete). At most every 2 s. */
+  Widget.prototype.remember = function (st, now) {
+    if (!st || !st.upload || st.phase === 'cancelled' || st.phase === 'complete') return;
+    var save = function () {
+      st.saveTimer = null;
+      store.set(st.storeKey, Object.assign({}, st.upload, { crcs: st.crcs }));
+    };
+    if (now) { window.clearTimeout(st.saveTimer); save(); return; }
+    if (!st.saveTimer) st.saveTimer = window.setTimeout(save, SAVE_EVERY_MS);
   };
 
   /* --- adding files ---------------------------------------------------------------------- */
@@ -313,7 +426,7 @@
         return Promise.resolve();
       }
       var st = { id: id, name: file.name, size: file.size, storeKey: store.key(self.requestId, file), phase: 'uploading',
-        samples: [], retries: 0 };
+        samples: [], retries: 0, crcs: {} };
       self.files.set(id, st);
       self.addRow(st);
       return self.resumeState(st);
@@ -336,6 +449,7 @@
         return;
       }
       st.upload = upload;
+      st.crcs = saved.crcs || {};
       self.uppy.setFileState(st.id, { s3Multipart: { key: upload.key, uploadId: upload.upload_id } });
       self.dropHint(upload.id);
       self.render(st, { state: 'Resuming…' });
@@ -420,6 +534,7 @@
     var st = this.files.get(file.id);
     var answer = (response && response.body) || {};
     if (st) {
+      window.clearTimeout(st.saveTimer);
       store.remove(st.storeKey);
       this.render(st, {
         phase: 'complete', bytes: st.size, speed: 0,
@@ -446,6 +561,7 @@
       : status === 404 ? 'S3 no longer knows this upload (it was aborted or expired). Upload the file again.'
       : status ? 'S3 refused a part (HTTP ' + status + ').' : 'network error';
     if (final) {
+      window.clearTimeout(st.saveTimer);
       store.remove(st.storeKey);
       this.render(st, { phase: 'failed', state: 'Failed', speed: 0, message: message });
       var self = this;
@@ -485,6 +601,7 @@
     window.clearTimeout(st.retryTimer);
     this.render(st, { phase: 'cancelled', state: 'Cancelling…', speed: 0 });
     if (this.uppy.getFile(st.id)) this.uppy.removeFile(st.id); // stops the parts in flight
+    window.clearTimeout(st.saveTimer);
     store.remove(st.storeKey);
     if (!st.upload) { // create() has not answered yet: it aborts when it does
       this.render(st, { state: 'Cancelled' });

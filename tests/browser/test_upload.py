@@ -1,4 +1,8 @@
-"""The upload widget in a real browser: an image to S3 in parts, and a resume after a reload."""
+"""The upload widget in a real browser: an image to S3 in parts, and a resume after a reload.
+
+The whole application runs (`make run`, the `stack` fixture); parts go from Chromium to the
+sandbox's S3 as they would to AWS.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import boto3
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.pages import log_in
 from tests.stack import ROOT, Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -20,17 +25,9 @@ SIZE = 40 * MIB  # five parts of 8 MiB
 PART_PUT = re.compile(r"[?&]partNumber=(\d+)")
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    stack = Stack(tmp_path_factory.mktemp("upload-stack"))
-    stack.start()
-    yield stack
-    stack.kill()
-
-
 @pytest.fixture
 def image(tmp_path):
-    path = tmp_path / "web01.vmdk"
+    path = tmp_path / "web01.raw"
     path.write_bytes(os.urandom(SIZE))
     return path
 
@@ -54,15 +51,9 @@ def s3(stack: Stack):
 
 
 def open_upload_page(browser, stack: Stack, pk: int):
-    context = browser.new_context()
-    page = context.new_page()
+    page = log_in(browser, stack, "demo")
     page.set_default_timeout(20_000)
     page.on("dialog", lambda dialog: dialog.accept())  # "leave the page?" while uploading
-    page.goto(stack.url + "/login/")
-    page.fill("#id_username", "demo")
-    page.fill("#id_password", "demo")
-    page.click("button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/imports/$"))
     page.goto(f"{stack.url}/imports/{pk}/upload/")
     expect(page.locator("[data-upload-widget]")).to_have_attribute("data-ready", "true")
     return page
@@ -116,7 +107,7 @@ def test_an_image_goes_to_s3_in_parts_and_becomes_a_disk(stack, browser, image):
 
     row = page.locator(".upload-file")
     expect(row).to_have_class(re.compile(r"\bis-complete\b"), timeout=60_000)
-    expect(row.locator(".upload-state")).to_have_text("Uploaded: disk 1 (VMDK)")
+    expect(row.locator(".upload-state")).to_have_text("Uploaded: disk 1 (RAW)")
     expect(row.locator(".upload-bytes")).to_have_text("40.0 MiB of 40.0 MiB")
     assert sorted(puts) == [1, 2, 3, 4, 5]
     # The bar moved through values between empty and full, with speed and time left shown.
@@ -126,8 +117,8 @@ def test_an_image_goes_to_s3_in_parts_and_becomes_a_disk(stack, browser, image):
     assert any(s["speed"].endswith("/s") and s["eta"].endswith("left") for s in seen), seen
     # The event other parts of the page listen to, and the disks list it refreshed.
     detail = page.evaluate("window.completedDetail")
-    assert detail["container"]["file_name"] == "web01.vmdk" and detail["container"]["size_bytes"] == SIZE
-    expect(page.locator("#upload-containers")).to_contain_text("web01.vmdk")
+    assert detail["container"]["file_name"] == "web01.raw" and detail["container"]["size_bytes"] == SIZE
+    expect(page.locator("#upload-containers")).to_contain_text("web01.raw")
     expect(page.locator("#upload-containers")).to_contain_text(detail["key"])
     head = s3(stack).head_object(Bucket="import-wizard-uploads", Key=detail["key"])
     assert head["ContentLength"] == SIZE
@@ -149,7 +140,11 @@ def test_after_a_reload_the_same_file_sends_only_its_missing_parts(stack, browse
     expect(page.locator("[data-upload-widget]")).to_have_attribute("data-ready", "true")
     hint = page.locator("[data-hints]")
     expect(hint).to_be_visible()
-    expect(hint).to_contain_text("web01.vmdk")
+    expect(hint).to_contain_text("web01.raw")
+    # The widget wrote down the upload and its parts' CRC32s. Forget those of parts 1 and 2:
+    # the widget then reads them again from the file to complete.
+    saved = page.evaluate(FORGET_CHECKSUMS)
+    assert saved["upload_id"] == upload["UploadId"] and {"1", "2"} <= set(saved["crcs"])
     puts = part_puts(page)
     page.locator("[data-upload-widget] input[type=file]").set_input_files(str(image))
 
@@ -163,6 +158,14 @@ def test_after_a_reload_the_same_file_sends_only_its_missing_parts(stack, browse
     # The object is the file: the parts sent before the reload are in their places.
     body = s3(stack).get_object(Bucket="import-wizard-uploads", Key=upload["Key"])["Body"].read()
     assert body == image.read_bytes()
+
+
+FORGET_CHECKSUMS = """() => {
+  const key = Object.keys(localStorage).find((k) => k.startsWith('import-wizard:upload:'));
+  const saved = JSON.parse(localStorage.getItem(key));
+  localStorage.setItem(key, JSON.stringify({...saved, crcs: {}}));
+  return saved;
+}"""
 
 
 def wait_for_parts(stack: Stack, count: int, timeout: float = 30) -> dict:

@@ -166,12 +166,17 @@ def detail(request: HttpRequest, upload_id: int) -> HttpResponse:
 @require_POST
 @json_endpoint()
 def sign(request: HttpRequest, upload_id: int) -> HttpResponse:
-    """POST {parts: [n, ...]} (at most 100) → {urls: {"n": url}, expires_in}."""
+    """POST {parts: [{PartNumber, ChecksumCRC32}, ...]} (at most 100)
+    → {urls: {"n": url}, headers: {"n": {header: value}}, expires_in}."""
     upload = _own_upload(request, upload_id)
-    data = _body(request)
-    numbers = data.get("parts", [data["part_number"]] if "part_number" in data else None)
-    urls = uploads.sign_parts(upload, numbers)
-    return JsonResponse({"urls": {str(n): url for n, url in urls.items()}, "expires_in": PART_URL_SECONDS})
+    signed = uploads.sign_parts(upload, _body(request).get("parts"))
+    return JsonResponse(
+        {
+            "urls": {str(n): url for n, (url, _) in signed.items()},
+            "headers": {str(n): headers for n, (_, headers) in signed.items()},
+            "expires_in": PART_URL_SECONDS,
+        }
+    )
 
 
 @require_GET
@@ -185,9 +190,10 @@ def parts(request: HttpRequest, upload_id: int) -> HttpResponse:
 @require_POST
 @json_endpoint(MAX_COMPLETE_BODY)
 def complete(request: HttpRequest, upload_id: int) -> HttpResponse:
-    """POST {parts: [{PartNumber, ETag}]} (or {} for S3's own list) → the upload and its container.
+    """POST {parts: [{PartNumber, ETag, ChecksumCRC32}]} → the upload and its container.
 
-    422 {error} when the object S3 made is not the size the browser declared.
+    422 {error} when the object S3 made is not the size the browser declared, or its
+    checksum not the one the parts' CRC32s make.
     """
     upload = _own_upload(request, upload_id)
     data = _body(request)
