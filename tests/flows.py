@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.images import raw_mbr
-from wizard import drafts, preflight
+from wizard import drafts, polling, preflight
 from wizard.models import ImportRequest
 
 
@@ -15,3 +15,14 @@ def draft_with_image(user, sandbox, body: bytes | None = None, key: str = "uploa
     container = drafts.add_container(draft, user, s3_bucket=sandbox.bucket, s3_key=key)
     preflight.inspect_container(container)
     return draft
+
+
+def poll_until_final(request: ImportRequest, sandbox, step_seconds: float = 5, polls: int = 30) -> ImportRequest:
+    """Poll as the worker does, moving the sandbox's clock on between polls, until the request ends."""
+    for _ in range(polls):
+        polling.poll_once()
+        request.refresh_from_db()
+        if request.is_final:
+            break
+        sandbox.advance(step_seconds)
+    return request

@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from tests.flows import poll_until_final
 from tests.images import raw_mbr
 from tests.sandbox.images import raw_disk, vmdk_sparse
-from wizard import dispatch, polling
+from wizard import dispatch
 from wizard.models import DiskContainer, ImportRequest
 
 CASES = {
@@ -35,12 +36,7 @@ def test_a_failed_import_shows_awss_message_and_what_to_do(client, sandbox, requ
     req = ImportRequest.objects.create(owner=requester, status=ImportRequest.Status.APPROVED, **extra)
     DiskContainer.objects.create(request=req, format=fmt, s3_bucket=sandbox.bucket, s3_key=key)
     assert dispatch.dispatch(req.pk)
-    for _ in range(30):
-        polling.poll_once()
-        req.refresh_from_db()
-        if req.is_final:
-            break
-        sandbox.advance(5)
+    poll_until_final(req, sandbox)
     assert req.status == ImportRequest.Status.FAILED
     assert expected in req.failure_message
     client.force_login(requester)

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from wizard import cancelling, failures, polling, progress
+from wizard import cancelling, failures, progress
 from wizard.models import AuditEvent, ImportRequest, ImportTask, TaskStatusChange
 
 FACTS_MESSAGES = [
@@ -104,7 +104,7 @@ def test_queries_per_poll_do_not_grow_with_disks_or_changes(client, requester):
 
 def test_cancel_needs_a_confirmation_and_ends_as_cancelled(client, sandbox, requester, reviewer, monkeypatch,
                                                           django_capture_on_commit_callbacks):
-    from tests.flows import draft_with_image
+    from tests.flows import draft_with_image, poll_until_final
     from wizard import review, submission, tasks
 
     monkeypatch.setattr(tasks, "kick_poller", lambda: None)
@@ -119,12 +119,7 @@ def test_cancel_needs_a_confirmation_and_ends_as_cancelled(client, sandbox, requ
     client.post(url, {"reason": "wrong image", "confirm": "yes"})
     event = AuditEvent.objects.get(action="cancel requested")
     assert (event.details["PreviousState"], event.details["State"]) == ("active", "deleting")
-    for _ in range(10):
-        polling.poll_once()
-        req.refresh_from_db()
-        if req.is_final:
-            break
-        sandbox.advance(10)
+    poll_until_final(req, sandbox, step_seconds=10)
     assert req.status == ImportRequest.Status.CANCELLED and req.cancel_reason == "wrong image"
     with pytest.raises(cancelling.CancelError):
         cancelling.cancel(req, requester, "again")
