@@ -179,3 +179,48 @@ def wait_for_parts(stack: Stack, count: int, timeout: float = 30) -> dict:
                 return upload
         time.sleep(0.2)
     raise AssertionError(f"S3 never held {count} parts")
+
+
+def test_cancel_aborts_the_upload_in_s3(stack, browser, image):
+    pk = make_draft(stack)
+    page = open_upload_page(browser, stack, pk)
+    page.route(re.compile(r"[?&]partNumber=[345](&|$)"), lambda route: None)  # held: never sent
+    page.locator("[data-upload-widget] input[type=file]").set_input_files(str(image))
+    upload = wait_for_parts(stack, count=2)
+
+    page.locator(".upload-file .upload-cancel").click()
+
+    row = page.locator(".upload-file")
+    expect(row).to_have_class(re.compile(r"\bis-cancelled\b"))
+    expect(row.locator(".upload-state")).to_have_text("Cancelled")
+    expect(row.locator(".upload-message")).to_contain_text("aborted")
+    uploads = s3(stack).list_multipart_uploads(Bucket="import-wizard-uploads").get("Uploads", [])
+    assert upload["UploadId"] not in [u["UploadId"] for u in uploads]
+    page.reload()
+    expect(page.locator("[data-upload-widget]")).to_have_attribute("data-ready", "true")
+    expect(page.locator("[data-hints]")).to_be_hidden()  # nothing left to resume
+    expect(page.locator("#upload-containers")).to_contain_text("No disk yet")
+
+
+def test_dropped_connections_are_sent_again(stack, browser, image):
+    pk = make_draft(stack)
+    page = open_upload_page(browser, stack, pk)
+    puts = part_puts(page)
+    held: list = []
+    holding = [True]
+    page.route(re.compile(r"[?&]partNumber=[345](&|$)"),
+               lambda route: held.append(route) if holding[0] else route.continue_())
+    page.locator("[data-upload-widget] input[type=file]").set_input_files(str(image))
+    wait_for_parts(stack, count=2)
+    deadline = time.monotonic() + 10
+    while len(held) < 3 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+
+    holding[0] = False
+    for route in held:  # the connections of parts 3 to 5 drop
+        route.abort("connectionreset")
+
+    row = page.locator(".upload-file")
+    expect(row).to_have_class(re.compile(r"\bis-complete\b"), timeout=60_000)
+    assert sorted(puts) == [1, 2, 3, 3, 4, 4, 5, 5]  # each dropped part sent again, the others once
+    expect(page.locator("#upload-containers")).to_contain_text("web01.raw")
