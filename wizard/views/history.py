@@ -48,21 +48,19 @@ class AuditFilter(forms.Form):
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
+    # Form field -> the AuditEvent lookup it filters on.
+    LOOKUPS = {
+        "user": "actor_name",
+        "action": "action",
+        "request": "request_id",
+        "status": "request__status",
+        "since": "at__date__gte",
+        "until": "at__date__lte",
+    }
+
     def filter(self, events):
-        data = self.cleaned_data
-        if data.get("user"):
-            events = events.filter(actor_name=data["user"])
-        if data.get("action"):
-            events = events.filter(action=data["action"])
-        if data.get("request"):
-            events = events.filter(request_id=data["request"])
-        if data.get("status"):
-            events = events.filter(request__status=data["status"])
-        if data.get("since"):
-            events = events.filter(at__date__gte=data["since"])
-        if data.get("until"):
-            events = events.filter(at__date__lte=data["until"])
-        return events
+        wanted = {lookup: self.cleaned_data[name] for name, lookup in self.LOOKUPS.items() if self.cleaned_data.get(name)}
+        return events.filter(**wanted)
 
 
 @login_required
