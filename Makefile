@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/wizard
 
-.PHONY: install run test
+.PHONY: install run test lint
 
 # Reinstall only when requirements.txt changed: a second `make run` starts in seconds.
 $(STAMP): requirements.txt
@@ -19,9 +19,14 @@ install: $(STAMP)
 run: install
 	$(BIN)/python scripts/run.py
 
+# Lint first: ruff's checks and formatting at zero findings (pyproject.toml).
+lint: install
+	$(BIN)/ruff check --quiet .
+	$(BIN)/ruff format --check --quiet .
+
 # First every database test again on PostgreSQL (skipped with a note where none runs;
 # required in CI), then the whole suite on the default configuration.
-test: install
+test: install lint
 	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
 	  echo "== database tests on PostgreSQL =="; \
 	  DB_TESTS_ONLY=1 DATABASE_URL=$(POSTGRES_TEST_URL) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not browser"; \

@@ -11,6 +11,7 @@ SANDBOX_PORT, SANDBOX_IMPORT_SECONDS, WEB_WORKERS, plus everything wizard.settin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -86,10 +87,8 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 log(f"{name} did not stop in {STOP_GRACE_SECONDS} s: killing it")
             # Anything the part left in its session (e.g. worker children) goes too.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait()
         log("stopped")
 
@@ -120,7 +119,11 @@ def main() -> int:
         env.setdefault("SANDBOX_BUCKET", env.get("WIZARD_BUCKET", "import-wizard-uploads"))
         env.setdefault("SANDBOX_REGION", env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")))
 
-    busy = [p for h, p in [(web_host, web_port)] + ([(sandbox_host, sandbox_port)] if sandbox else []) if not port_free(h, p)]
+    busy = [
+        p
+        for h, p in [(web_host, web_port)] + ([(sandbox_host, sandbox_port)] if sandbox else [])
+        if not port_free(h, p)
+    ]
     if busy:
         log(f"port(s) {', '.join(map(str, busy))} already in use: stop what runs there or set WEB_PORT / SANDBOX_PORT")
         return 2
@@ -147,12 +150,20 @@ def main() -> int:
         web = sup.start(
             "web",
             [
-                PYTHON, "-m", "gunicorn", "wizard.wsgi:application",
-                "--bind", f"{web_host}:{web_port}",
-                "--workers", env.get("WEB_WORKERS", "2"),
-                "--threads", "4",
-                "--access-logfile", "-",
-                "--graceful-timeout", "10",
+                PYTHON,
+                "-m",
+                "gunicorn",
+                "wizard.wsgi:application",
+                "--bind",
+                f"{web_host}:{web_port}",
+                "--workers",
+                env.get("WEB_WORKERS", "2"),
+                "--threads",
+                "4",
+                "--access-logfile",
+                "-",
+                "--graceful-timeout",
+                "10",
                 "--no-control-socket",
             ],
             env,

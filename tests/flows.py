@@ -7,8 +7,9 @@ from wizard import drafts, polling, preflight
 from wizard.models import ImportRequest
 
 
-def draft_with_image(user, sandbox, body: bytes | None = None, key: str = "uploads/test/disk.raw",
-                     description: str = "web01") -> ImportRequest:
+def draft_with_image(
+    user, sandbox, body: bytes | None = None, key: str = "uploads/test/disk.raw", description: str = "web01"
+) -> ImportRequest:
     """A draft whose one disk is an image put in the sandbox's S3, inspected as the wizard does."""
     sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key=key, Body=raw_mbr(64 * 1024) if body is None else body)
     draft = drafts.create_draft(user, description=description)

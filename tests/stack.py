@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import requests
@@ -65,7 +65,11 @@ class Stack:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             ["make", "--no-print-directory", "run"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -96,10 +100,8 @@ class Stack:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         for pid in self.pids().values():
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def pid_alive(pid: int) -> bool:

@@ -14,8 +14,10 @@ def test_the_admin_rejects_with_a_reason_through_the_same_checks(client, reviewe
     assert ask.status_code == 200 and b"The requester sees the reason" in ask.content
     empty = client.post(CHANGELIST, {"action": "reject_selected", "_selected_action": [req.pk], "confirm": "1"})
     assert b"Say why" in empty.content
-    client.post(CHANGELIST, {"action": "reject_selected", "_selected_action": [req.pk], "confirm": "1",
-                             "reason": "wrong region"})
+    client.post(
+        CHANGELIST,
+        {"action": "reject_selected", "_selected_action": [req.pk], "confirm": "1", "reason": "wrong region"},
+    )
     req.refresh_from_db()
     assert (req.status, req.review_reason) == (ImportRequest.Status.REJECTED, "wrong region")
     assert AuditEvent.objects.get(action="rejected").details == {"reason": "wrong region"}

@@ -24,8 +24,9 @@ def world(db):
         "admin": make_user("root", None, is_staff=True, is_superuser=True),
     }
     draft = ImportRequest.objects.create(owner=users["requester_a"], description="a's draft")
-    submitted = ImportRequest.objects.create(owner=users["requester_a"], description="a's import",
-                                             status=ImportRequest.Status.SUBMITTED)
+    submitted = ImportRequest.objects.create(
+        owner=users["requester_a"], description="a's import", status=ImportRequest.Status.SUBMITTED
+    )
     audit.record("submitted", submitted, actor=users["requester_a"], details={"secret_of_a": True})
     return users, draft, submitted
 
@@ -82,8 +83,12 @@ def test_a_requester_reads_only_their_own_history(world):
     assert "secret_of_a" in _client(world, "auditor").get(reverse("audit-log") + "?format=csv").content.decode()
 
 
-STATE_CHANGING = [("request-submit", "draft", {}), ("review-decide", "submitted", {"decision": "approve"}),
-                  ("wizard-start", None, {}), ("logout", None, {})]
+STATE_CHANGING = [
+    ("request-submit", "draft", {}),
+    ("review-decide", "submitted", {"decision": "approve"}),
+    ("wizard-start", None, {}),
+    ("logout", None, {}),
+]
 
 
 @pytest.mark.parametrize("name,obj,data", STATE_CHANGING, ids=[s[0] for s in STATE_CHANGING])

@@ -72,10 +72,15 @@ def test_it_reads_a_json_document() -> None:
     assert findings == []
     assert request is not None
     assert request.architecture == "x86_64"
-    assert request.disk_containers == [DiskContainer(format="VMDK", user_bucket=UserBucket("my-images", "vms/web.vmdk"))]
+    assert request.disk_containers == [
+        DiskContainer(format="VMDK", user_bucket=UserBucket("my-images", "vms/web.vmdk"))
+    ]
     assert request.tags == [Tag("a", "b")]
     assert request.client_data is not None and request.client_data.upload_size == 8.0
-    assert request.client_data.upload_start is not None and request.client_data.upload_start.isoformat() == "2024-01-01T00:00:00+00:00"
+    assert (
+        request.client_data.upload_start is not None
+        and request.client_data.upload_start.isoformat() == "2024-01-01T00:00:00+00:00"
+    )
 
 
 def test_it_reads_a_yaml_document() -> None:
@@ -110,7 +115,9 @@ def test_it_reads_format_in_any_case() -> None:
 def skeleton() -> dict[str, Any]:
     """What `aws ec2 import-image --generate-cli-skeleton` prints with the installed awscli."""
     env = {**os.environ, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
-    output = subprocess.run([AWS, "ec2", "import-image", "--generate-cli-skeleton"], capture_output=True, text=True, check=True, env=env)
+    output = subprocess.run(
+        [AWS, "ec2", "import-image", "--generate-cli-skeleton"], capture_output=True, text=True, check=True, env=env
+    )
     return json.loads(output.stdout)
 
 
@@ -119,7 +126,9 @@ def test_the_untouched_skeleton_only_lacks_a_disk() -> None:
     document["BootMode"] = "legacy-bios"  # awscli prints any one of the enum's values here
     request, findings = parse_json(document)
     assert request is None
-    assert [(f.path, f.message) for f in findings] == [("DiskContainers", "DiskContainers must hold at least one disk to import")]
+    assert [(f.path, f.message) for f in findings] == [
+        ("DiskContainers", "DiskContainers must hold at least one disk to import")
+    ]
 
 
 def test_a_filled_in_skeleton_keeps_only_what_was_filled_in() -> None:
@@ -175,11 +184,27 @@ def test_it_reports_an_unknown_key_with_its_path() -> None:
         ({"DiskContainers": [S3_DISK], "Architecture": 64}, "Architecture", "must be a string, not a number"),
         ({"DiskContainers": [S3_DISK], "Encrypted": "yes"}, "Encrypted", "must be true or false, not a string"),
         ({"DiskContainers": [S3_DISK], "ClientData": {"UploadSize": "8"}}, "ClientData.UploadSize", "must be a number"),
-        ({"DiskContainers": [S3_DISK], "ClientData": {"UploadSize": True}}, "ClientData.UploadSize", "must be a number"),
-        ({"DiskContainers": [S3_DISK], "ClientData": {"UploadStart": "yesterday"}}, "ClientData.UploadStart", "ISO 8601"),
+        (
+            {"DiskContainers": [S3_DISK], "ClientData": {"UploadSize": True}},
+            "ClientData.UploadSize",
+            "must be a number",
+        ),
+        (
+            {"DiskContainers": [S3_DISK], "ClientData": {"UploadStart": "yesterday"}},
+            "ClientData.UploadStart",
+            "ISO 8601",
+        ),
         ({"DiskContainers": [S3_DISK], "ClientData": "note"}, "ClientData", "must be an object"),
-        ({"DiskContainers": [S3_DISK], "TagSpecifications": [{"Tags": {"Key": "a"}}]}, "TagSpecifications[0].Tags", "must be a list"),
-        ({"DiskContainers": [{"UserBucket": {"S3Bucket": "my-images", "S3Key": 7}}]}, "DiskContainers[0].UserBucket.S3Key", "must be a string"),
+        (
+            {"DiskContainers": [S3_DISK], "TagSpecifications": [{"Tags": {"Key": "a"}}]},
+            "TagSpecifications[0].Tags",
+            "must be a list",
+        ),
+        (
+            {"DiskContainers": [{"UserBucket": {"S3Bucket": "my-images", "S3Key": 7}}]},
+            "DiskContainers[0].UserBucket.S3Key",
+            "must be a string",
+        ),
     ],
 )
 def test_it_reports_a_wrong_type_with_its_path(document: dict[str, Any], path: str, says: str) -> None:
@@ -243,7 +268,9 @@ def test_it_refuses_yaml_aliases() -> None:
 
 def test_tags_belong_to_the_import_task() -> None:
     tags = [{"Key": "a", "Value": "b"}]
-    request, findings = parse_json({"DiskContainers": [S3_DISK], "TagSpecifications": [{"ResourceType": "image", "Tags": tags}]})
+    request, findings = parse_json(
+        {"DiskContainers": [S3_DISK], "TagSpecifications": [{"ResourceType": "image", "Tags": tags}]}
+    )
     assert request is None
     assert paths(findings) == ["TagSpecifications[0].ResourceType"] and "import-image-task" in findings[0].message
     request, _ = parse_json({"DiskContainers": [S3_DISK], "TagSpecifications": [{"Tags": tags}]})
@@ -302,7 +329,9 @@ def aws_cli() -> Iterator[tuple[dict[str, Any], Callable[[str], dict[str, Any]]]
     AWS. Config and credential files are pointed at /dev/null and requests go unsigned.
     """
     saved = dict(os.environ)
-    os.environ.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_DEFAULT_REGION="us-east-1")
+    os.environ.update(
+        AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_DEFAULT_REGION="us-east-1"
+    )
     from awscli.clidriver import create_clidriver
 
     driver = create_clidriver()
@@ -355,7 +384,15 @@ def test_the_full_command_is_what_awscli_sends(aws_cli: Any) -> None:
     request = full_spec()
     command = to_cli_command(request)
     assert set(option_words(command)) <= set(arg_table)
-    assert {"disk-containers", "client-data", "tag-specifications", "license-specifications", "kms-key-id", "dry-run", "encrypted"} <= set(option_words(command))
+    assert {
+        "disk-containers",
+        "client-data",
+        "tag-specifications",
+        "license-specifications",
+        "kms-key-id",
+        "dry-run",
+        "encrypted",
+    } <= set(option_words(command))
     assert from_api_params(run(command)) == request
 
 
@@ -371,8 +408,12 @@ def test_a_multiline_command_is_the_same_command(aws_cli: Any) -> None:
 
 def test_bash_reads_the_command_as_shlex_does(aws_cli: Any) -> None:
     _, run = aws_cli
-    tricky = "it's \"quoted\" $HOME `id` \\ ; & | > * ~ \n é 日本 \t!"
-    request = spec(description=tricky, tags=[Tag(tricky, tricky)], disk_containers=[replace(DiskContainer(url="s3://my-images/" + tricky), format="RAW")])
+    tricky = 'it\'s "quoted" $HOME `id` \\ ; & | > * ~ \n é 日本 \t!'
+    request = spec(
+        description=tricky,
+        tags=[Tag(tricky, tricky)],
+        disk_containers=[replace(DiskContainer(url="s3://my-images/" + tricky), format="RAW")],
+    )
     command = to_cli_command(request)
     assert bash_words(command) == shlex.split(command)
     assert from_api_params(run(bash_words(command))) == request
@@ -401,7 +442,7 @@ def test_any_valid_command_parses_in_awscli_to_the_same_request(aws_cli: Any, re
 @given(valid_specs())
 def test_json_values_in_the_command_parse(request: ImportSpec) -> None:
     words = shlex.split(to_cli_command(request))
-    for option, value in zip(words, words[1:]):
+    for option, value in zip(words, words[1:], strict=False):
         if option in ("--disk-containers", "--client-data", "--tag-specifications", "--license-specifications"):
             assert json.loads(value) == json.loads(to_cli_json(request))[to_member(option)]
 

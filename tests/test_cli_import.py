@@ -40,9 +40,12 @@ def test_a_pasted_json_document_becomes_a_draft(alice, requester):
     draft = ImportRequest.objects.get(owner=requester)
     assert response["Location"] == reverse("wizard-step", args=[draft.pk, "review"])
     assert draft.to_api_params() == {**DOCUMENT, "ClientToken": draft.client_token} | {
-        "DiskContainers": draft.to_api_params()["DiskContainers"]}
+        "DiskContainers": draft.to_api_params()["DiskContainers"]
+    }
     assert [c.source_label for c in draft.disk_containers.all()] == [
-        "s3://bucket-one/disks/web01.vmdk", "https://example.com/data.vhd"]
+        "s3://bucket-one/disks/web01.vmdk",
+        "https://example.com/data.vhd",
+    ]
     assert draft.tags == [{"Key": "team", "Value": "infra"}] and draft.kms_key_id == "alias/imports"
 
 
@@ -54,13 +57,22 @@ def test_an_uploaded_yaml_file_becomes_a_draft(alice, requester):
     assert ImportRequest.objects.get(owner=requester).platform == "Windows"
 
 
-@pytest.mark.parametrize("change,path", [
-    ({"Colour": "blue"}, "Colour"),
-    ({"DiskContainers": [DOCUMENT["DiskContainers"][0],
-                         {"Format": "VMDK", "UserBucket": {"S3Bucket": "Bad_Bucket", "S3Key": "k"}}]},
-     "DiskContainers[1].UserBucket.S3Bucket"),
-    ({"Architecture": "arm64"}, "Architecture"),
-])
+@pytest.mark.parametrize(
+    "change,path",
+    [
+        ({"Colour": "blue"}, "Colour"),
+        (
+            {
+                "DiskContainers": [
+                    DOCUMENT["DiskContainers"][0],
+                    {"Format": "VMDK", "UserBucket": {"S3Bucket": "Bad_Bucket", "S3Key": "k"}},
+                ]
+            },
+            "DiskContainers[1].UserBucket.S3Bucket",
+        ),
+        ({"Architecture": "arm64"}, "Architecture"),
+    ],
+)
 def test_errors_are_listed_with_their_path_and_nothing_is_saved(alice, requester, change, path):
     page = alice.post(reverse("cli-import"), {"document": json.dumps({**DOCUMENT, **change}), "format": "json"})
     assert f"<code>{path}</code>" in page.content.decode()

@@ -23,6 +23,7 @@ repeat a run's kill schedule, KILL_TIMES and KILL_REQUESTS to change its size.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
 import re
@@ -188,15 +189,17 @@ class Cluster:
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "manage.py", "qcluster"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def kill(self) -> None:
         """SIGKILL to the whole group: main process, pusher, monitor and workers die at once."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
@@ -234,9 +237,7 @@ def requests_in_db(path: Path) -> dict[int, dict[str, str]]:
             "SELECT r.id, r.description, r.status, r.failure_message, t.import_task_id "
             "FROM wizard_importrequest r LEFT JOIN wizard_importtask t ON t.request_id = r.id"
         ).fetchall()
-    return {
-        pk: {"description": d, "status": s, "failure": f, "task": t or ""} for pk, d, s, f, t in rows
-    }
+    return {pk: {"description": d, "status": s, "failure": f, "task": t or ""} for pk, d, s, f, t in rows}
 
 
 def tasks_in_sandbox(sandbox: SandboxProcess) -> dict[str, list[str]]:
@@ -258,8 +259,20 @@ def test_a_killed_worker_still_dispatches_each_request_exactly_once(tmp_path, fa
     manage(app_env, "createcachetable")
     key = "uploads/kill-test.vmdk"
     sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key=key, Body=b"KDMV" + bytes(4092))
-    manage({**app_env, "KILL_REQUESTS": str(REQUESTS), "KILL_BUCKET": sandbox.bucket, "KILL_KEY": key,
-            "KILL_PREFIX": PREFIX}, "shell", "-v", "0", "-c", CREATE_REQUESTS)
+    manage(
+        {
+            **app_env,
+            "KILL_REQUESTS": str(REQUESTS),
+            "KILL_BUCKET": sandbox.bucket,
+            "KILL_KEY": key,
+            "KILL_PREFIX": PREFIX,
+        },
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        CREATE_REQUESTS,
+    )
     db_path = tmp_path / "db.sqlite3"
     assert {r["status"] for r in requests_in_db(db_path).values()} == {"approved"}
 

@@ -3,7 +3,7 @@ and the wizard's AWS look-ups (dry run, KMS keys, snapshots) work against it ove
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.urls import reverse
 
@@ -17,15 +17,22 @@ def full_spec(sandbox, key_arn: str) -> importspec.ImportSpec:
     s3.put_object(Bucket=sandbox.bucket, Key="uploads/1/boot.vmdk", Body=b"KDMV" + bytes(2044))
     return importspec.ImportSpec(
         disk_containers=[
-            importspec.DiskContainer(format="VMDK", description="boot disk", device_name="/dev/sda1",
-                                     user_bucket=importspec.UserBucket(sandbox.bucket, "uploads/1/boot.vmdk")),
+            importspec.DiskContainer(
+                format="VMDK",
+                description="boot disk",
+                device_name="/dev/sda1",
+                user_bucket=importspec.UserBucket(sandbox.bucket, "uploads/1/boot.vmdk"),
+            ),
             importspec.DiskContainer(format="VHD", description="data disk", url=f"s3://{sandbox.bucket}/data.vhd"),
         ],
         architecture="x86_64",
         boot_mode="uefi",
-        client_data=importspec.ClientData(comment="every parameter",
-                                          upload_start=datetime(2026, 11, 1, 10, tzinfo=timezone.utc),
-                                          upload_end=datetime(2026, 11, 1, 11, tzinfo=timezone.utc), upload_size=0.5),
+        client_data=importspec.ClientData(
+            comment="every parameter",
+            upload_start=datetime(2026, 11, 1, 10, tzinfo=UTC),
+            upload_end=datetime(2026, 11, 1, 11, tzinfo=UTC),
+            upload_size=0.5,
+        ),
         description="all of them",
         encrypted=True,
         hypervisor="xen",
@@ -33,7 +40,9 @@ def full_spec(sandbox, key_arn: str) -> importspec.ImportSpec:
         license_type="BYOL",
         platform="Linux",
         role_name="vmimport",
-        license_configuration_arns=["arn:aws:license-manager:us-east-1:123456789012:license-configuration:lic-0123456789abcdef0123456789abcdef"],
+        license_configuration_arns=[
+            "arn:aws:license-manager:us-east-1:123456789012:license-configuration:lic-0123456789abcdef0123456789abcdef"
+        ],
         tags=[importspec.Tag("team", "infra"), importspec.Tag("cost-centre", "42")],
     )
 
@@ -45,9 +54,22 @@ def test_every_parameter_reaches_the_sandbox_unchanged(sandbox, requester):
     draft = drafts.draft_from_spec(requester, spec, source="test")
     ImportRequest.objects.filter(pk=draft.pk).update(status=ImportRequest.Status.APPROVED)
     sent = draft.to_api_params()
-    assert set(sent) >= {"Architecture", "BootMode", "ClientData", "ClientToken", "Description", "DiskContainers",
-                         "Encrypted", "Hypervisor", "KmsKeyId", "LicenseType", "Platform", "RoleName",
-                         "LicenseSpecifications", "TagSpecifications"}
+    assert set(sent) >= {
+        "Architecture",
+        "BootMode",
+        "ClientData",
+        "ClientToken",
+        "Description",
+        "DiskContainers",
+        "Encrypted",
+        "Hypervisor",
+        "KmsKeyId",
+        "LicenseType",
+        "Platform",
+        "RoleName",
+        "LicenseSpecifications",
+        "TagSpecifications",
+    }
 
     task_id = dispatch.dispatch(draft.pk)
     got = sandbox.client("ec2").describe_import_image_tasks(ImportTaskIds=[task_id])["ImportImageTasks"][0]
@@ -64,8 +86,13 @@ def test_every_parameter_reaches_the_sandbox_unchanged(sandbox, requester):
 
 
 def test_the_dry_run_button_says_permitted(client, sandbox, requester):
-    draft = drafts.draft_from_spec(requester, importspec.ImportSpec(disk_containers=[
-        importspec.DiskContainer(format="RAW", url="https://example.com/disk.raw")]), source="test")
+    draft = drafts.draft_from_spec(
+        requester,
+        importspec.ImportSpec(
+            disk_containers=[importspec.DiskContainer(format="RAW", url="https://example.com/disk.raw")]
+        ),
+        source="test",
+    )
     client.force_login(requester)
     page = client.post(reverse("wizard-dry-run", args=[draft.pk])).content.decode()
     assert 'id="dry-run-permitted"' in page

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from django.core.management import call_command
 from django.db import connection
@@ -12,14 +12,17 @@ from wizard import audit
 from wizard.models import ImportRequest, ImportTask, TaskStatusChange
 from wizard.timeline import progress_svg, stage_durations
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_stage_durations_run_until_the_next_change():
     changes = [(T0, "pending"), (T0 + timedelta(seconds=10), "converting"), (T0 + timedelta(seconds=70), "completed")]
     stages = stage_durations(changes, T0 + timedelta(seconds=999), final=True)
     assert [(s.name, s.seconds, s.current) for s in stages] == [
-        ("pending", 10, False), ("converting", 60, False), ("completed", 0, False)]
+        ("pending", 10, False),
+        ("converting", 60, False),
+        ("completed", 0, False),
+    ]
     running = stage_durations(changes[:2], T0 + timedelta(seconds=25), final=False)
     assert (running[-1].seconds, running[-1].current) == (15, True)
 
@@ -36,8 +39,9 @@ def test_a_requests_timeline_shows_events_stages_and_chart(client, requester):
     audit.record("submitted", req, actor=requester)
     task = ImportTask.objects.create(request=req, import_task_id="import-ami-0123456789abcdef0")
     for i, (msg, p) in enumerate([("pending", 2), ("converting", 28)]):
-        TaskStatusChange.objects.create(task=task, at=T0 + timedelta(seconds=30 * i), status="active",
-                                        status_message=msg, progress=p)
+        TaskStatusChange.objects.create(
+            task=task, at=T0 + timedelta(seconds=30 * i), status="active", status_message=msg, progress=p
+        )
     client.force_login(requester)
     page = client.get(reverse("request-history", args=[req.pk])).content.decode()
     assert "<svg" in page and "converting" in page and "30 s" in page and "submitted" in page
@@ -52,11 +56,15 @@ def test_the_audit_log_filters_and_exports_csv(client, reviewer, requester):
     client.force_login(reviewer)
     page = client.get(reverse("audit-log"), {"user": "rita"}).content.decode()
     assert "approved" in page and ">submitted<" not in page
-    rows = list(csv.reader(io.StringIO(client.get(reverse("audit-log"), {"status": "completed", "format": "csv"})
-                                       .content.decode())))
+    rows = list(
+        csv.reader(
+            io.StringIO(client.get(reverse("audit-log"), {"status": "completed", "format": "csv"}).content.decode())
+        )
+    )
     assert [r[3] for r in rows[1:]] == ["completed"] and rows[1][2] == "system"
-    rows = list(csv.reader(io.StringIO(client.get(reverse("audit-log"), {"request": a.pk, "format": "csv"})
-                                       .content.decode())))
+    rows = list(
+        csv.reader(io.StringIO(client.get(reverse("audit-log"), {"request": a.pk, "format": "csv"}).content.decode()))
+    )
     assert [r[3] for r in rows[1:]] == ["approved", "submitted"]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import botocore.session
@@ -35,7 +35,9 @@ INPUT_SHAPE = botocore.session.get_session().get_service_model("ec2").operation_
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 UUID = "1234abcd-12ab-34cd-56ef-1234567890ab"
-LICENSE_ARN = "arn:aws:license-manager:us-east-1:123456789012:license-configuration:lic-0123456789abcdef0123456789abcdef"
+LICENSE_ARN = (
+    "arn:aws:license-manager:us-east-1:123456789012:license-configuration:lic-0123456789abcdef0123456789abcdef"
+)
 
 
 def s3_disk(bucket: str = "my-images", key: str = "vms/web.vmdk", fmt: str = "VMDK") -> DiskContainer:
@@ -428,7 +430,7 @@ def test_description_is_at_most_255_characters() -> None:
 
 # --- client data --------------------------------------------------------------------------
 
-NOON = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+NOON = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def test_upload_size_is_not_negative() -> None:
@@ -476,7 +478,9 @@ def test_encrypted_false_is_sent() -> None:
 
 def test_client_data_is_sent_only_with_something_set() -> None:
     assert "ClientData" not in to_api_params(spec(client_data=ClientData()))
-    assert to_api_params(spec(client_data=ClientData(comment="from the wizard")))["ClientData"] == {"Comment": "from the wizard"}
+    assert to_api_params(spec(client_data=ClientData(comment="from the wizard")))["ClientData"] == {
+        "Comment": "from the wizard"
+    }
 
 
 def test_tags_go_to_the_import_task() -> None:
@@ -553,10 +557,15 @@ s3_keys = st.text(min_size=1, max_size=200)
 snapshot_ids = st.one_of(hex_text(8), hex_text(17)).map("snap-{}".format)
 urls = st.one_of(
     st.builds("s3://{}/{}".format, bucket_names, s3_keys),
-    st.builds("https://{}.s3.amazonaws.com/{}?X-Amz-Signature={}".format, bucket_names, st.from_regex(r"[A-Za-z0-9/._-]{1,60}", fullmatch=True), hex_text(64)),
+    st.builds(
+        "https://{}.s3.amazonaws.com/{}?X-Amz-Signature={}".format,
+        bucket_names,
+        st.from_regex(r"[A-Za-z0-9/._-]{1,60}", fullmatch=True),
+        hex_text(64),
+    ),
 )
 texts = st.text(max_size=255)
-upload_times = st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(timezone.utc))
+upload_times = st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC))
 
 
 @st.composite
@@ -599,7 +608,9 @@ def valid_specs(draw: st.DrawFn) -> ImportSpec:
         platform = "Windows"
     architecture = draw(st.sampled_from(["", "x86_64"] if platform == "Linux" else ["", "i386", "x86_64"]))
     licensing = draw(st.sampled_from(["none", "type", "operation"]))
-    license_type = draw(st.sampled_from(["BYOL"] if platform == "Linux" else ["AWS", "BYOL"])) if licensing == "type" else ""
+    license_type = (
+        draw(st.sampled_from(["BYOL"] if platform == "Linux" else ["AWS", "BYOL"])) if licensing == "type" else ""
+    )
     usage_operation = draw(st.from_regex(r"RunInstances(:\d{4})?", fullmatch=True)) if licensing == "operation" else ""
     encrypted = draw(st.sampled_from([None, False, True]))
     tag_keys = st.text(min_size=1, max_size=127).filter(lambda k: not k.lower().startswith("aws:"))
@@ -640,9 +651,18 @@ def test_from_api_params_inverts_to_api_params(request: ImportSpec) -> None:
 any_specs = st.builds(
     ImportSpec,
     disk_containers=st.lists(
-        st.builds(DiskContainer, st.text(), st.text(), st.text(), st.text(), st.text(), st.none() | st.builds(UserBucket, st.text(), st.text()))
+        st.builds(
+            DiskContainer,
+            st.text(),
+            st.text(),
+            st.text(),
+            st.text(),
+            st.text(),
+            st.none() | st.builds(UserBucket, st.text(), st.text()),
+        )
     ),
-    client_data=st.none() | st.builds(ClientData, st.text(), st.none() | st.datetimes(), st.none() | st.datetimes(), st.none() | st.floats()),
+    client_data=st.none()
+    | st.builds(ClientData, st.text(), st.none() | st.datetimes(), st.none() | st.datetimes(), st.none() | st.floats()),
     tags=st.lists(st.builds(Tag, st.text(), st.text())),
 )
 
@@ -657,7 +677,10 @@ def test_any_spec_is_judged_without_crashing_and_sent_in_the_right_shape(request
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats() | st.integers() | st.text() | st.datetimes(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(list(INPUT_SHAPE.members) + ["Tags", "Key", "S3Key", "x"]), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(list(INPUT_SHAPE.members) + ["Tags", "Key", "S3Key", "x"]), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 

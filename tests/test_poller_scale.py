@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from types import SimpleNamespace
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -93,7 +93,8 @@ def active(db, scale_sandbox, sandbox, requester) -> list[ImportTask]:
         for n in range(ACTIVE)
     )
     rows = ImportTask.objects.bulk_create(
-        ImportTask(request=request, import_task_id=task_id) for request, task_id in zip(requests, scale_sandbox[1])
+        ImportTask(request=request, import_task_id=task_id)
+        for request, task_id in zip(requests, scale_sandbox[1], strict=False)
     )
     cache.delete(tasks.BACKOFF_KEY)
     return rows

@@ -23,8 +23,9 @@ def put(sandbox, key: str, body: bytes) -> None:
 
 
 def add_s3(client, draft, bucket, key):
-    return client.post(reverse("wizard-source", args=[draft.pk]), {"kind": "s3", "s3_bucket": bucket, "s3_key": key},
-                       follow=True)
+    return client.post(
+        reverse("wizard-source", args=[draft.pk]), {"kind": "s3", "s3_bucket": bucket, "s3_key": key}, follow=True
+    )
 
 
 def gpt_with_esp(size: int = 2 * 1024 * 1024) -> bytes:
@@ -36,14 +37,33 @@ def gpt_with_esp(size: int = 2 * 1024 * 1024) -> bytes:
     disk[446:462] = struct.pack("<B3sB3sII", 0, b"\0\2\0", 0xEE, b"\xff\xff\xff", 1, size // 512 - 1)
     disk[510:512] = b"\x55\xaa"
     esp = uuid.UUID("C12A7328-F81F-11D2-BA4B-00A0C93EC93B").bytes_le
-    entry = esp + uuid.uuid4().bytes_le + struct.pack("<QQQ", 2048, 4095, 0) + "EFI".encode("utf-16-le").ljust(72, b"\0")
+    entry = (
+        esp + uuid.uuid4().bytes_le + struct.pack("<QQQ", 2048, 4095, 0) + "EFI".encode("utf-16-le").ljust(72, b"\0")
+    )
     entries = entry.ljust(128 * 128, b"\0")
     last = size // 512 - 1
-    header = bytearray(struct.pack("<8sIIIIQQQQ16sQIII", b"EFI PART", 0x10000, 92, 0, 0, 1, last, 34, last - 33,
-                                   uuid.uuid4().bytes_le, 2, 128, 128, zlib.crc32(entries)))
+    header = bytearray(
+        struct.pack(
+            "<8sIIIIQQQQ16sQIII",
+            b"EFI PART",
+            0x10000,
+            92,
+            0,
+            0,
+            1,
+            last,
+            34,
+            last - 33,
+            uuid.uuid4().bytes_le,
+            2,
+            128,
+            128,
+            zlib.crc32(entries),
+        )
+    )
     struct.pack_into("<I", header, 16, zlib.crc32(bytes(header[:92])))
-    disk[512:512 + 92] = header[:92]
-    disk[1024:1024 + len(entries)] = entries
+    disk[512 : 512 + 92] = header[:92]
+    disk[1024 : 1024 + len(entries)] = entries
     return bytes(disk)
 
 

@@ -51,11 +51,20 @@ def test_time_left_follows_the_pace_so_far():
 
 def _importing(owner, disks: int = 1, changes: int = 1, **task_fields):
     req = ImportRequest.objects.create(owner=owner, status=ImportRequest.Status.IMPORTING)
-    details = [{"DeviceName": f"/dev/sd{chr(97 + i)}", "Format": "VMDK", "DiskImageSize": 1073741824.0,
-                "Status": "active", "Progress": "40"} for i in range(disks)]
+    details = [
+        {
+            "DeviceName": f"/dev/sd{chr(97 + i)}",
+            "Format": "VMDK",
+            "DiskImageSize": 1073741824.0,
+            "Status": "active",
+            "Progress": "40",
+        }
+        for i in range(disks)
+    ]
     fields = {"status": "active", "status_message": "converting", "progress": 28, **task_fields}
-    task = ImportTask.objects.create(request=req, import_task_id=f"import-ami-{req.pk:017x}",
-                                     snapshot_details=details, **fields)
+    task = ImportTask.objects.create(
+        request=req, import_task_id=f"import-ami-{req.pk:017x}", snapshot_details=details, **fields
+    )
     for i in range(changes):
         TaskStatusChange.objects.create(task=task, at=timezone.now(), status="active", status_message="x", progress=i)
     return req, task
@@ -79,8 +88,9 @@ def test_a_stalled_task_is_flagged(client, requester, settings):
 
 def test_a_failure_shows_awss_message_its_meaning_and_what_to_do(client, requester):
     req, task = _importing(requester, status="deleted")
-    ImportRequest.objects.filter(pk=req.pk).update(status="failed",
-                                                   failure_message="ClientError: Unknown OS / Missing OS files.")
+    ImportRequest.objects.filter(pk=req.pk).update(
+        status="failed", failure_message="ClientError: Unknown OS / Missing OS files."
+    )
     client.force_login(requester)
     page = client.get(reverse("request-progress", args=[req.pk])).content.decode()
     assert "Unknown OS / Missing OS files." in page and 'id="failure-meaning"' in page and 'id="failure-action"' in page
@@ -102,8 +112,9 @@ def test_queries_per_poll_do_not_grow_with_disks_or_changes(client, requester):
     assert expected <= 3  # session, user, the request with its task (the owner needs no permission look-up)
 
 
-def test_cancel_needs_a_confirmation_and_ends_as_cancelled(client, sandbox, requester, reviewer, monkeypatch,
-                                                          django_capture_on_commit_callbacks):
+def test_cancel_needs_a_confirmation_and_ends_as_cancelled(
+    client, sandbox, requester, reviewer, monkeypatch, django_capture_on_commit_callbacks
+):
     from tests.flows import draft_with_image, poll_until_final
     from wizard import review, submission, tasks
 
@@ -125,8 +136,9 @@ def test_cancel_needs_a_confirmation_and_ends_as_cancelled(client, sandbox, requ
         cancelling.cancel(req, requester, "again")
 
 
-def test_the_requester_is_emailed_on_approval_and_completion(requester, reviewer, monkeypatch,
-                                                              django_capture_on_commit_callbacks):
+def test_the_requester_is_emailed_on_approval_and_completion(
+    requester, reviewer, monkeypatch, django_capture_on_commit_callbacks
+):
     from wizard import review
     from wizard.statemachine import change_status
 
@@ -138,8 +150,13 @@ def test_the_requester_is_emailed_on_approval_and_completion(requester, reviewer
         review.approve(req, reviewer)
     with django_capture_on_commit_callbacks(execute=True):
         change_status(req, "importing", allowed_from=["approved"], action="dispatched")
-        change_status(req, "failed", allowed_from=["importing"], action="failed",
-                      failure_message="ClientError: No valid partitions. Not a valid volume.")
+        change_status(
+            req,
+            "failed",
+            allowed_from=["importing"],
+            action="failed",
+            failure_message="ClientError: No valid partitions. Not a valid volume.",
+        )
     assert [m.subject for m in mail.outbox] == [f"Import #{req.pk} approved, dispatching", f"Import #{req.pk} failed"]
     assert mail.outbox[1].to == ["alice@example.com"] and "No valid partitions" in mail.outbox[1].body
     assert req.get_absolute_url() in mail.outbox[0].body

@@ -71,8 +71,9 @@ def test_a_reviewer_cannot_approve_their_own_request(client, db):
     assert req.status == ImportRequest.Status.SUBMITTED
 
 
-def test_without_required_approval_a_submission_is_dispatched_at_once(requester, settings, monkeypatch,
-                                                                       django_capture_on_commit_callbacks):
+def test_without_required_approval_a_submission_is_dispatched_at_once(
+    requester, settings, monkeypatch, django_capture_on_commit_callbacks
+):
     settings.APPROVAL_REQUIRED = False
     queued = []
     monkeypatch.setattr("wizard.tasks.enqueue_dispatch", queued.append)

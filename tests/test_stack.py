@@ -47,22 +47,37 @@ def import_to_ami(stack: Stack) -> None:
     """Requester uploads and submits, reviewer approves in the admin, the worker imports to an AMI."""
     demo = requests.Session()
     login(demo, stack.url, "demo", "demo")
-    sandbox = boto3.client("s3", endpoint_url=stack.sandbox_url, region_name="us-east-1",
-                           aws_access_key_id="x", aws_secret_access_key="x")
+    sandbox = boto3.client(
+        "s3", endpoint_url=stack.sandbox_url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
     sandbox.put_object(Bucket="import-wizard-uploads", Key="shared/stack.raw", Body=raw_mbr(64 * 1024))
     token = csrf(demo, stack.url, "/imports/new/")
-    started = demo.post(stack.url + "/imports/start/", data={"csrfmiddlewaretoken": token},
-                        headers={"Referer": stack.url + "/imports/new/"})
+    started = demo.post(
+        stack.url + "/imports/start/",
+        data={"csrfmiddlewaretoken": token},
+        headers={"Referer": stack.url + "/imports/new/"},
+    )
     pk = int(re.search(r"/imports/(\d+)/edit/upload/$", started.url)[1])
-    demo.post(f"{stack.url}/imports/{pk}/sources/",
-              data={"csrfmiddlewaretoken": token, "kind": "s3", "s3_bucket": "import-wizard-uploads",
-                    "s3_key": "shared/stack.raw"}, headers={"Referer": started.url})
+    demo.post(
+        f"{stack.url}/imports/{pk}/sources/",
+        data={
+            "csrfmiddlewaretoken": token,
+            "kind": "s3",
+            "s3_bucket": "import-wizard-uploads",
+            "s3_key": "shared/stack.raw",
+        },
+        headers={"Referer": started.url},
+    )
     details = f"{stack.url}/imports/{pk}/edit/details/"
     version = re.search(r'name="version" id="version" value="(\d+)"', demo.get(details).text)[1]
-    demo.post(details, data={"csrfmiddlewaretoken": token, "version": version, "description": "stack test",
-                             "nav": "next"}, headers={"Referer": details})
-    response = demo.post(f"{stack.url}/imports/{pk}/submit/", data={"csrfmiddlewaretoken": token},
-                         headers={"Referer": details})
+    demo.post(
+        details,
+        data={"csrfmiddlewaretoken": token, "version": version, "description": "stack test", "nav": "next"},
+        headers={"Referer": details},
+    )
+    response = demo.post(
+        f"{stack.url}/imports/{pk}/submit/", data={"csrfmiddlewaretoken": token}, headers={"Referer": details}
+    )
     assert "Waiting for a reviewer" in response.text, response.text[-2000:]
     assert "stack test" in demo.get(stack.url + "/imports/").text
 
@@ -98,8 +113,9 @@ def import_to_ami(stack: Stack) -> None:
     image_id = re.search(r'id="image-id">(ami-[0-9a-f]+)<', partial)[1]
     task_id = re.search(r'id="import-task-id">(import-ami-[0-9a-f]+)<', partial)[1]
 
-    ec2 = boto3.client("ec2", endpoint_url=stack.sandbox_url, region_name="us-east-1",
-                       aws_access_key_id="x", aws_secret_access_key="x")
+    ec2 = boto3.client(
+        "ec2", endpoint_url=stack.sandbox_url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
     assert ec2.describe_images(ImageIds=[image_id])["Images"][0]["ImageId"] == image_id
     task = ec2.describe_import_image_tasks(ImportTaskIds=[task_id])["ImportImageTasks"][0]
     assert (task["Status"], task["ImageId"]) == ("completed", image_id)

@@ -171,8 +171,14 @@ def test_sign_refuses_parts_the_file_does_not_have(sandbox, client_of, draft):
     up = start(client_of, draft, size=10 * MIB)  # two parts of 8 MiB
     crc = uploads.crc32_b64(b"")
 
-    for parts in ([0], [1], [{"PartNumber": 3, "ChecksumCRC32": crc}], [{"PartNumber": "1", "ChecksumCRC32": crc}],
-                  [], [{"PartNumber": 1, "ChecksumCRC32": crc}] * 101):
+    for parts in (
+        [0],
+        [1],
+        [{"PartNumber": 3, "ChecksumCRC32": crc}],
+        [{"PartNumber": "1", "ChecksumCRC32": crc}],
+        [],
+        [{"PartNumber": 1, "ChecksumCRC32": crc}] * 101,
+    ):
         assert post(client_of, up["urls"]["sign"], {"parts": parts}).status_code == 400, parts
 
 
@@ -276,7 +282,6 @@ def test_complete_makes_the_object_and_adds_a_container(sandbox, client_of, draf
     assert event.details["container"] == container.pk
     assert event.details["checksum_crc32"] == uploads.composite_crc32([p["ChecksumCRC32"] for p in parts])
     assert not multipart_uploads(sandbox)
-
 
 
 def test_complete_twice_answers_the_same_container(sandbox, client_of, draft):
@@ -446,7 +451,9 @@ def test_a_big_body_is_refused_before_anything_reads_it(sandbox, requester, draf
 
 
 def test_the_page_shows_the_widget_and_the_disks(sandbox, client_of, draft):
-    DiskContainer.objects.create(request=draft, format="VHD", s3_bucket="b", s3_key="uploads/1/x.vhd", file_name="x.vhd")
+    DiskContainer.objects.create(
+        request=draft, format="VHD", s3_bucket="b", s3_key="uploads/1/x.vhd", file_name="x.vhd"
+    )
     unfinished = start(client_of, draft, name="half.vmdk")
 
     page = client_of.get(reverse("request-upload", args=[draft.pk])).content.decode()

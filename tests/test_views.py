@@ -54,8 +54,13 @@ def test_a_reviewer_sees_every_request(client, requester, reviewer):
 
 def test_the_progress_partial_polls_until_the_task_is_final(alice, requester):
     req = ImportRequest.objects.create(owner=requester, status=ImportRequest.Status.IMPORTING)
-    task = ImportTask.objects.create(request=req, import_task_id="import-ami-0123456789abcdef0",
-                                     status="active", status_message="converting", progress=28)
+    task = ImportTask.objects.create(
+        request=req,
+        import_task_id="import-ami-0123456789abcdef0",
+        status="active",
+        status_message="converting",
+        progress=28,
+    )
     url = reverse("request-progress", args=[req.pk])
     body = alice.get(url).content.decode()
     assert 'hx-trigger="every 2s"' in body and 'hx-swap="outerHTML"' in body

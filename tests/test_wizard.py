@@ -47,19 +47,37 @@ def test_every_step_renders_with_its_indicator(alice, draft, name, monkeypatch):
 
 
 def test_next_saves_and_moves_on(alice, draft):
-    response = post(alice, draft, "licence", {"licensing": "BYOL", "platform": "Linux", "architecture": "x86_64",
-                                              "boot_mode": "uefi", "nav": "next"})
+    response = post(
+        alice,
+        draft,
+        "licence",
+        {"licensing": "BYOL", "platform": "Linux", "architecture": "x86_64", "boot_mode": "uefi", "nav": "next"},
+    )
     assert response["Location"] == url(draft, "details")
     draft.refresh_from_db()
-    assert (draft.license_type, draft.platform, draft.architecture, draft.boot_mode) == ("BYOL", "Linux", "x86_64", "uefi")
+    assert (draft.license_type, draft.platform, draft.architecture, draft.boot_mode) == (
+        "BYOL",
+        "Linux",
+        "x86_64",
+        "uefi",
+    )
     assert draft.version == 2 and draft.wizard_step == "licence"
     assert AuditEvent.objects.get(action="draft saved").details["fields"] == [
-        "architecture", "boot_mode", "license_type", "platform"]
+        "architecture",
+        "boot_mode",
+        "license_type",
+        "platform",
+    ]
 
 
 def test_autosave_answers_htmx_with_the_new_version(alice, draft):
-    response = post(alice, draft, "details", {"description": "db01", "tag_key": ["team", ""], "tag_value": ["infra", ""]},
-                    HTTP_HX_REQUEST="true")
+    response = post(
+        alice,
+        draft,
+        "details",
+        {"description": "db01", "tag_key": ["team", ""], "tag_value": ["infra", ""]},
+        HTTP_HX_REQUEST="true",
+    )
     body = response.content.decode()
     assert response.status_code == 200 and "Saved" in body
     assert 'id="version" value="2"' in body and 'hx-swap-oob="true"' in body
@@ -93,9 +111,19 @@ def test_a_save_from_a_stale_tab_is_refused_and_shows_both_values(alice, draft):
 
 def test_disks_are_edited_and_reordered(alice, draft):
     a, b = draft.disk_containers.all()
-    data = {"form-TOTAL_FORMS": 2, "form-INITIAL_FORMS": 2, "form-0-id": a.pk, "form-0-format": "VMDK",
-            "form-0-device_name": "/dev/sda1", "form-0-description": "boot", "form-1-id": b.pk,
-            "form-1-format": "VHD", "form-1-device_name": "", "form-1-description": "data", "move": f"{b.pk}:up"}
+    data = {
+        "form-TOTAL_FORMS": 2,
+        "form-INITIAL_FORMS": 2,
+        "form-0-id": a.pk,
+        "form-0-format": "VMDK",
+        "form-0-device_name": "/dev/sda1",
+        "form-0-description": "boot",
+        "form-1-id": b.pk,
+        "form-1-format": "VHD",
+        "form-1-device_name": "",
+        "form-1-description": "data",
+        "move": f"{b.pk}:up",
+    }
     post(alice, draft, "disks", data)
     rows = list(draft.disk_containers.order_by("position"))
     assert [r.pk for r in rows] == [b.pk, a.pk]
@@ -108,8 +136,11 @@ def test_sources_are_added_and_removed(alice, draft):
     alice.post(source, {"kind": "snapshot", "snapshot_id": "snap-0123456789abcdef0"})
     alice.post(source, {"kind": "s3", "s3_bucket": "bucket-one", "s3_key": "c.raw"})
     kinds = [(c.position, c.format, c.source_label) for c in draft.disk_containers.all()]
-    assert kinds[2:] == [(2, "VHDX", "https://example.com/images/disk.vhdx"), (3, "", "snap-0123456789abcdef0"),
-                         (4, "RAW", "s3://bucket-one/c.raw")]
+    assert kinds[2:] == [
+        (2, "VHDX", "https://example.com/images/disk.vhdx"),
+        (3, "", "snap-0123456789abcdef0"),
+        (4, "RAW", "s3://bucket-one/c.raw"),
+    ]
     first = draft.disk_containers.first()
     alice.post(source, {"kind": "remove", "container": first.pk})
     assert [c.position for c in draft.disk_containers.all()] == [0, 1, 2, 3]
@@ -173,5 +204,8 @@ def test_another_user_cannot_touch_the_draft(client, draft, django_user_model):
 
     client.force_login(make_user("mallory", "requester"))
     assert client.get(url(draft, "details")).status_code == 404
-    assert client.post(reverse("wizard-source", args=[draft.pk]), {"kind": "url", "url": "https://x.io/a.vhd"}).status_code == 404
+    assert (
+        client.post(reverse("wizard-source", args=[draft.pk]), {"kind": "url", "url": "https://x.io/a.vhd"}).status_code
+        == 404
+    )
     assert client.post(reverse("draft-delete", args=[draft.pk])).status_code == 404

@@ -34,7 +34,6 @@ class ImportRequestAdmin(admin.ModelAdmin):
             except review.ReviewError as exc:
                 self.message_user(request, f"#{import_request.pk}: {exc}", messages.ERROR)
 
-
     @admin.action(description="Reject selected requests (asks for a reason)")
     def reject_selected(self, request, queryset):
         """First a page asking for the reason; then each request goes through wizard.review.reject."""

@@ -29,8 +29,12 @@ def cancel(request: ImportRequest, user, reason: str) -> dict:
             "cancel requested",
             request,
             actor=user,
-            details={"reason": reason, "import_task_id": task_id, "PreviousState": answer.get("PreviousState"),
-                     "State": answer.get("State")},
+            details={
+                "reason": reason,
+                "import_task_id": task_id,
+                "PreviousState": answer.get("PreviousState"),
+                "State": answer.get("State"),
+            },
         )
     from wizard.tasks import kick_poller
 

@@ -26,7 +26,7 @@ import re
 import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
 import yaml
@@ -55,7 +55,9 @@ Shape = Struct | ListOf | Literal["string", "boolean", "double", "timestamp"]
 IMPORT_IMAGE = Struct(
     {
         "Architecture": "string",
-        "ClientData": Struct({"Comment": "string", "UploadEnd": "timestamp", "UploadSize": "double", "UploadStart": "timestamp"}),
+        "ClientData": Struct(
+            {"Comment": "string", "UploadEnd": "timestamp", "UploadSize": "double", "UploadStart": "timestamp"}
+        ),
         "ClientToken": "string",
         "Description": "string",
         "DiskContainers": ListOf(
@@ -86,7 +88,7 @@ IMPORT_IMAGE = Struct(
     }
 )
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _Unset:
@@ -169,7 +171,7 @@ def _read_timestamp(value: Any, path: str, errors: list[Finding]) -> Any:
         moment = datetime.combine(value, time())
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
-            moment = datetime.fromtimestamp(value, tz=timezone.utc)
+            moment = datetime.fromtimestamp(value, tz=UTC)
         except (OverflowError, OSError, ValueError):
             moment = None
     elif isinstance(value, str):
@@ -178,9 +180,14 @@ def _read_timestamp(value: Any, path: str, errors: list[Finding]) -> Any:
         except ValueError:
             moment = None
     if moment is None:
-        errors.append(Finding(path, f"{_name(path)} must be a date and time in ISO 8601 form, e.g. 2024-01-31T12:00:00Z (got {value!r})"))
+        errors.append(
+            Finding(
+                path,
+                f"{_name(path)} must be a date and time in ISO 8601 form, e.g. 2024-01-31T12:00:00Z (got {value!r})",
+            )
+        )
         return UNSET
-    moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return UNSET if moment == EPOCH else moment
 
 
@@ -195,7 +202,12 @@ SCALAR_READERS: dict[str, Callable[[Any, str, list[Finding]], Any]] = {
 def _read_struct(value: Any, shape: Struct, path: str, errors: list[Finding]) -> Any:
     if not isinstance(value, dict):
         keys = ", ".join(list(shape.members)[:3])
-        errors.append(Finding(path or "(document)", f"{_name(path)} must be an object with keys such as {keys}, not {_describe(value)}"))
+        errors.append(
+            Finding(
+                path or "(document)",
+                f"{_name(path)} must be an object with keys such as {keys}, not {_describe(value)}",
+            )
+        )
         return UNSET
     for key in getattr(value, "duplicates", []):
         errors.append(Finding(_join(path, str(key)), f"{key} is given more than once; keep one"))
@@ -240,10 +252,18 @@ def _check_tag_specifications(params: dict[str, Any], errors: list[Finding]) -> 
         resource = spec.get("ResourceType", TAG_RESOURCE_TYPE)
         if resource != TAG_RESOURCE_TYPE:
             errors.append(
-                Finding(f"TagSpecifications[{i}].ResourceType", f"ResourceType must be {TAG_RESOURCE_TYPE}, the only resource ImportImage tags (not {resource!r})")
+                Finding(
+                    f"TagSpecifications[{i}].ResourceType",
+                    f"ResourceType must be {TAG_RESOURCE_TYPE}, the only resource ImportImage tags (not {resource!r})",
+                )
             )
     for i, _ in kept[1:]:
-        errors.append(Finding(f"TagSpecifications[{i}]", "only one tag specification is allowed; put every tag in the first one's Tags"))
+        errors.append(
+            Finding(
+                f"TagSpecifications[{i}]",
+                "only one tag specification is allowed; put every tag in the first one's Tags",
+            )
+        )
     if kept:
         params["TagSpecifications"] = [s for _, s in kept]
     else:
@@ -257,7 +277,9 @@ class _Loader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, "anchors and aliases (*name) are not supported here", event.start_mark)
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (*name) are not supported here", event.start_mark
+            )
         return super().compose_node(parent, index)
 
 
@@ -281,7 +303,11 @@ def _load(text: str, fmt: str) -> tuple[Any, list[Finding]]:
         try:
             return json.loads(text, object_pairs_hook=_Object), []
         except json.JSONDecodeError as exc:
-            return None, [Finding("(document)", f"The document is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")]
+            return None, [
+                Finding(
+                    "(document)", f"The document is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+                )
+            ]
     if fmt == "yaml":
         try:
             return yaml.load(text, Loader=_Loader), []  # noqa: S506 - _Loader is a SafeLoader
@@ -305,7 +331,12 @@ def parse_cli_input(text: str, fmt: Literal["json", "yaml"]) -> tuple[ImportSpec
     if errors:
         return None, errors
     if document is None:
-        return None, [Finding("(document)", "The document is empty; it should be an object of ImportImage parameters such as DiskContainers")]
+        return None, [
+            Finding(
+                "(document)",
+                "The document is empty; it should be an object of ImportImage parameters such as DiskContainers",
+            )
+        ]
     params = _read(document, IMPORT_IMAGE, "", errors)
     params = {} if params is UNSET else params
     _check_tag_specifications(params, errors)

@@ -126,8 +126,14 @@ def _gave_up(request: ImportRequest, message: str, *, code: str) -> bool:
     cache.add(key, 0, timeout=7 * 24 * 3600)
     attempts = cache.incr(key)
     max_attempts = int(settings.Q_CLUSTER.get("max_attempts") or 0)
-    log.warning("dispatch of request %s: %s: %s (attempt %s of %s)", request.pk, code, message, attempts,
-                max_attempts or "unlimited")
+    log.warning(
+        "dispatch of request %s: %s: %s (attempt %s of %s)",
+        request.pk,
+        code,
+        message,
+        attempts,
+        max_attempts or "unlimited",
+    )
     if max_attempts and attempts >= max_attempts:
         cache.delete(key)
         fail(request, f"AWS did not take the import after {attempts} attempts: {message}", code=code)

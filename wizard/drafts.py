@@ -16,8 +16,19 @@ EDITABLE = (ImportRequest.Status.DRAFT, ImportRequest.Status.REJECTED)
 
 # The request's own ImportImage fields (everything a spec carries but containers and ClientData).
 SPEC_FIELDS = (
-    "description", "architecture", "platform", "boot_mode", "license_type", "usage_operation", "hypervisor",
-    "encrypted", "kms_key_id", "role_name", "license_configuration_arns", "tags", "comment",
+    "description",
+    "architecture",
+    "platform",
+    "boot_mode",
+    "license_type",
+    "usage_operation",
+    "hypervisor",
+    "encrypted",
+    "kms_key_id",
+    "role_name",
+    "license_configuration_arns",
+    "tags",
+    "comment",
 )
 
 
@@ -55,7 +66,9 @@ def save_fields(
     rows) and returns the names of what it changed, for the audit log.
     """
     if request.status not in EDITABLE:
-        raise NotEditable(f"request #{request.pk} is {request.get_status_display().lower()}: it can no longer be edited")
+        raise NotEditable(
+            f"request #{request.pk} is {request.get_status_display().lower()}: it can no longer be edited"
+        )
     changes = {k: v for k, v in values.items() if getattr(request, k) != v}
     if step:
         changes["wizard_step"] = step
@@ -129,7 +142,7 @@ def duplicate(request: ImportRequest, user) -> ImportRequest:
     spec = request.to_spec()
     copy = draft_from_spec(user, spec, source=f"copy of #{request.pk}")
     # Keep what we know of uploaded images, which the spec does not carry.
-    for original, new in zip(request.disk_containers.all(), copy.disk_containers.all()):
+    for original, new in zip(request.disk_containers.all(), copy.disk_containers.all(), strict=False):
         DiskContainer.objects.filter(pk=new.pk).update(
             file_name=original.file_name, size_bytes=original.size_bytes, upload=original.upload_id
         )
@@ -157,7 +170,9 @@ def add_container(request: ImportRequest, user, **fields: Any) -> DiskContainer:
     with transaction.atomic():
         position = request.disk_containers.count()
         container = DiskContainer.objects.create(request=request, position=position, **fields)
-        audit.record("disk added", request, actor=user, details={"position": position, "source": container.source_label})
+        audit.record(
+            "disk added", request, actor=user, details={"position": position, "source": container.source_label}
+        )
     return container
 
 

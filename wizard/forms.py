@@ -6,7 +6,6 @@ from django import forms
 
 from wizard.models import DiskContainer
 
-
 # --- the wizard's steps: each form saves a part of the draft --------------------------------
 # Forms only check what storage needs (types, lengths); the ImportImage rules live in
 # wizard.importspec and are shown next to the fields without blocking a save, so nothing
@@ -33,7 +32,9 @@ class StepForm(forms.Form):
 class EncryptionForm(StepForm):
     encrypted = forms.BooleanField(required=False, label="Encrypt the AMI's snapshots")
     kms_key_id = forms.CharField(
-        required=False, max_length=2048, label="KMS key",
+        required=False,
+        max_length=2048,
+        label="KMS key",
         help_text="Key id, key ARN, alias name (alias/...) or alias ARN; empty for the account's default EBS key.",
     )
 
@@ -43,8 +44,10 @@ class EncryptionForm(StepForm):
 
     def values(self) -> dict:
         # Unchecked leaves Encrypted unset (not sent): the account's default encryption applies.
-        return {"encrypted": True if self.cleaned_data["encrypted"] else None,
-                "kms_key_id": self.cleaned_data["kms_key_id"].strip()}
+        return {
+            "encrypted": True if self.cleaned_data["encrypted"] else None,
+            "kms_key_id": self.cleaned_data["kms_key_id"].strip(),
+        }
 
 
 LICENSING = [
@@ -59,13 +62,16 @@ class LicenceForm(StepForm):
     licensing = forms.ChoiceField(choices=LICENSING, required=False, widget=forms.RadioSelect, label="Licensing")
     usage_operation = forms.CharField(required=False, max_length=64, label="UsageOperation")
     license_configuration_arns = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Licence configuration ARNs",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Licence configuration ARNs",
         help_text="One ARN per line (License Manager licence configurations).",
     )
     platform = forms.ChoiceField(choices=BLANK + [("Windows", "Windows"), ("Linux", "Linux")], required=False)
     architecture = forms.ChoiceField(choices=BLANK + [("x86_64", "x86_64"), ("i386", "i386")], required=False)
     boot_mode = forms.ChoiceField(
-        choices=BLANK + [("legacy-bios", "legacy-bios (BIOS/MBR)"), ("uefi", "uefi")], required=False,
+        choices=BLANK + [("legacy-bios", "legacy-bios (BIOS/MBR)"), ("uefi", "uefi")],
+        required=False,
         label="BootMode",
     )
 
@@ -87,8 +93,9 @@ class LicenceForm(StepForm):
         return {
             "license_type": licensing if licensing in ("AWS", "BYOL") else "",
             "usage_operation": data["usage_operation"].strip() if licensing == "usage" else "",
-            "license_configuration_arns": [a.strip() for a in data["license_configuration_arns"].splitlines()
-                                           if a.strip()],
+            "license_configuration_arns": [
+                a.strip() for a in data["license_configuration_arns"].splitlines() if a.strip()
+            ],
             "platform": data["platform"],
             "architecture": data["architecture"],
             "boot_mode": data["boot_mode"],
@@ -99,14 +106,18 @@ class DetailsForm(StepForm):
     """Description, role, comment, and tags as rows (tag_key / tag_value lists in the POST)."""
 
     description = forms.CharField(required=False, max_length=255)
-    role_name = forms.CharField(required=False, max_length=64, label="RoleName",
-                                help_text="The VM Import service role; empty for the default, vmimport.")
+    role_name = forms.CharField(
+        required=False,
+        max_length=64,
+        label="RoleName",
+        help_text="The VM Import service role; empty for the default, vmimport.",
+    )
     comment = forms.CharField(required=False, max_length=255, label="Comment (ClientData)")
 
     def clean(self) -> dict:
         data = super().clean()
         keys, values = self.data.getlist("tag_key"), self.data.getlist("tag_value")
-        tags = [{"Key": k.strip(), "Value": v} for k, v in zip(keys, values) if k.strip() or v.strip()]
+        tags = [{"Key": k.strip(), "Value": v} for k, v in zip(keys, values, strict=False) if k.strip() or v.strip()]
         too_long = [t for t in tags if len(t["Key"]) > 1000 or len(t["Value"]) > 1000]
         if too_long:
             raise forms.ValidationError("A tag is far too long to store (over 1,000 characters).")
@@ -143,8 +154,11 @@ class SnapshotSourceForm(forms.Form):
 
 
 class CliImportForm(forms.Form):
-    document = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}),
-                               label="Paste a --cli-input-json or --cli-input-yaml document")
+    document = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}),
+        label="Paste a --cli-input-json or --cli-input-yaml document",
+    )
     file = forms.FileField(required=False, label="or upload the file")
     format = forms.ChoiceField(choices=[("auto", "Detect"), ("json", "JSON"), ("yaml", "YAML")], initial="auto")
 

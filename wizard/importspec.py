@@ -27,7 +27,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -94,7 +94,9 @@ class ImportSpec:
     license_type: str = ""  # AWS | BYOL
     platform: str = ""  # Windows | Linux
     role_name: str = ""
-    license_configuration_arns: list[str] = field(default_factory=list)  # LicenseSpecifications[].LicenseConfigurationArn
+    license_configuration_arns: list[str] = field(
+        default_factory=list
+    )  # LicenseSpecifications[].LicenseConfigurationArn
     tags: list[Tag] = field(default_factory=list)  # TagSpecifications[{ResourceType: import-image-task, Tags}]
     usage_operation: str = ""
 
@@ -196,7 +198,7 @@ def _words(values: Iterable[str]) -> str:
 
 
 def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _check_choice(path: str, name: str, value: str, choice: Choice) -> list[Finding]:
@@ -261,18 +263,30 @@ def _check_disk_container(index: int, disk: DiskContainer, count: int) -> list[F
     found += _check_length(f"{at}.Description", "Description", disk.description, MAX_DESCRIPTION)
     if disk.format.upper() == "OVA" and count > 1:
         found.append(
-            Finding(f"{at}.Format", "Format OVA must be the only disk container: an OVA already holds all of the VM's disks")
+            Finding(
+                f"{at}.Format", "Format OVA must be the only disk container: an OVA already holds all of the VM's disks"
+            )
         )
 
-    sources = [name for name, value in (("UserBucket", disk.user_bucket), ("Url", disk.url), ("SnapshotId", disk.snapshot_id)) if value]
+    sources = [
+        name
+        for name, value in (("UserBucket", disk.user_bucket), ("Url", disk.url), ("SnapshotId", disk.snapshot_id))
+        if value
+    ]
     if len(sources) != 1:
         given = f"it has {' and '.join(sources)}" if sources else "it has none"
-        found.append(Finding(at, f"each disk container needs exactly one source: UserBucket, Url or SnapshotId ({given})"))
+        found.append(
+            Finding(at, f"each disk container needs exactly one source: UserBucket, Url or SnapshotId ({given})")
+        )
 
     if disk.user_bucket is not None:
         bucket = disk.user_bucket
         if not bucket.s3_bucket:
-            found.append(Finding(f"{at}.UserBucket.S3Bucket", "S3Bucket is required: the name of the bucket that holds the image"))
+            found.append(
+                Finding(
+                    f"{at}.UserBucket.S3Bucket", "S3Bucket is required: the name of the bucket that holds the image"
+                )
+            )
         elif problem := bucket_name_problem(bucket.s3_bucket):
             found.append(Finding(f"{at}.UserBucket.S3Bucket", f"S3Bucket {problem}"))
         if problem := s3_key_problem(bucket.s3_key):
@@ -281,7 +295,10 @@ def _check_disk_container(index: int, disk: DiskContainer, count: int) -> list[F
         found += _check_url(f"{at}.Url", disk.url)
     if disk.snapshot_id and not SNAPSHOT_ID.fullmatch(disk.snapshot_id):
         found.append(
-            Finding(f"{at}.SnapshotId", f"SnapshotId must be snap- followed by 8 or 17 lowercase hex digits, not {disk.snapshot_id!r}")
+            Finding(
+                f"{at}.SnapshotId",
+                f"SnapshotId must be snap- followed by 8 or 17 lowercase hex digits, not {disk.snapshot_id!r}",
+            )
         )
     return found
 
@@ -316,7 +333,9 @@ def _check_kms_key(spec: ImportSpec) -> list[Finding]:
             )
         )
     if spec.encrypted is not True:
-        found.append(Finding("KmsKeyId", "KmsKeyId can only be used with Encrypted set to true; set Encrypted or remove the key"))
+        found.append(
+            Finding("KmsKeyId", "KmsKeyId can only be used with Encrypted set to true; set Encrypted or remove the key")
+        )
     return found
 
 
@@ -325,17 +344,27 @@ def _check_licensing(spec: ImportSpec) -> list[Finding]:
     if spec.license_type and spec.usage_operation:
         found.append(Finding("UsageOperation", "LicenseType and UsageOperation cannot both be set; choose one of them"))
     if spec.platform == "Linux" and spec.license_type not in ("", "BYOL"):
-        found.append(Finding("LicenseType", "LicenseType must be BYOL (or unset) when Platform is Linux: Linux imports support BYOL only"))
+        found.append(
+            Finding(
+                "LicenseType",
+                "LicenseType must be BYOL (or unset) when Platform is Linux: Linux imports support BYOL only",
+            )
+        )
     if spec.usage_operation and not USAGE_OPERATION.fullmatch(spec.usage_operation):
         found.append(
-            Finding("UsageOperation", f"UsageOperation must be RunInstances or RunInstances:NNNN (e.g. RunInstances:0800), not {spec.usage_operation!r}")
+            Finding(
+                "UsageOperation",
+                "UsageOperation must be RunInstances or RunInstances:NNNN (e.g. RunInstances:0800), "
+                f"not {spec.usage_operation!r}",
+            )
         )
     for i, arn in enumerate(spec.license_configuration_arns):
         if not LICENSE_CONFIGURATION_ARN.fullmatch(arn):
             found.append(
                 Finding(
                     f"LicenseSpecifications[{i}].LicenseConfigurationArn",
-                    "LicenseConfigurationArn must be arn:aws:license-manager:<region>:<account>:license-configuration:lic-<hex digits>",
+                    "LicenseConfigurationArn must be "
+                    "arn:aws:license-manager:<region>:<account>:license-configuration:lic-<hex digits>",
                 )
             )
     return found
@@ -344,10 +373,15 @@ def _check_licensing(spec: ImportSpec) -> list[Finding]:
 def _check_platform_fit(spec: ImportSpec) -> list[Finding]:
     found = []
     if spec.architecture == "i386" and spec.platform == "Linux":
-        found.append(Finding("Architecture", "Architecture must be x86_64 for Linux: 32-bit Linux is not supported by VM Import"))
+        found.append(
+            Finding("Architecture", "Architecture must be x86_64 for Linux: 32-bit Linux is not supported by VM Import")
+        )
     if spec.boot_mode == "uefi" and not spec.platform and any(d.snapshot_id for d in spec.disk_containers):
         found.append(
-            Finding("Platform", "Platform (Windows or Linux) must be set to import a uefi image from an EBS snapshot (SnapshotId)")
+            Finding(
+                "Platform",
+                "Platform (Windows or Linux) must be set to import a uefi image from an EBS snapshot (SnapshotId)",
+            )
         )
     return found
 
@@ -360,7 +394,9 @@ def _check_tags(spec: ImportSpec) -> list[Finding]:
     seen: set[str] = set()
     for i, tag in enumerate(spec.tags):
         if not 1 <= len(tag.key) <= MAX_TAG_KEY:
-            found.append(Finding(f"{at}[{i}].Key", f"Key must be 1 to {MAX_TAG_KEY} characters (it has {len(tag.key)})"))
+            found.append(
+                Finding(f"{at}[{i}].Key", f"Key must be 1 to {MAX_TAG_KEY} characters (it has {len(tag.key)})")
+            )
         elif tag.key.lower().startswith("aws:"):
             found.append(Finding(f"{at}[{i}].Key", "Key must not start with aws: (that prefix is reserved for AWS)"))
         elif tag.key in seen:
@@ -390,7 +426,10 @@ def _check_scalars(spec: ImportSpec) -> list[Finding]:
         found.append(Finding("ClientToken", f"ClientToken must be at most {MAX_CLIENT_TOKEN} ASCII characters"))
     if spec.role_name and not ROLE_NAME.fullmatch(spec.role_name):
         found.append(
-            Finding("RoleName", "RoleName must be an IAM role name: 1 to 64 letters, digits or + = , . @ _ - (e.g. vmimport)")
+            Finding(
+                "RoleName",
+                "RoleName must be an IAM role name: 1 to 64 letters, digits or + = , . @ _ - (e.g. vmimport)",
+            )
         )
     return found
 
@@ -400,7 +439,12 @@ def _check_disk_containers(disks: list[DiskContainer]) -> list[Finding]:
         return [Finding("DiskContainers", "DiskContainers must hold at least one disk to import")]
     found = []
     if len(disks) > MAX_DISK_CONTAINERS:
-        found.append(Finding("DiskContainers", f"DiskContainers may hold at most {MAX_DISK_CONTAINERS} disks (there are {len(disks)})"))
+        found.append(
+            Finding(
+                "DiskContainers",
+                f"DiskContainers may hold at most {MAX_DISK_CONTAINERS} disks (there are {len(disks)})",
+            )
+        )
     for i, disk in enumerate(disks):
         found += _check_disk_container(i, disk, len(disks))
     return found
@@ -517,7 +561,7 @@ def parse_timestamp(value: Any) -> datetime | None:
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
-            return datetime.fromtimestamp(value, tz=timezone.utc)
+            return datetime.fromtimestamp(value, tz=UTC)
         except (OverflowError, OSError, ValueError):
             return None
     if isinstance(value, str):

@@ -232,6 +232,9 @@ class TaskStatusChange(models.Model):
     class Meta:
         ordering = ["at", "pk"]
 
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.status} {self.status_message} {self.progress}"
+
 
 class AuditEventQuerySet(models.QuerySet):
     """Append-only: bulk updates and deletes are refused."""

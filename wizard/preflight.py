@@ -22,6 +22,7 @@ from wizard.steps import Placed, placed_findings
 
 log = logging.getLogger(__name__)
 IMPORTABLE = {"OVA", "VMDK", "VHD", "VHDX", "RAW"}
+LOOKS = {"uefi": "GPT with an EFI System Partition", "legacy-bios": "MBR without an EFI System Partition"}
 
 
 def s3_location(container: DiskContainer) -> tuple[str, str] | None:
@@ -41,11 +42,19 @@ def inspect_container(container: DiskContainer) -> dict | None:
     try:
         report = inspect_image(S3RangeReader(*location)).to_dict()
     except (ClientError, BotoCoreError) as exc:
-        report = {"format": "UNKNOWN", "ok": False, "findings": [{
-            "severity": "error", "code": "unreadable",
-            "message": f"The image s3://{location[0]}/{location[1]} cannot be read ({exc}). VM Import would fail "
-                       "with \"Disk validation failed [We do not have access to the given resource. "
-                       "Reason 403 Forbidden]\". Check the bucket, the key and the permissions."}]}
+        report = {
+            "format": "UNKNOWN",
+            "ok": False,
+            "findings": [
+                {
+                    "severity": "error",
+                    "code": "unreadable",
+                    "message": f"The image s3://{location[0]}/{location[1]} cannot be read ({exc}). "
+                    'VM Import would fail with "Disk validation failed [We do not have access to the given resource. '
+                    'Reason 403 Forbidden]". Check the bucket, the key and the permissions.',
+                }
+            ],
+        }
     fields = {"inspection": report, "inspected_at": timezone.now()}
     if report.get("format") in IMPORTABLE and container.format != report["format"]:
         fields["format"] = report["format"]  # the image says what it is; the file name only guessed
@@ -69,16 +78,26 @@ def placed(request: ImportRequest, containers=None) -> list[Placed]:
         report = container.inspection or {}
         for f in report.get("findings", []):
             if f["severity"] in ("error", "warning"):
-                found.append(Placed("upload", f"disk-{i}", f"DiskContainers[{i}] (image)", f["message"],
-                                    severity=f["severity"]))
+                found.append(
+                    Placed("upload", f"disk-{i}", f"DiskContainers[{i}] (image)", f["message"], severity=f["severity"])
+                )
         if i == 0 and report.get("boot_mode_hint"):
             hints.add(report["boot_mode_hint"])
     if request.boot_mode and hints and request.boot_mode not in hints:
         hint = hints.pop()
-        found.append(Placed("licence", "boot_mode", "BootMode", (
-            f"BootMode is {request.boot_mode}, but the boot disk looks {hint} "
-            f"({'GPT with an EFI System Partition' if hint == 'uefi' else 'MBR without an EFI System Partition'}): "
-            f"the imported AMI would not boot. Set BootMode to {hint}."), severity="error"))
+        found.append(
+            Placed(
+                "licence",
+                "boot_mode",
+                "BootMode",
+                (
+                    f"BootMode is {request.boot_mode}, but the boot disk looks {hint} "
+                    f"({LOOKS[hint]}): "
+                    f"the imported AMI would not boot. Set BootMode to {hint}."
+                ),
+                severity="error",
+            )
+        )
     return found
 
 
@@ -90,9 +109,17 @@ def all_findings(request: ImportRequest, check_aws: bool = False) -> list[Placed
     if check_aws and request.encrypted and request.kms_key_id and not any(f.path == "KmsKeyId" for f in found):
         problem = kms.key_problem(request.kms_key_id)
         if problem:
-            found.append(Placed("encryption", "kms_key_id", "KmsKeyId", (
-                f"KmsKeyId: {problem}. AWS accepts the call and fails the import later; choose an enabled "
-                "symmetric key of this account and region.")))
+            found.append(
+                Placed(
+                    "encryption",
+                    "kms_key_id",
+                    "KmsKeyId",
+                    (
+                        f"KmsKeyId: {problem}. AWS accepts the call and fails the import later; choose an enabled "
+                        "symmetric key of this account and region."
+                    ),
+                )
+            )
     return found
 
 

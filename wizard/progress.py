@@ -58,14 +58,18 @@ def disk_progress(snapshot_details: list[dict]) -> list[dict]:
     disks = []
     for i, d in enumerate(snapshot_details or []):
         progress = d.get("Progress")
-        disks.append({
-            "index": i,
-            "device": d.get("DeviceName", ""),
-            "format": d.get("Format", ""),
-            "size": d.get("DiskImageSize"),
-            "status": d.get("Status", ""),
-            "message": d.get("StatusMessage", ""),
-            "progress": int(progress) if str(progress or "").isdigit() else (100 if d.get("Status") == "completed" else None),
-            "snapshot_id": d.get("SnapshotId", ""),
-        })
+        disks.append(
+            {
+                "index": i,
+                "device": d.get("DeviceName", ""),
+                "format": d.get("Format", ""),
+                "size": d.get("DiskImageSize"),
+                "status": d.get("Status", ""),
+                "message": d.get("StatusMessage", ""),
+                "progress": int(progress)
+                if str(progress or "").isdigit()
+                else (100 if d.get("Status") == "completed" else None),
+                "snapshot_id": d.get("SnapshotId", ""),
+            }
+        )
     return disks

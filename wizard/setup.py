@@ -11,8 +11,13 @@ from django.contrib.auth.models import Group, Permission
 # every request and approves or rejects, an auditor reads everything and changes nothing.
 ROLES: dict[str, tuple[str, ...]] = {
     "requester": ("add_importrequest",),
-    "reviewer": ("add_importrequest", "review_importrequest", "view_importrequest", "change_importrequest",
-                 "view_auditevent"),
+    "reviewer": (
+        "add_importrequest",
+        "review_importrequest",
+        "view_importrequest",
+        "change_importrequest",
+        "view_auditevent",
+    ),
     "auditor": ("view_importrequest", "view_auditevent", "view_importtask"),
 }
 

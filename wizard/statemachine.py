@@ -35,8 +35,7 @@ def change_status(
         fresh = ImportRequest.objects.select_for_update().get(pk=request.pk)
         if fresh.status not in allowed:
             raise TransitionError(
-                f"request #{request.pk} is {fresh.get_status_display().lower()}; "
-                f"it cannot be {action} now"
+                f"request #{request.pk} is {fresh.get_status_display().lower()}; it cannot be {action} now"
             )
         before = fresh.status
         fresh.status = to

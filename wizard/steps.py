@@ -105,6 +105,4 @@ def step_states(findings: list[Placed], furthest: int, current: str) -> list[Ste
         if f.severity != "error":
             continue
         counts[f.step] = counts.get(f.step, 0) + 1
-    return [
-        StepState(s, i, i <= furthest, counts.get(s.name, 0), s.name == current) for i, s in enumerate(STEPS)
-    ]
+    return [StepState(s, i, i <= furthest, counts.get(s.name, 0), s.name == current) for i, s in enumerate(STEPS)]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from wizard import audit, preflight
+from wizard import preflight
 from wizard.models import ImportRequest
 from wizard.statemachine import change_status
+
 
 class SubmitRefused(Exception):
     """The request breaks ImportImage rules or its images would fail; `findings` say which and where."""

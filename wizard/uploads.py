@@ -286,7 +286,10 @@ def complete(upload: Upload, user: Any, parts: Any) -> Completed:
             f"as the browser read them, make {expected}: the upload was refused. Upload the file again."
         )
         _fail(
-            upload, message, actor=user, delete_object=True,
+            upload,
+            message,
+            actor=user,
+            delete_object=True,
             details={"object_crc32": info.checksum_crc32, "expected_crc32": expected},
         )
         raise UploadError(message, status=422)
@@ -428,4 +431,3 @@ def _fail(
 def unfinished(request: ImportRequest, user: Any) -> list[Upload]:
     """The user's uploads for this request still in progress (to resume or discard)."""
     return list(Upload.objects.filter(request=request, owner=user, status=Upload.Status.UPLOADING))
-

@@ -40,14 +40,23 @@ def make_draft(stack: Stack, username: str = "demo") -> int:
     )
     out = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "python"), "manage.py", "shell", "-c", code],
-        cwd=ROOT, env=stack.env, check=True, capture_output=True, text=True,
+        cwd=ROOT,
+        env=stack.env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return int(out.split()[-1])
 
 
 def s3(stack: Stack):
-    return boto3.client("s3", endpoint_url=stack.sandbox_url, region_name="us-east-1",
-                        aws_access_key_id="sandbox", aws_secret_access_key="sandbox")
+    return boto3.client(
+        "s3",
+        endpoint_url=stack.sandbox_url,
+        region_name="us-east-1",
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox",
+    )
 
 
 def open_upload_page(browser, stack: Stack, pk: int):
@@ -83,7 +92,8 @@ RECORD_PROGRESS = """() => {
       speed: row.querySelector('.upload-speed').textContent,
       eta: row.querySelector('.upload-eta').textContent,
     });
-  }).observe(document.querySelector('[data-upload-widget]'), {subtree: true, childList: true, attributes: true, characterData: true});
+  }).observe(document.querySelector('[data-upload-widget]'),
+             {subtree: true, childList: true, attributes: true, characterData: true});
 }"""
 
 
@@ -91,8 +101,10 @@ def throttle_uploads(page, bytes_per_second: int) -> None:
     """Chromium's own network emulation: uploads (to S3 too) go at most this fast."""
     cdp = page.context.new_cdp_session(page)
     cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions",
-             {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": bytes_per_second})
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": bytes_per_second},
+    )
 
 
 def test_an_image_goes_to_s3_in_parts_and_becomes_a_disk(stack, browser, image):
@@ -208,8 +220,9 @@ def test_dropped_connections_are_sent_again(stack, browser, image):
     puts = part_puts(page)
     held: list = []
     holding = [True]
-    page.route(re.compile(r"[?&]partNumber=[345](&|$)"),
-               lambda route: held.append(route) if holding[0] else route.continue_())
+    page.route(
+        re.compile(r"[?&]partNumber=[345](&|$)"), lambda route: held.append(route) if holding[0] else route.continue_()
+    )
     page.locator("[data-upload-widget] input[type=file]").set_input_files(str(image))
     wait_for_parts(stack, count=2)
     deadline = time.monotonic() + 10

@@ -9,8 +9,8 @@ import boto3
 import pytest
 from playwright.sync_api import expect
 
-from tests.images import raw_mbr
 from tests.browser.pages import log_in
+from tests.images import raw_mbr
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -22,8 +22,9 @@ def saved(page):
 def test_a_new_user_completes_every_step(stack, browser, tmp_path):
     image = tmp_path / "web01.raw"
     image.write_bytes(raw_mbr(20 * 1024 * 1024))  # three parts of 8 MiB
-    kms = boto3.client("kms", endpoint_url=stack.sandbox_url, region_name="us-east-1",
-                       aws_access_key_id="x", aws_secret_access_key="x")
+    kms = boto3.client(
+        "kms", endpoint_url=stack.sandbox_url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
     kms.create_alias(AliasName="alias/imports", TargetKeyId=kms.create_key()["KeyMetadata"]["KeyId"])
 
     page = log_in(browser, stack, "demo")

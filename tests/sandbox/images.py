@@ -50,8 +50,20 @@ def raw_disk(size: int = 2**20, table: str | None = "mbr", seed: int | None = No
             header = bytearray(
                 struct.pack(
                     "<8sIIIIQQQQ16sQIII",
-                    b"EFI PART", 0x00010000, 92, 0, 0, mine, other, 34, sectors - 34,
-                    disk_guid, entries_at, 128, 128, zlib.crc32(entries),
+                    b"EFI PART",
+                    0x00010000,
+                    92,
+                    0,
+                    0,
+                    mine,
+                    other,
+                    34,
+                    sectors - 34,
+                    disk_guid,
+                    entries_at,
+                    128,
+                    128,
+                    zlib.crc32(entries),
                 )
             )
             struct.pack_into("<I", header, 16, zlib.crc32(bytes(header)))
@@ -69,8 +81,23 @@ def vhd_fixed(raw: bytes) -> bytes:
     footer = bytearray(
         struct.pack(
             ">8sIIQI4sI4sQQHBBII16sB",
-            b"conectix", 2, 0x00010000, 0xFFFFFFFFFFFFFFFF, int(time.time()) - 946684800,
-            b"wizd", 0x00010000, b"Wi2k", size, size, cylinders, 16, 63, 2, 0, uuid.uuid4().bytes, 0,
+            b"conectix",
+            2,
+            0x00010000,
+            0xFFFFFFFFFFFFFFFF,
+            int(time.time()) - 946684800,
+            b"wizd",
+            0x00010000,
+            b"Wi2k",
+            size,
+            size,
+            cylinders,
+            16,
+            63,
+            2,
+            0,
+            uuid.uuid4().bytes,
+            0,
         )
     ).ljust(SECTOR, b"\0")
     struct.pack_into(">I", footer, 64, ~sum(footer) & 0xFFFFFFFF)
@@ -82,8 +109,20 @@ def _vmdk_header(
 ) -> bytes:
     return struct.pack(
         "<4sIIQQQQIQQQB4sH",
-        b"KDMV", version, flags, capacity, GRAIN_SECTORS, 1, desc_sectors, GTES_PER_GT,
-        rgd, gd, overhead, 0, b"\n \r\n", compress,
+        b"KDMV",
+        version,
+        flags,
+        capacity,
+        GRAIN_SECTORS,
+        1,
+        desc_sectors,
+        GTES_PER_GT,
+        rgd,
+        gd,
+        overhead,
+        0,
+        b"\n \r\n",
+        compress,
     ).ljust(SECTOR, b"\0")
 
 

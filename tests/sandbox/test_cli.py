@@ -152,24 +152,35 @@ def test_import_image_with_every_option(sb: SandboxProcess, aws: Aws, images_in_
         "ImportImage",
         aws.binary(
             "import-image",
-            "--architecture", "x86_64",
+            "--architecture",
+            "x86_64",
             "--client-data",
             "Comment=from the cli,UploadStart=2026-01-01T10:00:00Z,UploadEnd=2026-01-01T10:05:00Z,UploadSize=2.5",
-            "--client-token", "cli-every-option",
-            "--description", "web01 from the cli",
+            "--client-token",
+            "cli-every-option",
+            "--description",
+            "web01 from the cli",
             "--disk-containers",
             f"Description=root disk,DeviceName=/dev/sda1,Format=vmdk,UserBucket={{S3Bucket={bucket},S3Key={vmdk_key}}}",
             f"Description=data disk,Format=VHD,Url={images_in_s3['vhd']['Url']}",
             "--no-dry-run",
             "--encrypted",
-            "--hypervisor", "xen",
-            "--kms-key-id", key["Arn"],
-            "--license-type", "BYOL",
-            "--platform", "Linux",
-            "--role-name", "vmimport",
-            "--license-specifications", f"LicenseConfigurationArn={LICENSE}",
-            "--tag-specifications", "ResourceType=import-image-task,Tags=[{Key=Name,Value=web01},{Key=team,Value=ops}]",
-            "--boot-mode", "uefi",
+            "--hypervisor",
+            "xen",
+            "--kms-key-id",
+            key["Arn"],
+            "--license-type",
+            "BYOL",
+            "--platform",
+            "Linux",
+            "--role-name",
+            "vmimport",
+            "--license-specifications",
+            f"LicenseConfigurationArn={LICENSE}",
+            "--tag-specifications",
+            "ResourceType=import-image-task,Tags=[{Key=Name,Value=web01},{Key=team,Value=ops}]",
+            "--boot-mode",
+            "uefi",
         ).json(),
     )
     task_id = answer.pop("ImportTaskId")
@@ -261,12 +272,17 @@ def test_import_image_with_a_usage_operation(sb: SandboxProcess, aws: Aws, image
         "ImportImage",
         aws(
             "import-image",
-            "--disk-containers", json.dumps([images_in_s3["vmdk"]]),
-            "--platform", "Windows",
-            "--usage-operation", "RunInstances:0002",
+            "--disk-containers",
+            json.dumps([images_in_s3["vmdk"]]),
+            "--platform",
+            "Windows",
+            "--usage-operation",
+            "RunInstances:0002",
             "--no-encrypted",
-            "--boot-mode", "legacy-bios",
-            "--architecture", "i386",
+            "--boot-mode",
+            "legacy-bios",
+            "--architecture",
+            "i386",
         ).json(),
     )
     assert (answer["UsageOperation"], answer["Platform"], answer["Architecture"]) == (
@@ -324,7 +340,9 @@ def test_describe_by_ids_and_filters(sb: SandboxProcess, aws: Aws, ec2: Any, ima
     assert ids("--filters", "Name=tag:Name,Values=web01", "Name=task-state,Values=active") == [running]
     unknown = aws("describe-import-image-tasks", "--import-task-ids", "import-ami-00000000000000000")
     assert error_code(unknown) == "InvalidConversionTaskId.Malformed"
-    assert error_code(aws("describe-import-image-tasks", "--filters", "Name=colour,Values=red")) == "InvalidParameterValue"
+    assert (
+        error_code(aws("describe-import-image-tasks", "--filters", "Name=colour,Values=red")) == "InvalidParameterValue"
+    )
 
 
 def test_describe_pages(aws: Aws, ec2: Any, images_in_s3: dict[str, Any]) -> None:

@@ -198,9 +198,7 @@ def test_slow_answers(sb: SandboxProcess, ec2: Any) -> None:
 # --- task faults ------------------------------------------------------------------------------
 
 
-def test_a_stall_holds_new_tasks_at_the_stage_until_cleared(
-    sb: SandboxProcess, ec2: Any, disk: dict[str, Any]
-) -> None:
+def test_a_stall_holds_new_tasks_at_the_stage_until_cleared(sb: SandboxProcess, ec2: Any, disk: dict[str, Any]) -> None:
     before = start(ec2, disk)
     sb.faults(stall={"stage": "updating"})
     stalled = start(ec2, disk)
@@ -239,7 +237,9 @@ def test_a_fail_fault_ends_the_task_at_the_stage(sb: SandboxProcess, ec2: Any, d
     assert describe(ec2, task_id)["Status"] == "deleted"
     assert ec2.describe_images(Owners=["self"])["Images"] == []
     filters = [{"Name": "task-state", "Values": ["deleted"]}]
-    assert [t["ImportTaskId"] for t in ec2.describe_import_image_tasks(Filters=filters)["ImportImageTasks"]] == [task_id]
+    assert [t["ImportTaskId"] for t in ec2.describe_import_image_tasks(Filters=filters)["ImportImageTasks"]] == [
+        task_id
+    ]
 
 
 def test_a_fail_at_preparing_ami_removes_the_snapshots(sb: SandboxProcess, ec2: Any, disk: dict[str, Any]) -> None:

@@ -79,9 +79,7 @@ def test_the_same_client_token_with_other_parameters_is_a_mismatch(ec2: Any, dis
     assert error["Code"] == "IdempotentParameterMismatch"
 
 
-def test_a_retry_with_its_token_still_answers_after_the_role_is_gone(
-    ec2: Any, iam: Any, disk: dict[str, Any]
-) -> None:
+def test_a_retry_with_its_token_still_answers_after_the_role_is_gone(ec2: Any, iam: Any, disk: dict[str, Any]) -> None:
     first = ec2.import_image(DiskContainers=[disk], ClientToken="t")["ImportTaskId"]
     iam.delete_role_policy(RoleName="vmimport", PolicyName="vmimport")
     iam.delete_role(RoleName="vmimport")
@@ -167,8 +165,10 @@ def test_the_aws_cli_imports_describes_and_cancels(sb: SandboxProcess, disk: dic
     bucket, key = disk["UserBucket"]["S3Bucket"], disk["UserBucket"]["S3Key"]
     answer = aws_json(
         "import-image",
-        "--description", "from the cli",
-        "--disk-containers", f"Format=vmdk,UserBucket={{S3Bucket={bucket},S3Key={key}}}",
+        "--description",
+        "from the cli",
+        "--disk-containers",
+        f"Format=vmdk,UserBucket={{S3Bucket={bucket},S3Key={key}}}",
     )
     assert TASK_ID.match(answer["ImportTaskId"])
     assert (answer["Status"], answer["StatusMessage"], answer["Progress"]) == ("active", "pending", "2")

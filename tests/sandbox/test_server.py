@@ -102,9 +102,7 @@ def test_reset_puts_the_clock_back_to_its_configured_speed(sb: SandboxProcess) -
     assert after["now"] >= before  # time never goes backwards
 
 
-def test_the_clock_advances_on_request_and_tasks_follow(
-    sb: SandboxProcess, ec2: Any, disk: dict[str, Any]
-) -> None:
+def test_the_clock_advances_on_request_and_tasks_follow(sb: SandboxProcess, ec2: Any, disk: dict[str, Any]) -> None:
     task_id = ec2.import_image(DiskContainers=[disk])["ImportTaskId"]
     start = sb.clock()["now"]
     assert sb.advance(2.5) == pytest.approx(start + 2.5)

@@ -69,12 +69,10 @@ def test_what_each_stage_adds(sb: SandboxProcess, ec2: Any, s3: Any) -> None:
     assert by_stage["completed"]["ImageId"].startswith("ami-")
 
 
-def test_a_completed_import_leaves_an_ami_and_its_snapshot(
-    sb: SandboxProcess, ec2: Any, disk: dict[str, Any]
-) -> None:
-    task_id = ec2.import_image(
-        Description="web01", DiskContainers=[disk], Platform="Windows", BootMode="uefi"
-    )["ImportTaskId"]
+def test_a_completed_import_leaves_an_ami_and_its_snapshot(sb: SandboxProcess, ec2: Any, disk: dict[str, Any]) -> None:
+    task_id = ec2.import_image(Description="web01", DiskContainers=[disk], Platform="Windows", BootMode="uefi")[
+        "ImportTaskId"
+    ]
     sb.advance(IMPORT_SECONDS)
     task = describe(ec2, task_id)
     snapshot_id = task["SnapshotDetails"][0]["SnapshotId"]

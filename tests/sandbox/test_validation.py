@@ -98,7 +98,9 @@ def test_an_object_the_role_may_not_read_is_403(sb: SandboxProcess, ec2: Any, s3
     assert outcome(run(sb, ec2, [disk])) == ("deleted", NO_ACCESS)  # vmimport may read only the upload bucket
 
 
-def test_a_role_gone_since_the_call_fails_the_task(sb: SandboxProcess, ec2: Any, iam: Any, disk: dict[str, Any]) -> None:
+def test_a_role_gone_since_the_call_fails_the_task(
+    sb: SandboxProcess, ec2: Any, iam: Any, disk: dict[str, Any]
+) -> None:
     task_id = ec2.import_image(DiskContainers=[disk])["ImportTaskId"]
     iam.delete_role_policy(RoleName="vmimport", PolicyName="vmimport")
     iam.delete_role(RoleName="vmimport")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import boto3
@@ -14,7 +14,7 @@ from django.conf import settings
 RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _session(sandbox: bool, region: str) -> boto3.Session:
     if sandbox:
         # The sandbox accepts any signature: throw-away credentials keep real ones away from it.

@@ -17,8 +17,9 @@ def own_snapshots(limit: int = 200) -> list[dict[str, Any]]:
     paginator = client("ec2").get_paginator("describe_snapshots")
     snapshots: list[dict[str, Any]] = []
     for page in paginator.paginate(OwnerIds=["self"]):
-        snapshots.extend(s for s in page.get("Snapshots", []) if s.get("State") == "completed"
-                         and s.get("OwnerId") == account)
+        snapshots.extend(
+            s for s in page.get("Snapshots", []) if s.get("State") == "completed" and s.get("OwnerId") == account
+        )
         if len(snapshots) >= limit:
             break
     return sorted(snapshots, key=lambda s: s.get("StartTime") or 0, reverse=True)[:limit]

@@ -43,9 +43,7 @@ def config_from_env(env: Mapping[str, str]) -> SandboxConfig:
         region=env.get("SANDBOX_REGION", defaults.region),
         bucket=env.get("SANDBOX_BUCKET", defaults.bucket),
         cors_origins=(
-            tuple(o.strip() for o in origins.split(",") if o.strip())
-            if origins is not None
-            else defaults.cors_origins
+            tuple(o.strip() for o in origins.split(",") if o.strip()) if origins is not None else defaults.cors_origins
         ),
         import_seconds=float(env.get("SANDBOX_IMPORT_SECONDS", defaults.import_seconds)),
         clock_speed=float(env.get("SANDBOX_CLOCK_SPEED", defaults.clock_speed)),

@@ -111,10 +111,7 @@ class CallFault:
         self.matched += 1
         if self.count is not None and self.injected >= self.count:
             return False
-        if self.every is not None:
-            hit = self.matched % self.every == 0
-        else:
-            hit = self.rng.random() < self.rate
+        hit = self.matched % self.every == 0 if self.every is not None else self.rng.random() < self.rate
         if hit:
             self.injected += 1
         return hit
@@ -206,9 +203,7 @@ def make_call_fault(kind: str, spec: dict[str, Any]) -> CallFault:
     allowed = ("actions", "rate", "seed", "every", "count") + (("seconds",) if kind == "slow" else ())
     _check_keys(kind, spec, allowed)
     actions = spec.get("actions")
-    if actions is not None and (
-        not isinstance(actions, list) or not all(isinstance(a, str) and a for a in actions)
-    ):
+    if actions is not None and (not isinstance(actions, list) or not all(isinstance(a, str) and a for a in actions)):
         raise FaultSpecError(f"{kind}.actions must be a list of EC2 action names")
     rate = _number(kind, spec, "rate", 0.0, 1.0)
     every = _integer(kind, spec, "every", 1)

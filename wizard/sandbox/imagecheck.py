@@ -164,13 +164,11 @@ def _as_list(value: Any) -> list[Any]:
 def _statement_matches(statement: dict[str, Any], action: str, resource: str) -> bool:
     """Whether a policy statement covers the action on the resource (conditions are ignored;
     NotAction / NotResource statements are taken to cover it: the sandbox errs to allowing)."""
-    if "Action" in statement:
-        if not any(fnmatch.fnmatchcase(action.lower(), str(a).lower()) for a in _as_list(statement["Action"])):
-            return False
-    if "Resource" in statement:
-        if not any(fnmatch.fnmatchcase(resource, str(r)) for r in _as_list(statement["Resource"])):
-            return False
-    return True
+    actions = _as_list(statement.get("Action", []))
+    if "Action" in statement and not any(fnmatch.fnmatchcase(action.lower(), str(a).lower()) for a in actions):
+        return False
+    resources = _as_list(statement.get("Resource", []))
+    return "Resource" not in statement or any(fnmatch.fnmatchcase(resource, str(r)) for r in resources)
 
 
 def role_may(role: Any, action: str, resource: str) -> bool:
@@ -191,8 +189,7 @@ def role_problem(account: str, region: str, role_name: str) -> str | None:
     role = _role(account, region, role_name)
     if role is None or VMIE_PRINCIPAL not in str(role.assume_role_policy_document):
         return (
-            f"ClientError: The service role {role_name} provided does not exist "
-            "or does not have sufficient permissions"
+            f"ClientError: The service role {role_name} provided does not exist or does not have sufficient permissions"
         )
     return None
 
@@ -295,7 +292,9 @@ def local_inspect(reader: Any, declared_format: str | None = None) -> LocalRepor
         report.format, report.subformat = "VMDK", _vmdk_subformat(head)
         if report.subformat != "streamOptimized":
             report.findings.append(
-                LocalFinding("error", "vmdk-not-stream-optimized", f"The VMDK is {report.subformat}, not streamOptimized.")
+                LocalFinding(
+                    "error", "vmdk-not-stream-optimized", f"The VMDK is {report.subformat}, not streamOptimized."
+                )
             )
     elif head[:8] == b"vhdxfile":
         report.format = "VHDX"
@@ -334,7 +333,9 @@ def _inspector() -> Callable[..., Any]:
     return inspect_image
 
 
-def content_failure(reader: Any, declared_format: str | None, inspect: Callable[..., Any] | None = None) -> Failure | None:
+def content_failure(
+    reader: Any, declared_format: str | None, inspect: Callable[..., Any] | None = None
+) -> Failure | None:
     """The failure a disk's content leads to, if any."""
     inspect = inspect or _inspector()
     try:
@@ -355,7 +356,7 @@ def content_failure(reader: Any, declared_format: str | None, inspect: Callable[
 
 
 def _inspect_mode(task: ImportTask) -> str:
-    """"on", "off" or "auto", from the task's sandbox:inspect tag."""
+    """ "on", "off" or "auto", from the task's sandbox:inspect tag."""
     for spec in task.params.get("TagSpecifications") or []:
         for tag in spec.get("Tags") or []:
             if tag.get("Key") == INSPECT_TAG:

@@ -36,11 +36,11 @@ import signal
 import threading
 import time
 import uuid
-from urllib.parse import parse_qs
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
+from urllib.parse import parse_qs
 
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.iam.models import iam_backends
@@ -192,9 +192,7 @@ class SandboxApp:
         s3fixes.fix_request(environ)
         return self.moto_app(environ, start_response)
 
-    def _faults(
-        self, environ: dict[str, Any], method: str, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    def _faults(self, environ: dict[str, Any], method: str, start_response: StartResponse) -> Iterable[bytes]:
         if method == "POST":
             try:
                 length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -216,9 +214,7 @@ class SandboxApp:
         """What GET /_sandbox/faults answers."""
         return {**self.faults.status(), "tasks": self.tasks.pinned()}
 
-    def _clock(
-        self, environ: dict[str, Any], method: str, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    def _clock(self, environ: dict[str, Any], method: str, start_response: StartResponse) -> Iterable[bytes]:
         if method == "POST":
             try:
                 length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -292,9 +288,7 @@ def _ec2_error(start_response: StartResponse, error: CallError) -> list[bytes]:
 
 def _json(start_response: StartResponse, status: str, payload: dict[str, Any]) -> list[bytes]:
     body = json.dumps(payload).encode()
-    start_response(
-        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-    )
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
 
 
@@ -316,9 +310,7 @@ def serve(config: SandboxConfig) -> None:
     s3fixes.install()
     bootstrap(config)
     app = SandboxApp(DomainDispatcherApplication(create_backend_app), config, clock, tasks, faults)
-    server = make_server(
-        config.host, config.port, app, threaded=True, request_handler=MotoRequestHandler
-    )
+    server = make_server(config.host, config.port, app, threaded=True, request_handler=MotoRequestHandler)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         # shutdown() waits for serve_forever(), which this (main) thread runs.

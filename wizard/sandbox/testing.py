@@ -67,7 +67,7 @@ class SandboxProcess:
             **(env or {}),
         }
         self._process: subprocess.Popen[bytes] | None = None
-        self._log_file = tempfile.NamedTemporaryFile(prefix="sandbox-", suffix=".log", delete=False)
+        self._log_file = tempfile.NamedTemporaryFile(prefix="sandbox-", suffix=".log", delete=False)  # noqa: SIM115 - closed in stop()
         self.log_path = Path(self._log_file.name)
 
     def __enter__(self) -> SandboxProcess:

@@ -57,7 +57,7 @@ from moto.utilities.utils import get_partition
 
 from wizard.sandbox import imagecheck
 from wizard.sandbox.clock import SandboxClock
-from wizard.sandbox.faults import STAGE_NAMES, FaultSpecError, Faults, TaskFault
+from wizard.sandbox.faults import STAGE_NAMES, Faults, FaultSpecError, TaskFault
 
 DEFAULT_ROLE = "vmimport"
 VMIE_PRINCIPAL = "vmie.amazonaws.com"
@@ -235,9 +235,7 @@ class ImportTasks:
                         }
             return shown
 
-    def find(
-        self, account: str, region: str, client_token: str | None, params: dict[str, Any]
-    ) -> ImportTask | None:
+    def find(self, account: str, region: str, client_token: str | None, params: dict[str, Any]) -> ImportTask | None:
         """The task made earlier with this ClientToken, if any.
 
         The same token with other parameters is IdempotentParameterMismatch, as in EC2.
@@ -256,9 +254,7 @@ class ImportTasks:
                 )
             return task
 
-    def create(
-        self, account: str, region: str, params: dict[str, Any], client_token: str | None
-    ) -> ImportTask:
+    def create(self, account: str, region: str, params: dict[str, Any], client_token: str | None) -> ImportTask:
         """A new task (or the one a concurrent call with the same ClientToken made)."""
         with self._lock:
             task = self.find(account, region, client_token, params)
@@ -328,9 +324,7 @@ class ImportTasks:
             _delete_snapshots(task)
             task.cancelled_at = now
             task.cancelled_stage = self._state(task, now)[0]
-            task.cancel_message = "ClientError: Import task cancelled" + (
-                f": {reason}" if reason else ""
-            )
+            task.cancel_message = "ClientError: Import task cancelled" + (f": {reason}" if reason else "")
 
     def _get(self, account: str, region: str, task_id: str) -> ImportTask:
         task = self._tasks.get((account, region), {}).get(task_id)
@@ -455,9 +449,7 @@ class ImportTasks:
             view["Status"] = "active"
             view["StatusMessage"] = STAGES[stage].message
             view["Progress"] = STAGES[stage].progress
-        view["SnapshotDetails"] = [
-            _disk_view(task, n, disk, stage) for n, disk in enumerate(task.disks)
-        ]
+        view["SnapshotDetails"] = [_disk_view(task, n, disk, stage) for n, disk in enumerate(task.disks)]
         return view
 
 
@@ -530,9 +522,7 @@ def _create_snapshots(task: ImportTask) -> list[str]:
             encrypted=encrypted,
             kms_key_id=key_id,
         )
-        snapshot = backend.create_snapshot(
-            volume.id, f"Created by AWS-VMImport service for {task.task_id}"
-        )
+        snapshot = backend.create_snapshot(volume.id, f"Created by AWS-VMImport service for {task.task_id}")
         snapshot.kms_key_id = volume.kms_key_id  # moto's create_snapshot drops it
         backend.delete_volume(volume.id)
         ids.append(snapshot.id)
@@ -587,9 +577,7 @@ def _token_position(token: str | None, views: list[dict[str, Any]]) -> int:
     for n, view in enumerate(views):
         if view["ImportTaskId"] == task_id:
             return n
-    raise EC2ClientError(
-        "InvalidPaginationToken", f"The pagination token {token} is not valid or has expired."
-    )
+    raise EC2ClientError("InvalidPaginationToken", f"The pagination token {token} is not valid or has expired.")
 
 
 # The task store the installed actions use; set by `install`.
@@ -613,9 +601,7 @@ def _store() -> ImportTasks:
 
 def _import_image(self: EC2Response) -> ActionResult:
     params = {
-        key: value
-        for key, value in self.params.items()
-        if key not in ("ClientToken", "DryRun") and value is not None
+        key: value for key, value in self.params.items() if key not in ("ClientToken", "DryRun") and value is not None
     }
     _validate_import(params)
     self.error_on_dryrun()
@@ -643,9 +629,7 @@ def _validate_import(params: dict[str, Any]) -> None:
             )
         bucket = disk.get("UserBucket")
         if bucket and not (bucket.get("S3Bucket") and bucket.get("S3Key")):
-            raise EC2ClientError(
-                "InvalidParameter", f"DiskContainer.{n}.UserBucket needs S3Bucket and S3Key."
-            )
+            raise EC2ClientError("InvalidParameter", f"DiskContainer.{n}.UserBucket needs S3Bucket and S3Key.")
     architecture = params.get("Architecture")
     if architecture is not None and architecture not in ARCHITECTURES:
         raise EC2ClientError("InvalidParameter", f"architecture={architecture} has an invalid format")
@@ -681,9 +665,7 @@ def _describe_import_image_tasks(self: EC2Response) -> ActionResult:
             raise EC2ClientError("InvalidParameterValue", f"The filter '{name}' is invalid")
     max_results = self._get_param("MaxResults")
     if max_results is not None and max_results < 1:
-        raise EC2ClientError(
-            "InvalidParameterValue", f"Value ({max_results}) for parameter maxResults is invalid."
-        )
+        raise EC2ClientError("InvalidParameterValue", f"Value ({max_results}) for parameter maxResults is invalid.")
     tasks, next_token = _store().describe(
         self.current_account,
         self.region,

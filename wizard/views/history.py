@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from wizard.models import AuditEvent, ImportRequest, TaskStatusChange
+from wizard.models import ImportRequest, TaskStatusChange
 from wizard.selectors import visible_events, visible_requests
 from wizard.timeline import progress_svg, stage_durations
 
@@ -59,7 +59,9 @@ class AuditFilter(forms.Form):
     }
 
     def filter(self, events):
-        wanted = {lookup: self.cleaned_data[name] for name, lookup in self.LOOKUPS.items() if self.cleaned_data.get(name)}
+        wanted = {
+            lookup: self.cleaned_data[name] for name, lookup in self.LOOKUPS.items() if self.cleaned_data.get(name)
+        }
         return events.filter(**wanted)
 
 
@@ -85,6 +87,7 @@ def _csv(events) -> HttpResponse:
     writer = csv.writer(response)
     writer.writerow(["id", "at", "actor", "action", "request", "before", "after", "details", "hash"])
     for e in events.iterator():
-        writer.writerow([e.pk, e.at.isoformat(), e.actor_name, e.action, e.request_id or "", e.before, e.after,
-                         e.details, e.hash])
+        writer.writerow(
+            [e.pk, e.at.isoformat(), e.actor_name, e.action, e.request_id or "", e.before, e.after, e.details, e.hash]
+        )
     return response

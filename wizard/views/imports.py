@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -18,7 +18,6 @@ from wizard.cli_format import to_cli_command, to_cli_json
 from wizard.models import ImportRequest
 from wizard.selectors import visible_requests
 from wizard.statemachine import TransitionError
-
 
 POLLING_STATUSES = (ImportRequest.Status.SUBMITTED, ImportRequest.Status.APPROVED, ImportRequest.Status.IMPORTING)
 
@@ -111,8 +110,7 @@ def _progress_context(import_request: ImportRequest) -> dict[str, object]:
             disks=progress.disk_progress(task.snapshot_details),
             elapsed=elapsed,
             time_left=None if task.is_final else progress.time_left(elapsed, task.progress),
-            stalled=progress.is_stalled(task.changed_at, now, task.is_final,
-                                        timedelta(minutes=settings.STALL_MINUTES)),
+            stalled=progress.is_stalled(task.changed_at, now, task.is_final, timedelta(minutes=settings.STALL_MINUTES)),
             console_url=_console_url(task.image_id),
         )
     return context

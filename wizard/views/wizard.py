@@ -51,7 +51,9 @@ def step(request: HttpRequest, pk: int, name: str) -> HttpResponse:
         raise Http404("no such step")
     draft = get_object_or_404(ImportRequest, pk=pk, owner=request.user)
     if draft.status not in drafts.EDITABLE:
-        messages.info(request, f"Import #{draft.pk} is {draft.get_status_display().lower()}: it can no longer be edited.")
+        messages.info(
+            request, f"Import #{draft.pk} is {draft.get_status_display().lower()}: it can no longer be edited."
+        )
         return redirect(draft)
     if request.method == "POST":
         return _save(request, draft, name)
@@ -132,8 +134,9 @@ def _conflict(current: ImportRequest, form) -> dict[str, Any]:
     return {"version": current.version, "updated_at": current.updated_at, "rows": rows}
 
 
-def _render(request: HttpRequest, draft: ImportRequest, name: str, form=None, formset=None, conflict=None,
-            status_note: str = "") -> HttpResponse:
+def _render(
+    request: HttpRequest, draft: ImportRequest, name: str, form=None, formset=None, conflict=None, status_note: str = ""
+) -> HttpResponse:
     findings = preflight.all_findings(draft, check_aws=name in ("encryption", "review"))
     context: dict[str, Any] = {
         "draft": draft,
@@ -156,8 +159,14 @@ def _render(request: HttpRequest, draft: ImportRequest, name: str, form=None, fo
         formset = formset or DiskFormSet(queryset=draft.disk_containers.all())
         context["formset"] = formset
         context["disk_rows"] = [
-            (f, {pf.field.split("-", 2)[2]: pf.message for pf in context["findings"]
-                 if pf.field.startswith(f"disk-{i}-")})
+            (
+                f,
+                {
+                    pf.field.split("-", 2)[2]: pf.message
+                    for pf in context["findings"]
+                    if pf.field.startswith(f"disk-{i}-")
+                },
+            )
             for i, f in enumerate(formset.forms)
         ]
     if name == "details":
