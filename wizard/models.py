@@ -35,6 +35,10 @@ class ImportRequest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
+    # Who handed it to review: nobody approves a request they submitted (wizard.review).
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -134,6 +138,9 @@ class Upload(models.Model):
     size = models.BigIntegerField(help_text="bytes, as the browser declared them")
     content_type = models.CharField(max_length=255, blank=True)
     checksum_sha256 = models.CharField(max_length=64, blank=True, help_text="hex, when the browser computed it")
+    checksum_crc32 = models.CharField(
+        max_length=32, blank=True, help_text="S3's composite CRC32 of the object (base64-<parts>), checked on complete"
+    )
     etag = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -169,6 +176,8 @@ class DiskContainer(models.Model):
     # The pre-flight inspection of the image (wizard.inspect's report), when it could be read.
     inspection = models.JSONField(null=True, blank=True)
     inspected_at = models.DateTimeField(null=True, blank=True)
+    # "" (nothing to inspect, e.g. a snapshot), "pending" (queued for the worker), "done".
+    inspection_status = models.CharField(max_length=16, blank=True)
     file_name = models.CharField(max_length=255, blank=True)
     size_bytes = models.BigIntegerField(null=True, blank=True)
 
@@ -210,6 +219,9 @@ class ImportTask(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     changed_at = models.DateTimeField(auto_now_add=True)
     polled_at = models.DateTimeField(null=True, blank=True)
+    # Set when this task alone could not be followed (its answer failed to parse, AWS does not
+    # know it, ...): what went wrong, shown on the request's page; "" when all is well.
+    attention = models.TextField(blank=True)
 
     def __str__(self) -> str:
         return self.import_task_id
@@ -234,6 +246,44 @@ class TaskStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.status} {self.status_message} {self.progress}"
+
+
+class SourceGrant(models.Model):
+    """An administrator's grant: members of `groups` may import from this location.
+
+    Without a grant, a user may import only the images they uploaded here themselves
+    (wizard.sources). None exists by default.
+    """
+
+    class Kind(models.TextChoices):
+        S3 = "s3", "S3 location (bucket and key prefix)"
+        URL = "url", "https:// host (Url sources)"
+        SNAPSHOT_TAG = "snapshot-tag", "EBS snapshots carrying a tag"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.S3)
+    groups = models.ManyToManyField("auth.Group", related_name="source_grants")
+    s3_bucket = models.CharField(max_length=63, blank=True, verbose_name="S3Bucket")
+    s3_prefix = models.CharField(
+        max_length=1024,
+        blank=True,
+        verbose_name="S3Key prefix",
+        help_text='e.g. "images/team-a/"; empty: the whole bucket',
+    )
+    host = models.CharField(max_length=253, blank=True, help_text="the host name of https:// Url sources")
+    tag_key = models.CharField(max_length=128, blank=True)
+    tag_value = models.CharField(max_length=256, blank=True)
+    note = models.CharField(max_length=255, blank=True, help_text="why this grant exists")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "s3_bucket", "s3_prefix", "host", "tag_key", "pk"]
+
+    def __str__(self) -> str:
+        if self.kind == self.Kind.S3:
+            return f"s3://{self.s3_bucket}/{self.s3_prefix}"
+        if self.kind == self.Kind.URL:
+            return f"https://{self.host}/"
+        return f"snapshots tagged {self.tag_key}={self.tag_value}"
 
 
 class AuditEventQuerySet(models.QuerySet):

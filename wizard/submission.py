@@ -35,6 +35,7 @@ def submit(request: ImportRequest, user) -> ImportRequest:
             allowed_from=(ImportRequest.Status.DRAFT, ImportRequest.Status.REJECTED),
             action="submitted",
             submitted_at=timezone.now(),
+            submitted_by=user,
         )
         if not settings.APPROVAL_REQUIRED:
             approve_without_review(request)

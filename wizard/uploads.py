@@ -325,7 +325,8 @@ def _attach(upload: Upload, user: Any, etag: str, crc32: str = "") -> Completed:
         locked.status = Upload.Status.COMPLETED
         locked.etag = etag[:128]
         locked.completed_at = now
-        locked.save(update_fields=["status", "etag", "completed_at"])
+        locked.checksum_crc32 = crc32
+        locked.save(update_fields=["status", "etag", "completed_at", "checksum_crc32"])
         _update_client_data(request, locked)
         audit.record(
             "upload completed",
