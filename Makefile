@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/wizard
 
-.PHONY: install run test lint
+.PHONY: install run test lint system
 
 # Reinstall only when requirements.txt changed: a second `make run` starts in seconds.
 $(STAMP): requirements.txt
@@ -19,6 +19,10 @@ install: $(STAMP)
 run: install
 	$(BIN)/python scripts/run.py
 
+# The system packages the tests need (installed with apt-get as root, else the command to run).
+system:
+	@scripts/system-packages.sh
+
 # Lint first: ruff's checks and formatting at zero findings (pyproject.toml).
 lint: install
 	$(BIN)/ruff check --quiet .
@@ -26,7 +30,7 @@ lint: install
 
 # First every database test again on PostgreSQL (skipped with a note where none runs;
 # required in CI), then the whole suite on the default configuration.
-test: install lint
+test: install system lint
 	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
 	  echo "== database tests on PostgreSQL =="; \
 	  DB_TESTS_ONLY=1 DATABASE_URL=$(POSTGRES_TEST_URL) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not browser"; \
