@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import posixpath
+
 from tests.images import raw_mbr
 from wizard import drafts, polling, preflight
-from wizard.models import ImportRequest
+from wizard.models import ImportRequest, SourceGrant
+
+
+def grant(user, kind: str = SourceGrant.Kind.S3, **fields: str) -> SourceGrant:
+    """An administrator's grant (wizard.sources) to a group of the user's own, "team-<name>":
+    e.g. grant(alice, s3_bucket="b", s3_prefix="images/"), grant(alice, "url", host="example.com")."""
+    from django.contrib.auth.models import Group
+
+    group, _ = Group.objects.get_or_create(name=f"team-{user.get_username()}")
+    user.groups.add(group)
+    made, _ = SourceGrant.objects.get_or_create(kind=kind, **fields)
+    made.groups.add(group)
+    return made
 
 
 def draft_with_image(
     user, sandbox, body: bytes | None = None, key: str = "uploads/test/disk.raw", description: str = "web01"
 ) -> ImportRequest:
-    """A draft whose one disk is an image put in the sandbox's S3, inspected as the wizard does."""
+    """A draft whose one disk is an image put in the sandbox's S3, inspected as the wizard does.
+
+    The user may import it: its folder in the bucket is granted to a group of theirs."""
     sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key=key, Body=raw_mbr(64 * 1024) if body is None else body)
+    grant(user, s3_bucket=sandbox.bucket, s3_prefix=posixpath.dirname(key) + "/" if "/" in key else "")
     draft = drafts.create_draft(user, description=description)
     container = drafts.add_container(draft, user, s3_bucket=sandbox.bucket, s3_key=key)
     preflight.inspect_container(container)

@@ -43,9 +43,21 @@ MATRIX = [
     ("GET", "review-detail", "submitted", {"anonymous": LOGIN, "reviewer": 200, "admin": 200, "*": 403}),
     ("POST", "review-decide", "submitted", {"anonymous": LOGIN, "reviewer": 302, "admin": 302, "*": 403}),
     ("GET", "audit-log", None, {"anonymous": LOGIN, "*": 200}),
+    # Only the owner reaches the sources endpoint of a draft, and even they may not add a
+    # location nobody granted them (400, the message next to the field; nothing saved).
+    ("POST", "wizard-source", "draft", {"anonymous": LOGIN, "requester_a": 400, "*": 404}),
+    # "Import again" of a request: whoever may see it and make requests (the copy keeps only
+    # the disks the new owner may import: test_a_duplicate_keeps_only_what_the_copier_may_import).
+    ("POST", "request-duplicate", "submitted", {"anonymous": LOGIN, "requester_b": 404, "auditor": 403, "*": 302}),
     ("GET", "admin:wizard_importrequest_changelist", None, {"reviewer": 200, "admin": 200, "*": LOGIN}),
     ("GET", "admin:wizard_auditevent_changelist", None, {"reviewer": 200, "admin": 200, "*": LOGIN}),
 ]
+
+
+DATA = {
+    "review-decide": {"decision": "approve"},
+    "wizard-source": {"kind": "s3", "s3_bucket": "bucket-one", "s3_key": "somebody-elses/disk.raw"},
+}
 
 
 def _client(world, role: str, **kwargs) -> Client:
@@ -66,13 +78,50 @@ def _url(world, name: str, obj: str | None) -> str:
 def test_each_role_gets_exactly_what_it_may(world, role, method, name, obj, expected):
     client = _client(world, role)
     url = _url(world, name, obj)
-    data = {"decision": "approve"} if name == "review-decide" else {}
+    data = DATA.get(name, {})
     response = client.get(url) if method == "GET" else client.post(url, data)
     want = expected.get(role, expected["*"])
     if want == LOGIN:
         assert response.status_code == 302 and "login" in response["Location"], (role, url, response.status_code)
     else:
         assert response.status_code == want, (role, url)
+
+
+def test_the_sources_endpoint_adds_nothing_for_anyone_but_the_owner(world):
+    _, draft, _ = world
+    for role in ROLES:
+        _client(world, role).post(reverse("wizard-source", args=[draft.pk]), DATA["wizard-source"])
+    assert not draft.disk_containers.exists()
+
+
+def test_a_duplicate_keeps_only_what_the_copier_may_import(world):
+    from tests.flows import grant
+    from wizard.models import Upload
+
+    users, _, submitted = world
+    upload = Upload.objects.create(
+        owner=users["requester_a"],
+        status=Upload.Status.COMPLETED,
+        bucket="uploads-bucket",
+        key="uploads/1/a.raw",
+        file_name="a.raw",
+        size=1024,
+    )
+    submitted.disk_containers.create(s3_bucket=upload.bucket, s3_key=upload.key, upload=upload, format="RAW")
+    grant(users["reviewer"], s3_bucket="shared-images")
+    submitted.disk_containers.create(s3_bucket="shared-images", s3_key="b.raw", format="RAW", position=1)
+    for role in ("requester_a", "reviewer", "admin"):
+        _client(world, role).post(reverse("request-duplicate", args=[submitted.pk]))
+        copy = ImportRequest.objects.filter(owner=users[role]).exclude(pk=submitted.pk).latest("pk")
+        labels = [c.source_label for c in copy.disk_containers.all()]
+        assert (
+            labels
+            == {
+                "requester_a": ["s3://uploads-bucket/uploads/1/a.raw"],
+                "reviewer": ["s3://shared-images/b.raw"],
+                "admin": [],
+            }[role]
+        ), role
 
 
 def test_a_requester_reads_only_their_own_history(world):
@@ -87,13 +136,16 @@ STATE_CHANGING = [
     ("request-submit", "draft", {}),
     ("review-decide", "submitted", {"decision": "approve"}),
     ("wizard-start", None, {}),
+    ("wizard-source", "draft", {"kind": "remove", "container": "1"}),
+    ("request-duplicate", "submitted", {}),
     ("logout", None, {}),
 ]
 
 
 @pytest.mark.parametrize("name,obj,data", STATE_CHANGING, ids=[s[0] for s in STATE_CHANGING])
 def test_csrf_is_enforced_on_every_state_change(world, name, obj, data):
-    role = {"request-submit": "requester_a", "wizard-start": "requester_a"}.get(name, "reviewer")
+    owner_acts = ("request-submit", "wizard-start", "wizard-source", "request-duplicate")
+    role = "requester_a" if name in owner_acts else "reviewer"
     client = _client(world, role, enforce_csrf_checks=True)
     response = client.post(_url(world, name, obj), data)
     assert response.status_code == 403

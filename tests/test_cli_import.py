@@ -10,6 +10,7 @@ import yaml
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from tests.flows import grant
 from wizard.models import ImportRequest
 
 DOCUMENT = {
@@ -27,6 +28,13 @@ DOCUMENT = {
     "RoleName": "vmimport",
     "TagSpecifications": [{"ResourceType": "import-image-task", "Tags": [{"Key": "team", "Value": "infra"}]}],
 }
+
+
+@pytest.fixture(autouse=True)
+def granted(db, requester):
+    """The document's disks lie where an administrator granted alice's team access."""
+    grant(requester, s3_bucket="bucket-one", s3_prefix="disks/")
+    grant(requester, "url", host="example.com")
 
 
 @pytest.fixture

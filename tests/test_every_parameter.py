@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from django.urls import reverse
 
+from tests.flows import grant
 from wizard import dispatch, drafts, importspec
 from wizard.aws import ec2, kms
 from wizard.models import ImportRequest, ImportTask
@@ -51,6 +52,7 @@ def test_every_parameter_reaches_the_sandbox_unchanged(sandbox, requester):
     key = sandbox.client("kms").create_key(Description="imports")["KeyMetadata"]
     spec = full_spec(sandbox, key["Arn"])
     assert importspec.validate(spec) == []
+    grant(requester, s3_bucket=sandbox.bucket)  # the whole bucket
     draft = drafts.draft_from_spec(requester, spec, source="test")
     ImportRequest.objects.filter(pk=draft.pk).update(status=ImportRequest.Status.APPROVED)
     sent = draft.to_api_params()
@@ -86,6 +88,7 @@ def test_every_parameter_reaches_the_sandbox_unchanged(sandbox, requester):
 
 
 def test_the_dry_run_button_says_permitted(client, sandbox, requester):
+    grant(requester, "url", host="example.com")
     draft = drafts.draft_from_spec(
         requester,
         importspec.ImportSpec(
@@ -110,11 +113,16 @@ def test_the_kms_picker_lists_keys_with_aliases_and_state(sandbox):
     assert keys[off].state == "Disabled" and not keys[off].usable
 
 
-def test_the_snapshot_picker_lists_the_accounts_snapshots(sandbox):
+def test_the_snapshot_look_up_finds_the_accounts_snapshots_by_id_or_tag(sandbox):
     client = sandbox.client("ec2")
     volume = client.create_volume(AvailabilityZone=f"{sandbox.region}a", Size=8)["VolumeId"]
     snap = client.create_snapshot(VolumeId=volume, Description="golden image")["SnapshotId"]
-    assert snap in [s["SnapshotId"] for s in ec2.own_snapshots()]
+    tagged = client.create_snapshot(
+        VolumeId=volume, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "golden", "Value": "yes"}]}]
+    )["SnapshotId"]
+    assert [s["SnapshotId"] for s in ec2.own_snapshots(snapshot_ids=[snap, "snap-0123456789abcdef0"])] == [snap]
+    assert [s["SnapshotId"] for s in ec2.own_snapshots(tags=[("golden", "yes")])] == [tagged]
+    assert ec2.own_snapshots() == []  # never every snapshot of the account (wizard.sources picks)
 
 
 def test_a_missing_or_disabled_kms_key_is_caught_before_submission(sandbox, requester):

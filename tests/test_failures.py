@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from tests.flows import poll_until_final
+from tests.flows import grant, poll_until_final
 from tests.images import raw_mbr
 from tests.sandbox.images import raw_disk, vmdk_sparse
 from wizard import dispatch
@@ -33,6 +33,7 @@ def test_a_failed_import_shows_awss_message_and_what_to_do(client, sandbox, requ
     key = f"uploads/{case.replace(' ', '-')}.img"
     if body is not None:
         sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key=key, Body=body)
+    grant(requester, s3_bucket=sandbox.bucket, s3_prefix="uploads/")  # the owner may import from there
     req = ImportRequest.objects.create(owner=requester, status=ImportRequest.Status.APPROVED, **extra)
     DiskContainer.objects.create(request=req, format=fmt, s3_bucket=sandbox.bucket, s3_key=key)
     assert dispatch.dispatch(req.pk)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.flows import draft_with_image
+from tests.flows import draft_with_image, grant
 from wizard import polling, review, submission, tasks
 from wizard.models import AuditEvent, ImportRequest, ImportTask
 
@@ -78,6 +78,7 @@ def test_a_task_the_sandbox_forgot_fails_with_a_clear_message(approved, sandbox)
 
 
 def test_an_error_retrying_cannot_fix_fails_the_request_at_once(db, sandbox, requester, reviewer, monkeypatch):
+    grant(requester, s3_bucket=sandbox.bucket, s3_prefix="uploads/")
     req = ImportRequest.objects.create(owner=requester, role_name="no-such-role", status="approved")
     req.disk_containers.create(format="VMDK", s3_bucket=sandbox.bucket, s3_key="uploads/x.vmdk")
     assert tasks.dispatch.dispatch(req.pk) is None

@@ -7,13 +7,15 @@ import struct
 import pytest
 from django.urls import reverse
 
+from tests.flows import grant
 from tests.images import raw_mbr
 from wizard import drafts, preflight, submission
 from wizard.models import ImportRequest
 
 
 @pytest.fixture
-def alice(client, requester):
+def alice(client, requester, sandbox):
+    grant(requester, s3_bucket=sandbox.bucket, s3_prefix="uploads/")  # the images below lie there
     client.force_login(requester)
     return client
 

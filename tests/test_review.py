@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import pytest
 
+from tests.flows import grant
 from wizard import review, submission
 from wizard.models import AuditEvent, DiskContainer, ImportRequest
 
 
 @pytest.fixture
 def submitted(db, requester, monkeypatch):
+    grant(requester, s3_bucket="bucket-one", s3_prefix="uploads/1/")
     req = ImportRequest.objects.create(owner=requester, description="web01")
     DiskContainer.objects.create(request=req, format="VMDK", s3_bucket="bucket-one", s3_key="uploads/1/x.vmdk")
     return submission.submit(req, requester)

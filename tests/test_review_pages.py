@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.conftest import make_user
+from tests.flows import grant
 from wizard import submission
 from wizard.models import AuditEvent, DiskContainer, ImportRequest
 
@@ -15,6 +16,7 @@ from wizard.models import AuditEvent, DiskContainer, ImportRequest
 def two_waiting(requester):
     now = timezone.now()
     reqs = []
+    grant(requester, s3_bucket="bucket-one", note="team images")
     for i, age in enumerate((1, 5)):
         req = ImportRequest.objects.create(owner=requester, description=f"req{i}", architecture="x86_64")
         DiskContainer.objects.create(request=req, format="VMDK", s3_bucket="bucket-one", s3_key=f"k{i}.vmdk")
@@ -77,6 +79,7 @@ def test_without_required_approval_a_submission_is_dispatched_at_once(
     settings.APPROVAL_REQUIRED = False
     queued = []
     monkeypatch.setattr("wizard.tasks.enqueue_dispatch", queued.append)
+    grant(requester, "url", host="example.com")
     req = ImportRequest.objects.create(owner=requester)
     DiskContainer.objects.create(request=req, format="RAW", url="https://example.com/disk.raw")
     with django_capture_on_commit_callbacks(execute=True):

@@ -47,10 +47,6 @@ def import_to_ami(stack: Stack) -> None:
     """Requester uploads and submits, reviewer approves in the admin, the worker imports to an AMI."""
     demo = requests.Session()
     login(demo, stack.url, "demo", "demo")
-    sandbox = boto3.client(
-        "s3", endpoint_url=stack.sandbox_url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    )
-    sandbox.put_object(Bucket="import-wizard-uploads", Key="shared/stack.raw", Body=raw_mbr(64 * 1024))
     token = csrf(demo, stack.url, "/imports/new/")
     started = demo.post(
         stack.url + "/imports/start/",
@@ -58,16 +54,7 @@ def import_to_ami(stack: Stack) -> None:
         headers={"Referer": stack.url + "/imports/new/"},
     )
     pk = int(re.search(r"/imports/(\d+)/edit/upload/$", started.url)[1])
-    demo.post(
-        f"{stack.url}/imports/{pk}/sources/",
-        data={
-            "csrfmiddlewaretoken": token,
-            "kind": "s3",
-            "s3_bucket": "import-wizard-uploads",
-            "s3_key": "shared/stack.raw",
-        },
-        headers={"Referer": started.url},
-    )
+    upload_image(demo, stack, pk, token, raw_mbr(64 * 1024), referer=started.url)
     details = f"{stack.url}/imports/{pk}/edit/details/"
     version = re.search(r'name="version" id="version" value="(\d+)"', demo.get(details).text)[1]
     demo.post(
@@ -119,6 +106,26 @@ def import_to_ami(stack: Stack) -> None:
     assert ec2.describe_images(ImageIds=[image_id])["Images"][0]["ImageId"] == image_id
     task = ec2.describe_import_image_tasks(ImportTaskIds=[task_id])["ImportImageTasks"][0]
     assert (task["Status"], task["ImageId"]) == ("completed", image_id)
+
+
+def upload_image(session: requests.Session, stack: Stack, pk: int, token: str, body: bytes, referer: str) -> None:
+    """Upload an image as the browser's widget does (the user may import only their own
+    uploads): start, PUT the one part to its presigned URL with its CRC32, complete."""
+    from wizard.uploads import crc32_b64
+
+    headers = {"X-CSRFToken": token, "Referer": referer}
+    up = session.post(
+        f"{stack.url}/imports/{pk}/uploads/", json={"file_name": "stack.raw", "size": len(body)}, headers=headers
+    ).json()
+    crc = crc32_b64(body)
+    signed = session.post(
+        stack.url + up["urls"]["sign"], json={"parts": [{"PartNumber": 1, "ChecksumCRC32": crc}]}, headers=headers
+    ).json()
+    put = requests.put(signed["urls"]["1"], data=body, headers=signed["headers"]["1"], timeout=30)
+    assert put.status_code == 200, put.text
+    parts = [{"PartNumber": 1, "ETag": put.headers["ETag"], "ChecksumCRC32": crc}]
+    done = session.post(stack.url + up["urls"]["complete"], json={"parts": parts}, headers=headers)
+    assert done.status_code == 200, done.text
 
 
 def test_ctrl_c_stops_every_part_and_a_second_start_reuses_the_install(tmp_path):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from tests.flows import grant
 from wizard import drafts
-from wizard.models import AuditEvent, DiskContainer, ImportRequest
+from wizard.models import AuditEvent, DiskContainer, ImportRequest, ImportTask
 
 
 @pytest.fixture
 def draft(requester):
+    grant(requester, s3_bucket="bucket-one", note="the team's images")
     d = drafts.create_draft(requester, description="web01")
     DiskContainer.objects.create(request=d, position=0, format="VMDK", s3_bucket="bucket-one", s3_key="a.vmdk")
     DiskContainer.objects.create(request=d, position=1, format="VHD", s3_bucket="bucket-one", s3_key="b.vhd")
@@ -130,7 +132,12 @@ def test_disks_are_edited_and_reordered(alice, draft):
     assert rows[1].device_name == "/dev/sda1" and rows[0].description == "data"
 
 
-def test_sources_are_added_and_removed(alice, draft):
+def test_sources_are_added_and_removed(alice, draft, requester):
+    grant(requester, "url", host="example.com")
+    earlier = ImportRequest.objects.create(owner=requester, status=ImportRequest.Status.COMPLETED)
+    ImportTask.objects.create(
+        request=earlier, import_task_id="import-ami-1", snapshot_details=[{"SnapshotId": "snap-0123456789abcdef0"}]
+    )
     source = reverse("wizard-source", args=[draft.pk])
     alice.post(source, {"kind": "url", "url": "https://example.com/images/disk.vhdx"})
     alice.post(source, {"kind": "snapshot", "snapshot_id": "snap-0123456789abcdef0"})

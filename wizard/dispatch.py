@@ -61,6 +61,13 @@ def dispatch(request_id: int) -> str | None:
     if findings:
         fail(request, "; ".join(f"{f.path}: {f.message}" for f in findings), action="failed validation")
         return None
+    # The owner may still import every disk (a grant may have been revoked since review).
+    from wizard.sources import spec_refusals
+
+    refused = spec_refusals(request.owner, spec)
+    if refused:
+        fail(request, "; ".join(f"{f.path}: {f.message}" for f in refused), action="failed source check")
+        return None
     try:
         answer = vmimport.import_image(importspec.to_api_params(spec))
     except vmimport.ImportCallError as exc:

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 
-from wizard import audit, importspec
+from wizard import audit, importspec, sources
 from wizard.models import DiskContainer, ImportRequest
 from wizard.statemachine import change_status
 
@@ -42,6 +42,16 @@ class Conflict(Exception):
 
 class NotEditable(Exception):
     pass
+
+
+class SourceRefused(Exception):
+    """The user may not import from a source (wizard.sources); nothing was saved.
+    `findings` name each refused source by its API path."""
+
+    def __init__(self, findings: list[importspec.Finding]):
+        super().__init__("; ".join(f"{f.path}: {f.message}" for f in findings))
+        self.findings = findings
+        self.message = findings[0].message if len(findings) == 1 else str(self)
 
 
 def create_draft(user, **fields: Any) -> ImportRequest:
@@ -128,25 +138,66 @@ def container_values(disk: importspec.DiskContainer) -> dict[str, Any]:
 
 
 def draft_from_spec(user, spec: importspec.ImportSpec, source: str) -> ImportRequest:
-    """A new draft holding everything `spec` sets (a new ClientToken: it is a new request)."""
+    """A new draft holding everything `spec` sets (a new ClientToken: it is a new request).
+
+    Raises SourceRefused, saving nothing, if `user` may not import one of its disks."""
+    refused = sources.spec_refusals(user, spec)
+    if refused:
+        raise SourceRefused(refused)
+    return _create_from_spec(user, spec, source)
+
+
+def _create_from_spec(user, spec: importspec.ImportSpec, source: str, **details: Any) -> ImportRequest:
     with transaction.atomic():
         request = ImportRequest.objects.create(owner=user, **spec_values(spec))
         for position, disk in enumerate(spec.disk_containers):
             DiskContainer.objects.create(request=request, position=position, **container_values(disk))
-        audit.record("draft created", request, actor=user, after={"status": request.status}, details={"from": source})
+        audit.record(
+            "draft created",
+            request,
+            actor=user,
+            after={"status": request.status},
+            details={"from": source, **details},
+        )
     return request
 
 
-def duplicate(request: ImportRequest, user) -> ImportRequest:
-    """A new draft with the same settings and disks ("import again with these settings")."""
+def duplicate(request: ImportRequest, user) -> tuple[ImportRequest, list[str]]:
+    """A new draft with the same settings and disks ("import again with these settings").
+
+    The copy keeps only the disks `user` may import (wizard.sources): another user's upload
+    is not theirs to import. Returns the copy and a sentence for each disk left out. What
+    we know of an uploaded image (file name, size, the Upload) is kept only for the user's
+    own uploads, and ClientData's upload times and size only on a copy of their own request.
+    """
     spec = request.to_spec()
-    copy = draft_from_spec(user, spec, source=f"copy of #{request.pk}")
-    # Keep what we know of uploaded images, which the spec does not carry.
-    for original, new in zip(request.disk_containers.all(), copy.disk_containers.all(), strict=False):
-        DiskContainer.objects.filter(pk=new.pk).update(
-            file_name=original.file_name, size_bytes=original.size_bytes, upload=original.upload_id
-        )
-    return copy
+    originals = list(request.disk_containers.select_related("upload"))
+    grants = sources.grants_of(user)
+    kept: list[tuple[DiskContainer, importspec.DiskContainer]] = []
+    dropped: list[str] = []
+    not_copied: list[str] = []
+    for i, (original, disk) in enumerate(zip(originals, spec.disk_containers, strict=True)):
+        why = sources.container_verdict(user, disk, grants=grants).refusal
+        if why:
+            dropped.append(f"DiskContainers[{i}] ({original.source_label}) was not copied: {why}")
+            not_copied.append(original.source_label)
+        else:
+            kept.append((original, disk))
+    spec.disk_containers = [disk for _, disk in kept]
+    if spec.client_data is not None and request.owner_id != user.pk:
+        spec.client_data.upload_start = spec.client_data.upload_end = spec.client_data.upload_size = None
+    copy = _create_from_spec(
+        user,
+        spec,
+        source=f"copy of #{request.pk}",
+        **({"not_copied": not_copied} if not_copied else {}),
+    )
+    for (original, _), new in zip(kept, copy.disk_containers.all(), strict=True):
+        if original.upload is not None and original.upload.owner_id == user.pk:
+            DiskContainer.objects.filter(pk=new.pk).update(
+                file_name=original.file_name, size_bytes=original.size_bytes, upload=original.upload_id
+            )
+    return copy, dropped
 
 
 def delete_draft(request: ImportRequest, user) -> None:
@@ -162,7 +213,14 @@ def delete_draft(request: ImportRequest, user) -> None:
 
 
 def add_container(request: ImportRequest, user, **fields: Any) -> DiskContainer:
-    """Append a disk container (an S3 object, a URL or a snapshot) to a draft."""
+    """Append a disk container (an S3 object, a URL or a snapshot) to a draft.
+
+    Raises SourceRefused, saving nothing, if `user` may not import from it (wizard.sources)."""
+    source = {k: fields.get(k, "") for k in ("s3_bucket", "s3_key", "url", "snapshot_id")}
+    why = sources.refusal(user, **source)
+    if why:
+        path = "UserBucket" if source["s3_bucket"] or source["s3_key"] else "Url" if source["url"] else "SnapshotId"
+        raise SourceRefused([importspec.Finding(f"DiskContainers[{request.disk_containers.count()}].{path}", why)])
     if fields.get("s3_key") and not fields.get("format"):
         fields["format"] = guess_format(fields["s3_key"])
     if fields.get("url") and not fields.get("format"):

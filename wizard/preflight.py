@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 from django.utils import timezone
 
+from wizard import sources
 from wizard.aws import kms
 from wizard.aws.s3 import S3RangeReader
 from wizard.inspect import inspect_image
@@ -34,11 +35,29 @@ def s3_location(container: DiskContainer) -> tuple[str, str] | None:
     return None  # https URLs and snapshots are not read here
 
 
+NOT_PERMITTED = "not-permitted"
+
+
 def inspect_container(container: DiskContainer) -> dict | None:
-    """Inspect the container's image if it is in S3; store and return the report."""
+    """Inspect the container's image if it is in S3; store and return the report.
+
+    A location the request's owner may not import (wizard.sources) is not read at all: the
+    stored report is the refusal, the same whether or not the object exists."""
     location = s3_location(container)
     if location is None:
         return None
+    refused = sources.container_refusal(container.request.owner, container)
+    if refused:
+        report = {
+            "format": "UNKNOWN",
+            "ok": False,
+            "findings": [{"severity": "error", "code": NOT_PERMITTED, "message": refused}],
+        }
+        fields = {"inspection": report, "inspected_at": timezone.now(), "inspection_status": "done"}
+        DiskContainer.objects.filter(pk=container.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(container, name, value)
+        return report
     try:
         report = inspect_image(S3RangeReader(*location)).to_dict()
     except (ClientError, BotoCoreError) as exc:
@@ -77,7 +96,8 @@ def placed(request: ImportRequest, containers=None) -> list[Placed]:
     for i, container in enumerate(containers if containers is not None else request.disk_containers.all()):
         report = container.inspection or {}
         for f in report.get("findings", []):
-            if f["severity"] in ("error", "warning"):
+            # A stored refusal is stale once a grant is made; all_findings judges the source afresh.
+            if f["severity"] in ("error", "warning") and f.get("code") != NOT_PERMITTED:
                 found.append(
                     Placed("upload", f"disk-{i}", f"DiskContainers[{i}] (image)", f["message"], severity=f["severity"])
                 )
@@ -101,11 +121,29 @@ def placed(request: ImportRequest, containers=None) -> list[Placed]:
     return found
 
 
+def source_findings(request: ImportRequest, containers, check_aws: bool = False) -> list[Placed]:
+    """A blocking finding for every disk the request's owner may not import (grants can be
+    revoked after a disk was added); snapshots whose tags only EC2 can tell are judged with
+    `check_aws` only."""
+    grants = sources.grants_of(request.owner)
+    found = []
+    for i, container in enumerate(containers):
+        why = sources.container_verdict(request.owner, container, ask_aws=check_aws, grants=grants).refusal
+        if why:
+            found.append(Placed("upload", f"disk-{i}", sources.source_path(container, i), why))
+    return found
+
+
 def all_findings(request: ImportRequest, check_aws: bool = False) -> list[Placed]:
-    """Every finding of a request: the ImportImage rules and the images' inspections; with
-    `check_aws`, also what only AWS can tell (the KMS key exists and is usable)."""
+    """Every finding of a request: the ImportImage rules, whether its owner may import each
+    disk, and the images' inspections; with `check_aws`, also what only AWS can tell (the
+    KMS key exists and is usable, a snapshot carries a granted tag)."""
     containers = list(request.disk_containers.all())
-    found = placed_findings(request.to_spec()) + placed(request, containers)
+    found = (
+        placed_findings(request.to_spec())
+        + source_findings(request, containers, check_aws=check_aws)
+        + placed(request, containers)
+    )
     if check_aws and request.encrypted and request.kms_key_id and not any(f.path == "KmsKeyId" for f in found):
         problem = kms.key_problem(request.kms_key_id)
         if problem:

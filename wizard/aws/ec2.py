@@ -1,25 +1,41 @@
-"""EC2 look-ups for the wizard: the account's own EBS snapshots."""
+"""EC2 look-ups for the wizard: EBS snapshots of this account, by id or by tag."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from wizard.aws.clients import client
 
+FILTER_VALUES = 200  # values per DescribeSnapshots filter
 
-def own_snapshots(limit: int = 200) -> list[dict[str, Any]]:
-    """The account's completed snapshots, newest first (DescribeSnapshots, OwnerIds=self).
 
-    The owner is checked again against the caller's account: the sandbox (moto) also
-    answers with the snapshots of its built-in public AMIs.
+def own_snapshots(
+    *, snapshot_ids: Iterable[str] = (), tags: Iterable[tuple[str, str]] = (), limit: int = 200
+) -> list[dict[str, Any]]:
+    """The account's completed snapshots among `snapshot_ids` or carrying one of `tags`
+    ((key, value) pairs), newest first: DescribeSnapshots with OwnerIds=self and a
+    snapshot-id filter (unknown ids are skipped, not an error) or a tag:<key> filter.
+
+    Nothing is asked when nothing is named: there is no listing of every snapshot of the
+    account (wizard.sources decides which a user may see). EC2 reads `*` and `?` in filter
+    values as wildcards, so callers check the tags of what comes back. The owner is checked
+    again against the caller's account: the sandbox (moto) also answers with the snapshots
+    of its built-in public AMIs.
     """
+    ids = sorted(set(snapshot_ids))
+    pairs = sorted(set(tags))
+    batches = [ids[i : i + FILTER_VALUES] for i in range(0, len(ids), FILTER_VALUES)]
+    queries = [[{"Name": "snapshot-id", "Values": batch}] for batch in batches]
+    queries += [[{"Name": f"tag:{key}", "Values": [value]}] for key, value in pairs]
+    if not queries:
+        return []
     account = client("sts").get_caller_identity()["Account"]
     paginator = client("ec2").get_paginator("describe_snapshots")
-    snapshots: list[dict[str, Any]] = []
-    for page in paginator.paginate(OwnerIds=["self"]):
-        snapshots.extend(
-            s for s in page.get("Snapshots", []) if s.get("State") == "completed" and s.get("OwnerId") == account
-        )
-        if len(snapshots) >= limit:
-            break
-    return sorted(snapshots, key=lambda s: s.get("StartTime") or 0, reverse=True)[:limit]
+    found: dict[str, dict[str, Any]] = {}
+    for filters in queries:
+        for page in paginator.paginate(OwnerIds=["self"], Filters=filters):
+            for s in page.get("Snapshots", []):
+                if s.get("State") == "completed" and s.get("OwnerId") == account:
+                    found[s["SnapshotId"]] = s
+    return sorted(found.values(), key=lambda s: s.get("StartTime") or 0, reverse=True)[:limit]

@@ -32,8 +32,10 @@ def my_drafts(request: HttpRequest) -> HttpResponse:
 def duplicate(request: HttpRequest, pk: int) -> HttpResponse:
     """A new draft with the settings of any request the user may see ("import again")."""
     original = get_object_or_404(visible_requests(request.user), pk=pk)
-    copy = drafts.duplicate(original, request.user)
+    copy, not_copied = drafts.duplicate(original, request.user)
     messages.success(request, f"Draft #{copy.pk} made with the settings of #{original.pk}.")
+    for sentence in not_copied:
+        messages.warning(request, sentence)
     return redirect(step_url(copy, "review"))
 
 
@@ -56,7 +58,11 @@ def cli_import(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         spec, errors = parse_cli_input(form.cleaned_data["document"], form.cleaned_data["format"])
         if spec is not None and not errors:
-            draft = drafts.draft_from_spec(request.user, spec, source=f"cli-input-{form.cleaned_data['format']}")
-            messages.success(request, f"Draft #{draft.pk} made from the document.")
-            return redirect(step_url(draft, "review"))
+            try:
+                draft = drafts.draft_from_spec(request.user, spec, source=f"cli-input-{form.cleaned_data['format']}")
+            except drafts.SourceRefused as refused:
+                errors = refused.findings
+            else:
+                messages.success(request, f"Draft #{draft.pk} made from the document.")
+                return redirect(step_url(draft, "review"))
     return render(request, "drafts/cli_import.html", {"form": form, "errors": errors})

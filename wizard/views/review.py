@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from wizard import preflight, review
+from wizard import preflight, review, sources
 from wizard.cli_format import to_cli_json
 from wizard.models import AuditEvent, ImportRequest
 
@@ -38,6 +38,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "req": req,
             "containers": req.disk_containers.all(),
+            "provenance": sources.provenances(req),
             "findings": preflight.all_findings(req, check_aws=True),
             "api_json": to_cli_json(spec),
             "submitted": submitted,

@@ -11,8 +11,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from wizard import drafts, preflight
-from wizard.aws import ec2, kms, vmimport
+from wizard import drafts, preflight, sources
+from wizard.aws import kms, vmimport
 from wizard.cli_format import to_cli_command, to_cli_json
 from wizard.forms import (
     DetailsForm,
@@ -135,7 +135,14 @@ def _conflict(current: ImportRequest, form) -> dict[str, Any]:
 
 
 def _render(
-    request: HttpRequest, draft: ImportRequest, name: str, form=None, formset=None, conflict=None, status_note: str = ""
+    request: HttpRequest,
+    draft: ImportRequest,
+    name: str,
+    form=None,
+    formset=None,
+    conflict=None,
+    status_note: str = "",
+    source_forms=None,
 ) -> HttpResponse:
     findings = preflight.all_findings(draft, check_aws=name in ("encryption", "review"))
     context: dict[str, Any] = {
@@ -176,8 +183,9 @@ def _render(
     if name == "encryption":
         context["keys"], context["keys_error"] = _safe(kms.list_keys)
     if name == "upload":
-        context.update(s3_form=S3SourceForm(), url_form=UrlSourceForm(), snapshot_form=SnapshotSourceForm())
-        context["snapshots"], context["snapshots_error"] = _safe(ec2.own_snapshots)
+        forms = {"s3": S3SourceForm(), "url": UrlSourceForm(), "snapshot": SnapshotSourceForm(), **(source_forms or {})}
+        context.update(s3_form=forms["s3"], url_form=forms["url"], snapshot_form=forms["snapshot"])
+        context["snapshots"], context["snapshots_error"] = _safe(lambda: sources.permitted_snapshots(request.user))
     if name == "review":
         spec = draft.to_spec()
         context["cli_json"] = to_cli_json(spec)
@@ -196,29 +204,51 @@ def _safe(lookup):
         return [], f"Could not list them from AWS ({exc.__class__.__name__}); type the value instead."
 
 
+SOURCE_FORMS = {"s3": S3SourceForm, "url": UrlSourceForm, "snapshot": SnapshotSourceForm}
+# The field a refusal is shown next to.
+SOURCE_FIELD = {"s3": "s3_key", "url": "url", "snapshot": "snapshot_id"}
+
+
 @login_required
 @require_POST
 def add_source(request: HttpRequest, pk: int) -> HttpResponse:
-    """Add a disk container from an S3 object, a URL or a snapshot; or remove one."""
+    """Add a disk container from an S3 object, a URL or a snapshot; or remove one.
+
+    A source the user may not import (wizard.sources) is refused next to its field, with
+    what was typed kept: nothing is saved and nothing is read from it."""
     draft = _draft(request, pk)
     kind = request.POST.get("kind", "")
-    forms_by_kind = {"s3": S3SourceForm, "url": UrlSourceForm, "snapshot": SnapshotSourceForm}
     if kind == "remove":
-        removed = draft.disk_containers.filter(pk=request.POST.get("container")).first()
+        container_id = request.POST.get("container", "")
+        if not (container_id.isascii() and container_id.isdigit() and len(container_id) <= 18):
+            messages.error(request, "Choose one of this draft's disks to remove.")
+            return _with_status(_render(request, draft, "upload"), 400)
+        removed = draft.disk_containers.filter(pk=int(container_id)).first()
         if removed:
             drafts.remove_container(draft, request.user, removed)
         return redirect(step_url(draft, "upload"))
-    if kind not in forms_by_kind:
+    if kind not in SOURCE_FORMS:
         raise Http404("no such source")
-    form = forms_by_kind[kind](request.POST)
-    if not form.is_valid():
-        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
-        return redirect(step_url(draft, "upload"))
-    container = drafts.add_container(draft, request.user, **{k: v.strip() for k, v in form.cleaned_data.items()})
-    report = preflight.inspect_container(container)
-    if report and not report.get("ok", True):
-        messages.error(request, "The image has problems VM Import would fail on: see below.")
-    return redirect(step_url(draft, "upload"))
+    form = SOURCE_FORMS[kind](request.POST)
+    if form.is_valid():
+        try:
+            container = drafts.add_container(
+                draft, request.user, **{k: v.strip() for k, v in form.cleaned_data.items()}
+            )
+        except drafts.SourceRefused as refused:
+            form.add_error(SOURCE_FIELD[kind], refused.message)
+        else:
+            report = preflight.inspect_container(container)
+            if report and not report.get("ok", True):
+                messages.error(request, "The image has problems VM Import would fail on: see below.")
+            return redirect(step_url(draft, "upload"))
+    note = "Not added: see the message next to the field."
+    return _with_status(_render(request, draft, "upload", source_forms={kind: form}, status_note=note), 400)
+
+
+def _with_status(response: HttpResponse, status: int) -> HttpResponse:
+    response.status_code = status
+    return response
 
 
 @login_required

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -23,7 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         fmt = "json" if options["cli_input_json"] else "yaml"
         path = options["cli_input_json"] or options["cli_input_yaml"]
-        text = self.stdin.read() if path == "-" else _read(path)
+        text = sys.stdin.read() if path == "-" else _read(path)
         try:
             user = get_user_model().objects.get(username=options["user"])
         except get_user_model().DoesNotExist as exc:
@@ -33,7 +34,14 @@ class Command(BaseCommand):
             for finding in errors:
                 self.stderr.write(f"{finding.path}: {finding.message}")
             raise CommandError(f"{len(errors)} problem(s) in {path}; nothing was saved")
-        draft = drafts.draft_from_spec(user, spec, source=f"cli-input-{fmt} via manage.py")
+        try:
+            draft = drafts.draft_from_spec(user, spec, source=f"cli-input-{fmt} via manage.py")
+        except drafts.SourceRefused as refused:
+            for finding in refused.findings:
+                self.stderr.write(f"{finding.path}: {finding.message}")
+            raise CommandError(
+                f"{path} names {len(refused.findings)} disk(s) {user.get_username()} may not import; nothing was saved"
+            ) from refused
         self.stdout.write(f"draft #{draft.pk} made for {user.get_username()}: {draft.get_absolute_url()}")
 
 
