@@ -13,6 +13,18 @@ def q_sync(monkeypatch):
     monkeypatch.setattr(Conf, "SYNC", True)
 
 
+@pytest.fixture(autouse=True)
+def audit_storage(settings, tmp_path):
+    """The audit log's checkpoints go to a directory of the test's own (to the sandbox's S3 with `sandbox`)."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "audit": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "audit", "allow_overwrite": True},
+        },
+    }
+
+
 @pytest.fixture(scope="session")
 def sandbox_process():
     """One real sandbox server (moto + VM Import emulation) over HTTP for the whole session."""
@@ -30,16 +42,19 @@ def sandbox(sandbox_process, settings):
     settings.AWS_ENDPOINT_URL = sandbox_process.endpoint
     settings.AWS_REGION = sandbox_process.region
     settings.IMPORT_BUCKET = sandbox_process.bucket
-    storages = {**settings.STORAGES}
-    storages["default"] = {
-        **storages["default"],
-        "OPTIONS": {
-            **storages["default"]["OPTIONS"],
-            "endpoint_url": sandbox_process.endpoint,
-            "bucket_name": sandbox_process.bucket,
-            "region_name": sandbox_process.region,
-        },
-    }
+    from wizard import settings as project
+
+    storages = {**settings.STORAGES, "audit": project.STORAGES["audit"]}
+    for alias in ("default", "audit"):
+        storages[alias] = {
+            **storages[alias],
+            "OPTIONS": {
+                **storages[alias]["OPTIONS"],
+                "endpoint_url": sandbox_process.endpoint,
+                "bucket_name": sandbox_process.bucket,
+                "region_name": sandbox_process.region,
+            },
+        }
     settings.STORAGES = storages
     return sandbox_process
 

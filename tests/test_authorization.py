@@ -51,6 +51,15 @@ MATRIX = [
     ("POST", "request-duplicate", "submitted", {"anonymous": LOGIN, "requester_b": 404, "auditor": 403, "*": 302}),
     ("GET", "admin:wizard_importrequest_changelist", None, {"reviewer": 200, "admin": 200, "*": LOGIN}),
     ("GET", "admin:wizard_auditevent_changelist", None, {"reviewer": 200, "admin": 200, "*": LOGIN}),
+    # The admin shows a request read-only to reviewers and superusers; nobody changes it there.
+    ("GET", "admin:wizard_importrequest_change", "submitted", {"reviewer": 200, "admin": 200, "*": LOGIN}),
+    ("POST", "admin:wizard_importrequest_change", "submitted", {"reviewer": 403, "admin": 403, "*": LOGIN}),
+    ("GET", "admin:wizard_importrequest_add", None, {"reviewer": 403, "admin": 403, "*": LOGIN}),
+    # Source grants, users and groups: superusers only (no role holds their permissions).
+    ("GET", "admin:wizard_sourcegrant_changelist", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
+    ("POST", "admin:wizard_sourcegrant_add", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
+    ("GET", "admin:auth_user_changelist", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
+    ("GET", "admin:auth_group_changelist", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
 ]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from wizard import audit
+from wizard import audit, audit_checkpoint
 from wizard.aws import vmimport
 from wizard.dispatch import _progress, fail
 from wizard.models import ImportRequest, ImportTask, TaskStatusChange
@@ -26,6 +26,7 @@ def active_tasks() -> list[ImportTask]:
     return list(ImportTask.objects.exclude(status__in=ImportTask.FINAL_STATES).select_related("request"))
 
 
+@audit_checkpoint.batched()  # one audit checkpoint per cycle, not one per task that changed
 def poll_once() -> int:
     """Describe every active task, record what changed; returns how many are still active."""
     tasks = active_tasks()

@@ -1,23 +1,45 @@
-"""The reviewer's side: approve (then dispatch) or reject a submitted request."""
+"""The reviewer's side: approve (then dispatch) or reject a submitted request.
+
+Four eyes: the reviewer is somebody who had no hand in the request. Nobody approves or
+rejects a request they own, they submitted, or that its audit history shows them creating
+or changing (a draft made by one person and owned by another, after a duplicate, a CLI
+import or an ownership moved by an operator). Holding the reviewer role does not change
+that, nor does being a superuser. Every path (review pages, admin action) comes here.
+"""
 
 from __future__ import annotations
 
 from django.db import transaction
 from django.utils import timezone
 
-from wizard.models import ImportRequest
+from wizard.models import AuditEvent, ImportRequest
 from wizard.statemachine import TransitionError, change_status
+
+# A reviewer's own decisions (e.g. an earlier rejection) do not make them an author.
+REVIEW_ACTIONS = ("approved", "rejected")
 
 
 class ReviewError(Exception):
     pass
 
 
+def separation_problem(request: ImportRequest, user) -> str:
+    """Why `user` may not approve or reject `request` under separation of duties ("" if they may)."""
+    if request.owner_id == user.pk:
+        return "nobody approves or rejects their own request"
+    if request.submitted_by_id == user.pk:
+        return "nobody approves or rejects a request they submitted"
+    if AuditEvent.objects.filter(request=request, actor=user).exclude(action__in=REVIEW_ACTIONS).exists():
+        return "nobody approves or rejects a request they created or changed (its history names them)"
+    return ""
+
+
 def _check_reviewer(request: ImportRequest, user) -> None:
     if not user.has_perm("wizard.review_importrequest"):
         raise ReviewError("you may not review import requests")
-    if request.owner_id == user.pk:
-        raise ReviewError("nobody approves or rejects their own request")
+    # Read again: the caller's copy may be older than the row (owner, submitter).
+    if problem := separation_problem(ImportRequest.objects.get(pk=request.pk), user):
+        raise ReviewError(problem)
 
 
 def approve(request: ImportRequest, user) -> ImportRequest:

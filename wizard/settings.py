@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from botocore.config import Config as BotoConfig
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -194,6 +195,28 @@ STORAGES = {
         },
     },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# The audit log's checkpoint (wizard.audit_checkpoint): the chain's head, written after every
+# transaction that records events, under audit/ of WIZARD_AUDIT_BUCKET (default: the upload
+# bucket, where users cannot write: upload keys are chosen by the server, under
+# uploads/<user id>/). head.json is overwritten; short timeouts, as the write follows the
+# commit in the request, and a failed write is only logged (the next one catches up).
+AUDIT_BUCKET = os.environ.get("WIZARD_AUDIT_BUCKET", IMPORT_BUCKET)
+STORAGES["audit"] = {
+    "BACKEND": "storages.backends.s3.S3Storage",
+    "OPTIONS": {
+        **STORAGES["default"]["OPTIONS"],
+        "bucket_name": AUDIT_BUCKET,
+        "location": "audit",
+        "file_overwrite": True,
+        "client_config": BotoConfig(
+            s3={"addressing_style": "path"},
+            signature_version="s3v4",
+            connect_timeout=3,
+            read_timeout=5,
+            retries={"mode": "standard", "total_max_attempts": 2},
+        ),
+    },
 }
 
 # --- auth, i18n, static ----------------------------------------------------------------

@@ -1,15 +1,24 @@
-"""Check the audit log's hash chain: report the first event where it breaks."""
+"""Check the audit log: its hash chain, and its head against the checkpoint kept outside the database."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from wizard import audit_checkpoint
 from wizard.audit import verify_chain
 from wizard.models import AuditEvent
 
 
 class Command(BaseCommand):
-    help = "Verify the audit log's hash chain; exits 1 at the first broken event."
+    help = (
+        "Verify the audit log's hash chain (exits 1 at the first broken event) and compare its head with the "
+        "checkpoint in object storage (exits 1 when events are missing at the end)."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--strict", action="store_true", help="also exit 1 when the checkpoint is missing or cannot be read"
+        )
 
     def handle(self, *args, **options) -> None:
         broken = verify_chain()
@@ -19,3 +28,12 @@ class Command(BaseCommand):
                 "it was edited, or an event before it was deleted or moved"
             )
         self.stdout.write(f"audit chain intact: {AuditEvent.objects.count()} events")
+        verdict = audit_checkpoint.check()
+        if verdict.tampered:
+            raise CommandError(f"audit log truncated or rewritten: {verdict.message}")
+        if verdict.warning:
+            if options["strict"]:
+                raise CommandError(f"checkpoint: {verdict.message}")
+            self.stderr.write(f"warning: {verdict.message}")
+            return
+        self.stdout.write(f"checkpoint: {verdict.message}")
