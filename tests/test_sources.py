@@ -474,11 +474,13 @@ def test_the_review_page_shows_where_each_disk_comes_from(
     assert 'class="error"' in third and "not permitted for the owner, alice" in third
     assert f"<code>DiskContainers[2].UserBucket</code>: {REFUSED}" in page  # a blocking finding too
 
+    # Approving it is refused by the service, with the reason; nothing is dispatched.
     monkeypatch.setattr("wizard.tasks.kick_poller", lambda: None)
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(reverse("review-decide", args=[req.pk]), {"decision": "approve"})
+        answer = client.post(reverse("review-decide", args=[req.pk]), {"decision": "approve"}, follow=True)
+    assert "the owner may not import every source" in answer.content.decode()
     req.refresh_from_db()
-    assert req.status == ImportRequest.Status.FAILED and REFUSED in req.failure_message
+    assert req.status == ImportRequest.Status.SUBMITTED and req.reviewed_by is None
     assert not ImportTask.objects.filter(request=req).exists()
 
 

@@ -42,9 +42,20 @@ def _check_reviewer(request: ImportRequest, user) -> None:
         raise ReviewError(problem)
 
 
+def sources_problem(request: ImportRequest) -> str:
+    """Why the request may not be approved because of its sources ("" if every disk is one its
+    owner may import): a grant revoked since submission, for example (wizard.sources)."""
+    from wizard import sources
+
+    refusals = sources.spec_refusals(request.owner, request.to_spec())
+    return "; ".join(f"{f.path}: {f.message}" for f in refusals)
+
+
 def approve(request: ImportRequest, user) -> ImportRequest:
     """Approve and queue the dispatch (after the commit, so the worker sees the approval)."""
     _check_reviewer(request, user)
+    if problem := sources_problem(request):
+        raise ReviewError(f"not approved: the owner may not import every source. {problem}")
     return _approve(request, user, action="approved", reviewed_by=user)
 
 
