@@ -9,7 +9,10 @@ partial until the report is in; a pending inspection blocks submission.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
+from datetime import timedelta
 
 import pytest
 from django.test import TestCase
@@ -197,6 +200,26 @@ def test_the_web_request_only_queues_the_inspection(
     assert container.inspection_status == "done" and container.inspection["partition_table"] == "mbr"
 
 
+def test_an_inspection_lost_with_its_worker_is_queued_again_once(sandbox, client, requester, monkeypatch):
+    monkeypatch.setattr(Conf, "SYNC", False)
+    container = container_for(requester, sandbox, "uploads/disk.raw", raw_mbr(64 * 1024))
+    preflight.inspect_container(container)  # its task never runs: lost with a worker
+    url = reverse("container-inspection", args=[container.pk])
+    client.force_login(requester)
+    client.get(url)
+    assert not OrmQ.objects.exists()  # not stale yet: django-q2 may still deliver it again
+    asked = container.inspected_at - preflight.stale_after() - timedelta(seconds=1)
+    DiskContainer.objects.filter(pk=container.pk).update(inspected_at=asked)
+    for _ in range(3):
+        assert 'hx-trigger="every 2s"' in client.get(url).content.decode()
+    (queued,) = OrmQ.objects.all()  # once, however often the page polls
+    assert queued.task["args"] == (container.pk, asked.isoformat())
+    assert tasks.inspect_container_task(*queued.task["args"]) == "done"
+    assert tasks.inspect_container_task(*queued.task["args"]) == "superseded"  # the original, if it comes
+    assert AuditEvent.objects.filter(action="image inspected").count() == 1
+    assert "hx-trigger" not in client.get(url).content.decode()
+
+
 # --- pending blocks submission, and shows ------------------------------------------------------
 
 
@@ -363,3 +386,93 @@ def test_the_sandbox_takes_the_limits_from_the_environment(monkeypatch):
     monkeypatch.delenv("WIZARD_INSPECT_SECONDS")
     monkeypatch.delenv("WIZARD_INSPECT_MEMORY_MB")
     assert imagecheck.limits() == (inspection.DEFAULT_SECONDS, inspection.DEFAULT_MEMORY_MB)
+
+
+# --- a real worker -----------------------------------------------------------------------------
+
+QUEUE_INSPECTIONS = """
+import os
+from django.contrib.auth import get_user_model
+from wizard import drafts, preflight
+bucket = os.environ["TEST_BUCKET"]
+owner = get_user_model().objects.create_user("worker-test")
+draft = drafts.create_draft(owner, description="worker test")
+for key in ("uploads/good.vhd", "uploads/blank.raw"):
+    preflight.inspect_container(drafts.add_container(draft, owner, s3_bucket=bucket, s3_key=key))
+"""
+
+
+@pytest.mark.slow
+def test_a_real_qcluster_inspects_in_its_daemonic_workers(tmp_path, sandbox):
+    """django-q2's workers are daemonic processes (no multiprocessing children): the child is a
+    plain subprocess, so it works there; each image is inspected once, its report stored."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    put(sandbox, "uploads/good.vhd", raw_mbr(64 * 1024))
+    put(sandbox, "uploads/blank.raw", bytes(64 * 1024))
+    env = {
+        **os.environ,
+        "WIZARD_DATA_DIR": str(tmp_path),
+        "WIZARD_SANDBOX": "1",
+        "WIZARD_AWS_ENDPOINT_URL": sandbox.endpoint,
+        "AWS_REGION": sandbox.region,
+        "WIZARD_BUCKET": sandbox.bucket,
+        "Q_WORKERS": "1",
+        "TEST_BUCKET": sandbox.bucket,
+    }
+    for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"):
+        env.pop(name, None)
+
+    def manage(*args: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=root, env=env, capture_output=True, text=True, timeout=180
+        )
+        assert done.returncode == 0, done.stderr
+
+    manage("migrate", "--noinput", "-v", "0")
+    manage("createcachetable")
+    manage("shell", "-v", "0", "-c", QUEUE_INSPECTIONS)
+
+    def containers() -> list[tuple]:
+        with sqlite3.connect(tmp_path / "db.sqlite3", timeout=30) as conn:
+            return conn.execute(
+                "SELECT s3_key, inspection_status, format, inspection FROM wizard_diskcontainer ORDER BY position"
+            ).fetchall()
+
+    assert [row[1] for row in containers()] == ["pending", "pending"]
+    log_path = tmp_path / "cluster.log"
+    with log_path.open("wb") as log:
+        cluster = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        for _ in range(240):  # up to two minutes on a loaded machine
+            if all(row[1] == "done" for row in containers()):
+                break
+            time.sleep(0.5)
+    finally:
+        cluster.send_signal(signal.SIGTERM)
+        try:
+            cluster.wait(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(cluster.pid, signal.SIGKILL)
+    rows = containers()
+    assert [row[1] for row in rows] == ["done", "done"], log_path.read_text(errors="replace")[-3000:]
+    good, blank = (json.loads(row[3]) for row in rows)
+    assert rows[0][2] == "RAW" and good["ok"] and good["partition_table"] == "mbr"
+    assert not blank["ok"] and "no-partitions" in {f["code"] for f in blank["findings"]}, blank
+    with sqlite3.connect(tmp_path / "db.sqlite3", timeout=30) as conn:
+        (events,) = conn.execute("SELECT COUNT(*) FROM wizard_auditevent WHERE action = 'image inspected'").fetchone()
+    assert events == 2

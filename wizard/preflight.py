@@ -12,10 +12,12 @@ would fail on them, an hour in.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+import math
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -62,6 +64,35 @@ def inspect_container(container: DiskContainer) -> None:
 
     transaction.on_commit(lambda: enqueue_inspection(container.pk, asked_at.isoformat()))
     return None
+
+
+def stale_after() -> timedelta:
+    """How long a pending inspection may wait: its task's timeout plus django-q2's `retry`, by
+    when a task taken by a worker that died has been delivered again (ORM broker)."""
+    from wizard.tasks import INSPECT_MARGIN_SECONDS
+
+    seconds = math.ceil(settings.WIZARD_INSPECT_SECONDS) + INSPECT_MARGIN_SECONDS + settings.Q_RETRY
+    return timedelta(seconds=seconds)
+
+
+def requeue_if_stale(container: DiskContainer) -> bool:
+    """Queue a pending inspection again if it has waited longer than `stale_after()`, e.g. its
+    task was lost with a worker (a Redis broker does not deliver it again). At most once per
+    that period (a cache key per asked inspection), and harmless: the task is the same one
+    (same `asked_at`), which stores and audits once whichever delivery runs first."""
+    if container.inspection_status != PENDING or container.inspected_at is None:
+        return False
+    wait = stale_after()
+    if timezone.now() - container.inspected_at < wait:
+        return False
+    asked_at = container.inspected_at.isoformat()
+    if not cache.add(f"wizard:inspect-requeued:{container.pk}:{asked_at}", 1, wait.total_seconds()):
+        return False
+    from wizard.tasks import enqueue_inspection
+
+    log.warning("inspection of container %s pending since %s: queued again", container.pk, asked_at)
+    enqueue_inspection(container.pk, asked_at)
+    return True
 
 
 def run_inspection(container_id: int, asked_at: str) -> str:
