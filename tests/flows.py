@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import posixpath
 
+from django.test import TestCase
+
 from tests.images import raw_mbr
 from wizard import drafts, polling, preflight
 from wizard.models import ImportRequest, SourceGrant
@@ -24,14 +26,16 @@ def grant(user, kind: str = SourceGrant.Kind.S3, **fields: str) -> SourceGrant:
 def draft_with_image(
     user, sandbox, body: bytes | None = None, key: str = "uploads/test/disk.raw", description: str = "web01"
 ) -> ImportRequest:
-    """A draft whose one disk is an image put in the sandbox's S3, inspected as the wizard does.
+    """A draft whose one disk is an image put in the sandbox's S3, inspected as the wizard does
+    (queued after the commit; django-q2 runs the task inline in tests).
 
     The user may import it: its folder in the bucket is granted to a group of theirs."""
     sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key=key, Body=raw_mbr(64 * 1024) if body is None else body)
     grant(user, s3_bucket=sandbox.bucket, s3_prefix=posixpath.dirname(key) + "/" if "/" in key else "")
     draft = drafts.create_draft(user, description=description)
     container = drafts.add_container(draft, user, s3_bucket=sandbox.bucket, s3_key=key)
-    preflight.inspect_container(container)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        preflight.inspect_container(container)
     return draft
 
 

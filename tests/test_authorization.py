@@ -28,6 +28,7 @@ def world(db):
         owner=users["requester_a"], description="a's import", status=ImportRequest.Status.SUBMITTED
     )
     audit.record("submitted", submitted, actor=users["requester_a"], details={"secret_of_a": True})
+    submitted.disk_containers.create(format="RAW", s3_bucket="b", s3_key="k.raw", inspection_status="pending")
     return users, draft, submitted
 
 
@@ -38,6 +39,7 @@ MATRIX = [
     ("GET", "request-detail", "submitted", {"anonymous": LOGIN, "requester_b": 404, "*": 200}),
     ("GET", "request-progress", "submitted", {"anonymous": LOGIN, "requester_b": 404, "*": 200}),
     ("GET", "request-history", "submitted", {"anonymous": LOGIN, "requester_b": 404, "*": 200}),
+    ("GET", "container-inspection", "container", {"anonymous": LOGIN, "requester_b": 404, "*": 200}),
     ("POST", "request-submit", "draft", {"anonymous": LOGIN, "requester_a": 302, "*": 404}),
     ("GET", "review-queue", None, {"anonymous": LOGIN, "reviewer": 200, "admin": 200, "*": 403}),
     ("GET", "review-detail", "submitted", {"anonymous": LOGIN, "reviewer": 200, "admin": 200, "*": 403}),
@@ -78,7 +80,7 @@ def _client(world, role: str, **kwargs) -> Client:
 
 def _url(world, name: str, obj: str | None) -> str:
     _, draft, submitted = world
-    target = {"draft": draft, "submitted": submitted}.get(obj)
+    target = {"draft": draft, "submitted": submitted, "container": submitted.disk_containers.first()}.get(obj)
     return reverse(name, args=[target.pk] if target else [])
 
 

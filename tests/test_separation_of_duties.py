@@ -14,11 +14,12 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.forms.models import model_to_dict
-from django.test import Client
+from django.test import Client, TestCase
 from django.urls import reverse
 
 from tests.conftest import make_user
 from tests.flows import draft_with_image
+from tests.images import raw_mbr
 from wizard.models import AuditEvent, ImportRequest, SourceGrant
 
 CHANGELIST = reverse("admin:wizard_importrequest_changelist")
@@ -120,7 +121,8 @@ def test_nobody_approves_their_own_request_in_the_admin_or_the_pages(people, san
 
 def test_a_duplicate_belongs_to_whoever_made_it(people, sandbox):
     original = _submit(people["alice"], draft_with_image(people["alice"], sandbox))
-    response = _as(people["rita"]).post(reverse("request-duplicate", args=[original.pk]))
+    with TestCase.captureOnCommitCallbacks(execute=True):  # the copy's disk is inspected
+        response = _as(people["rita"]).post(reverse("request-duplicate", args=[original.pk]))
     copy = ImportRequest.objects.exclude(pk=original.pk).get()
     assert response.status_code == 302 and copy.owner == people["rita"]
     _submit(people["rita"], copy)
@@ -132,12 +134,13 @@ def test_a_duplicate_belongs_to_whoever_made_it(people, sandbox):
 def test_a_cli_import_belongs_to_its_user_even_when_an_operator_runs_it(people, sandbox, tmp_path):
     """`import_image --user NAME` is an operator's tool: the draft is NAME's, in NAME's name in the log.
     An operator who is also a reviewer and imports for themselves cannot approve what they submit."""
-    sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key="uploads/cli/disk.raw", Body=bytes(64 * 1024))
+    sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key="uploads/cli/disk.raw", Body=raw_mbr(64 * 1024))
     document = tmp_path / "import.json"
     disk = {"Format": "RAW", "UserBucket": {"S3Bucket": sandbox.bucket, "S3Key": "uploads/cli/disk.raw"}}
     document.write_text(json.dumps({"Description": "from the CLI", "DiskContainers": [disk]}))
     for user in ("rita", "alice"):
-        call_command("import_image", "--cli-input-json", str(document), "--user", user, stdout=io.StringIO())
+        with TestCase.captureOnCommitCallbacks(execute=True):  # the draft's disk is inspected
+            call_command("import_image", "--cli-input-json", str(document), "--user", user, stdout=io.StringIO())
     ritas, alices = (ImportRequest.objects.get(owner=people[u]) for u in ("rita", "alice"))
     assert AuditEvent.objects.get(request=ritas, action="draft created").actor == people["rita"]
     _submit(people["rita"], ritas)

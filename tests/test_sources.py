@@ -18,6 +18,7 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 from django.db import transaction
+from django.test import TestCase
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -46,12 +47,30 @@ def alice(client, requester):
     return client
 
 
+class Calls(list):
+    """What reached AWS from now on: the requests this process's boto3 clients send (botocore's
+    before-send event), and the sandbox's own log of what it served, which also sees the reads
+    of the inspection's child process. `clear()` starts both afresh."""
+
+    def __init__(self, sandbox) -> None:
+        super().__init__()
+        self.sandbox = sandbox
+        self.log_start = len(sandbox.log())
+
+    def clear(self) -> None:
+        super().clear()
+        self.log_start = len(self.sandbox.log())
+
+    def served(self) -> str:
+        return self.sandbox.log()[self.log_start :]
+
+
 @pytest.fixture
 def aws_calls(sandbox, settings):
     """(event, method, url) of every request the application's boto3 clients send from now on."""
     from wizard.aws.clients import _session
 
-    seen: list[tuple[str, str, str]] = []
+    seen = Calls(sandbox)
 
     def record(request, event_name, **kwargs):
         seen.append((event_name, request.method, unquote(request.url)))
@@ -62,8 +81,13 @@ def aws_calls(sandbox, settings):
     events.unregister("before-send", record)
 
 
-def reads_of(calls, key: str) -> list[tuple[str, str, str]]:
-    return [c for c in calls if c[0].startswith("before-send.s3.") and key in c[2]]
+def reads_of(calls: Calls, key: str) -> list[str]:
+    """Every request for `key`, sent from here or served by the sandbox (GET, HEAD)."""
+    sent = [f"{c[1]} {c[2]}" for c in calls if c[0].startswith("before-send.s3.") and key in c[2]]
+    served = [
+        line for line in calls.served().splitlines() if key in unquote(line) and ("GET" in line or "HEAD" in line)
+    ]
+    return sent + served
 
 
 def real_upload(user, body: bytes | None = None, name: str = "disk.raw") -> Upload:
@@ -208,8 +232,9 @@ def test_draft_from_spec_and_add_container_refuse_without_saving(requester, bob,
 def test_an_own_upload_is_allowed_as_an_s3_source_and_as_an_s3_url(alice, requester, sandbox, aws_calls):
     mine = real_upload(requester)
     draft = drafts.create_draft(requester)
-    assert add(alice, draft, kind="s3", s3_bucket=mine.bucket, s3_key=mine.key).status_code == 302
-    assert add(alice, draft, kind="url", url=f"s3://{mine.bucket}/{mine.key}").status_code == 302
+    with TestCase.captureOnCommitCallbacks(execute=True):  # the inspections queued
+        assert add(alice, draft, kind="s3", s3_bucket=mine.bucket, s3_key=mine.key).status_code == 302
+        assert add(alice, draft, kind="url", url=f"s3://{mine.bucket}/{mine.key}").status_code == 302
     first, second = draft.disk_containers.all()
     assert first.inspection["ok"] and second.inspection["ok"]  # read, as it may be
     assert reads_of(aws_calls, mine.key)
@@ -398,9 +423,10 @@ def granted_draft(requester, sandbox):
     given = grant(requester, s3_bucket=sandbox.bucket, s3_prefix="team/")
     sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key="team/disk.raw", Body=raw_mbr(64 * 1024))
     draft = drafts.create_draft(requester, description="granted")
-    preflight.inspect_container(
-        drafts.add_container(draft, requester, s3_bucket=sandbox.bucket, s3_key="team/disk.raw")
-    )
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        preflight.inspect_container(
+            drafts.add_container(draft, requester, s3_bucket=sandbox.bucket, s3_key="team/disk.raw")
+        )
     assert preflight.blocking(preflight.all_findings(draft, check_aws=True)) == []
     return draft, given
 

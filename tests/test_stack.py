@@ -62,6 +62,10 @@ def import_to_ami(stack: Stack) -> None:
         data={"csrfmiddlewaretoken": token, "version": version, "description": "stack test", "nav": "next"},
         headers={"Referer": details},
     )
+    review = f"{stack.url}/imports/{pk}/edit/review/"
+    deadline = time.monotonic() + 60
+    while "still being inspected" in demo.get(review).text and time.monotonic() < deadline:
+        time.sleep(0.3)  # the worker inspects the image (in a child process with limits)
     response = demo.post(
         f"{stack.url}/imports/{pk}/submit/", data={"csrfmiddlewaretoken": token}, headers={"Referer": details}
     )

@@ -148,10 +148,15 @@ def draft_from_spec(user, spec: importspec.ImportSpec, source: str) -> ImportReq
 
 
 def _create_from_spec(user, spec: importspec.ImportSpec, source: str, **details: Any) -> ImportRequest:
+    """The draft and its disks; each S3 image is queued for inspection (after the commit)."""
+    from wizard import preflight
+
     with transaction.atomic():
         request = ImportRequest.objects.create(owner=user, **spec_values(spec))
-        for position, disk in enumerate(spec.disk_containers):
+        containers = [
             DiskContainer.objects.create(request=request, position=position, **container_values(disk))
+            for position, disk in enumerate(spec.disk_containers)
+        ]
         audit.record(
             "draft created",
             request,
@@ -159,6 +164,8 @@ def _create_from_spec(user, spec: importspec.ImportSpec, source: str, **details:
             after={"status": request.status},
             details={"from": source, **details},
         )
+        for container in containers:
+            preflight.inspect_container(container)
     return request
 
 

@@ -1,29 +1,39 @@
 """Pre-flight: inspect each disk image where it lies (S3, by ranged reads) before any import runs.
 
-The inspection (wizard.inspect) is pure; this module fetches the bytes, stores the report on
-the container, takes the Format from the image itself, and turns reports into findings
-placed on the wizard's steps. Errors block submission: VM Import would fail on them, an
-hour in.
+The inspection (wizard.inspect) is pure, and image bytes are hostile: it runs in the worker, in
+a child process with a time and a memory limit (wizard.inspection), never in a web request.
+`inspect_container` queues it (the container is "pending" until the report is in);
+`run_inspection` is the worker's part: it stores the report on the container, takes the Format
+from the image itself and writes an audit event. `placed` turns reports (and pending
+inspections) into findings placed on the wizard's steps. Errors block submission: VM Import
+would fail on them, an hour in.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 
-from wizard import sources
+from wizard import audit, inspection, sources
 from wizard.aws import kms
-from wizard.aws.s3 import S3RangeReader
-from wizard.inspect import inspect_image
 from wizard.models import DiskContainer, ImportRequest
 from wizard.steps import Placed, placed_findings
 
 log = logging.getLogger(__name__)
 IMPORTABLE = {"OVA", "VMDK", "VHD", "VHDX", "RAW"}
 LOOKS = {"uefi": "GPT with an EFI System Partition", "legacy-bios": "MBR without an EFI System Partition"}
+PENDING, DONE = "pending", "done"  # DiskContainer.inspection_status
+STILL_INSPECTING = (
+    "The image is still being inspected: submission waits for its findings (usually a few seconds; "
+    "this page updates by itself)."
+)
 
 
 def s3_location(container: DiskContainer) -> tuple[str, str] | None:
@@ -38,49 +48,132 @@ def s3_location(container: DiskContainer) -> tuple[str, str] | None:
 NOT_PERMITTED = "not-permitted"
 
 
-def inspect_container(container: DiskContainer) -> dict | None:
-    """Inspect the container's image if it is in S3; store and return the report.
+def _refusal_report(refused: str) -> dict:
+    return {
+        "format": "UNKNOWN",
+        "ok": False,
+        "findings": [{"severity": "error", "code": NOT_PERMITTED, "message": refused}],
+    }
 
-    A location the request's owner may not import (wizard.sources) is not read at all: the
-    stored report is the refusal, the same whether or not the object exists."""
-    location = s3_location(container)
-    if location is None:
-        return None
-    refused = sources.container_refusal(container.request.owner, container)
-    if refused:
-        report = {
-            "format": "UNKNOWN",
-            "ok": False,
-            "findings": [{"severity": "error", "code": NOT_PERMITTED, "message": refused}],
-        }
-        fields = {"inspection": report, "inspected_at": timezone.now(), "inspection_status": "done"}
-        DiskContainer.objects.filter(pk=container.pk).update(**fields)
-        for name, value in fields.items():
-            setattr(container, name, value)
-        return report
-    try:
-        report = inspect_image(S3RangeReader(*location)).to_dict()
-    except (ClientError, BotoCoreError) as exc:
-        report = {
-            "format": "UNKNOWN",
-            "ok": False,
-            "findings": [
-                {
-                    "severity": "error",
-                    "code": "unreadable",
-                    "message": f"The image s3://{location[0]}/{location[1]} cannot be read ({exc}). "
-                    'VM Import would fail with "Disk validation failed [We do not have access to the given resource. '
-                    'Reason 403 Forbidden]". Check the bucket, the key and the permissions.',
-                }
-            ],
-        }
-    fields = {"inspection": report, "inspected_at": timezone.now()}
-    if report.get("format") in IMPORTABLE and container.format != report["format"]:
-        fields["format"] = report["format"]  # the image says what it is; the file name only guessed
-    DiskContainer.objects.filter(pk=container.pk).update(**fields)
+
+def _store_refusal(container: DiskContainer, refused: str, **match: object) -> dict:
+    report = _refusal_report(refused)
+    fields = {"inspection": report, "inspected_at": timezone.now(), "inspection_status": DONE}
+    DiskContainer.objects.filter(pk=container.pk, **match).update(**fields)
     for name, value in fields.items():
         setattr(container, name, value)
     return report
+
+
+def inspect_container(container: DiskContainer) -> dict | None:
+    """Queue the inspection of the container's image if it is in S3 (else nothing to do).
+
+    A location the request's owner may not import (wizard.sources) is not read at all: the
+    stored report is the refusal, returned at once, the same whether or not the object exists.
+
+    Otherwise the old report is cleared and the container is "pending" until the worker has
+    stored the new one; `inspected_at` holds when this inspection was asked for, so that a
+    result of an earlier one, finishing later, does not overwrite it (see `run_inspection`).
+    The task is queued after the commit, so that the worker sees the pending container.
+    """
+    if s3_location(container) is None:
+        return None
+    if refused := sources.container_refusal(container.request.owner, container):
+        return _store_refusal(container, refused)
+    asked_at = timezone.now()
+    fields = {"inspection": None, "inspected_at": asked_at, "inspection_status": PENDING}
+    DiskContainer.objects.filter(pk=container.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(container, name, value)
+    from wizard.tasks import enqueue_inspection
+
+    transaction.on_commit(lambda: enqueue_inspection(container.pk, asked_at.isoformat()))
+    return None
+
+
+def stale_after() -> timedelta:
+    """How long a pending inspection may wait: its task's timeout plus django-q2's `retry`, by
+    when a task taken by a worker that died has been delivered again (ORM broker)."""
+    from wizard.tasks import INSPECT_MARGIN_SECONDS
+
+    seconds = math.ceil(settings.WIZARD_INSPECT_SECONDS) + INSPECT_MARGIN_SECONDS + settings.Q_RETRY
+    return timedelta(seconds=seconds)
+
+
+def requeue_if_stale(container: DiskContainer) -> bool:
+    """Queue a pending inspection again if it has waited longer than `stale_after()`, e.g. its
+    task was lost with a worker (a Redis broker does not deliver it again). At most once per
+    that period (a cache key per asked inspection), and harmless: the task is the same one
+    (same `asked_at`), which stores and audits once whichever delivery runs first."""
+    if container.inspection_status != PENDING or container.inspected_at is None:
+        return False
+    wait = stale_after()
+    if timezone.now() - container.inspected_at < wait:
+        return False
+    asked_at = container.inspected_at.isoformat()
+    if not cache.add(f"wizard:inspect-requeued:{container.pk}:{asked_at}", 1, wait.total_seconds()):
+        return False
+    from wizard.tasks import enqueue_inspection
+
+    log.warning("inspection of container %s pending since %s: queued again", container.pk, asked_at)
+    enqueue_inspection(container.pk, asked_at)
+    return True
+
+
+def run_inspection(container_id: int, asked_at: str) -> str:
+    """The worker's part: inspect the image in a limited child, store the report, take the Format
+    from it and record "image inspected"; once per asked inspection, however often delivered.
+
+    Returns what happened: "done", or "superseded" (inspected again since, or already done by
+    an earlier delivery of this task), or "gone" (the container was removed), or "refused" (its
+    owner may no longer import it: nothing was read).
+    """
+    asked = datetime.fromisoformat(asked_at)
+    container = DiskContainer.objects.select_related("request").filter(pk=container_id).first()
+    if container is None:
+        return "gone"
+    if container.inspection_status != PENDING or container.inspected_at != asked:
+        return "superseded"
+    location = s3_location(container)
+    if location is None:  # no longer an S3 source: nothing to inspect
+        DiskContainer.objects.filter(pk=container_id, inspected_at=asked).update(inspection_status="")
+        return "gone"
+    # Judged again here: a grant may have been revoked while the task waited in the queue.
+    if refused := sources.container_refusal(container.request.owner, container):
+        _store_refusal(container, refused, inspection_status=PENDING, inspected_at=asked)
+        return "refused"
+    report = inspection.inspect_s3(
+        *location,
+        aws={"sandbox": settings.AWS_SANDBOX, "region": settings.AWS_REGION, "endpoint_url": settings.AWS_ENDPOINT_URL},
+        seconds=settings.WIZARD_INSPECT_SECONDS,
+        memory_mb=settings.WIZARD_INSPECT_MEMORY_MB,
+    )
+    fields = {"inspection": report, "inspected_at": timezone.now(), "inspection_status": DONE}
+    if report.get("format") in IMPORTABLE and container.format != report["format"]:
+        fields["format"] = report["format"]  # the image says what it is; the file name only guessed
+    with transaction.atomic():
+        stored = DiskContainer.objects.filter(pk=container_id, inspection_status=PENDING, inspected_at=asked)
+        if not stored.update(**fields):
+            return "superseded"
+        audit.record("image inspected", container.request, details=_summary(container, location, report, fields))
+    return "done"
+
+
+def _summary(container: DiskContainer, location: tuple[str, str], report: dict, fields: dict) -> dict:
+    """What the audit log keeps of an inspection: where, what, and the findings' codes."""
+    findings = report.get("findings") or []
+    details = {
+        "container": container.pk,
+        "position": container.position,
+        "source": f"s3://{location[0]}/{location[1]}",
+        "format": report.get("format", ""),
+        "ok": bool(report.get("ok")),
+        "errors": [f.get("code", "") for f in findings if f.get("severity") == "error"],
+        "warnings": [f.get("code", "") for f in findings if f.get("severity") == "warning"],
+    }
+    if "format" in fields:
+        details["format_changed"] = {"from": container.format, "to": fields["format"]}
+    return details
 
 
 def inspect_request(request: ImportRequest) -> None:
@@ -94,6 +187,9 @@ def placed(request: ImportRequest, containers=None) -> list[Placed]:
     found: list[Placed] = []
     hints = set()
     for i, container in enumerate(containers if containers is not None else request.disk_containers.all()):
+        if container.inspection_status == PENDING:
+            found.append(Placed("upload", f"disk-{i}", f"DiskContainers[{i}] (image)", STILL_INSPECTING))
+            continue
         report = container.inspection or {}
         for f in report.get("findings", []):
             # A stored refusal is stale once a grant is made; all_findings judges the source afresh.

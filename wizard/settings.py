@@ -169,6 +169,14 @@ AWS_ENDPOINT_URL = os.environ.get(
 )
 IMPORT_BUCKET = os.environ.get("WIZARD_BUCKET", "import-wizard-uploads")
 IMPORT_POLL_SECONDS = float(os.environ.get("WIZARD_POLL_SECONDS", "3"))
+# Each image is inspected in a child process of the worker with a wall-clock and a memory
+# (address space) limit, wizard.inspection; an image that needs more gets an error finding.
+# A normal inspection from S3 peaks at about 60 MiB, mostly boto3 (bench/inspect-memory).
+# The inspection task's own timeout is these seconds + 30, so they must stay under Q_RETRY - 30.
+WIZARD_INSPECT_SECONDS = float(os.environ.get("WIZARD_INSPECT_SECONDS", "30"))
+WIZARD_INSPECT_MEMORY_MB = int(os.environ.get("WIZARD_INSPECT_MEMORY_MB", "256"))
+if WIZARD_INSPECT_SECONDS + 30 >= Q_RETRY:
+    raise ValueError(f"WIZARD_INSPECT_SECONDS ({WIZARD_INSPECT_SECONDS}) must be under Q_RETRY - 30 ({Q_RETRY - 30})")
 # A task whose status has not changed for this long is flagged as stalled on its page.
 STALL_MINUTES = float(os.environ.get("WIZARD_STALL_MINUTES", "60"))
 # Links in emails point here.

@@ -1,8 +1,9 @@
-"""django-q2 task functions: thin entries into dispatch and polling."""
+"""django-q2 task functions: thin entries into dispatch, polling and the image inspection."""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
@@ -14,12 +15,15 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from wizard import dispatch, polling
+from wizard import dispatch, polling, preflight
 from wizard.aws import vmimport
 from wizard.models import WorkerLease
 
 # A poller that died with its worker is replaced by the next kick after this long.
 LEASE_SECONDS = 90
+# The inspection task may run this much longer than its child's wall-clock limit (starting the
+# child, storing the report); settings checks that the sum stays under Q_RETRY.
+INSPECT_MARGIN_SECONDS = 30
 # When AWS keeps throttling, the pause between polls doubles up to this.
 MAX_BACKOFF_SECONDS = 60
 BACKOFF_KEY = "wizard:poller-backoff"
@@ -92,3 +96,21 @@ def poll_imports() -> int:
     if active:
         kick_poller()
     return active
+
+
+def enqueue_inspection(container_id: int, asked_at: str) -> None:
+    """Queue the inspection of one container's image; its timeout is longer than the child's limit,
+    so django-q2 never kills a worker that is waiting for a child the limit will end anyway."""
+    async_task(
+        "wizard.tasks.inspect_container_task",
+        container_id,
+        asked_at,
+        task_name=f"inspect-{container_id}",
+        timeout=math.ceil(settings.WIZARD_INSPECT_SECONDS) + INSPECT_MARGIN_SECONDS,
+    )
+
+
+def inspect_container_task(container_id: int, asked_at: str) -> str:
+    """Inspect one container's image (wizard.preflight.run_inspection): idempotent, so a task
+    delivered again after a killed worker stores and audits nothing twice."""
+    return preflight.run_inspection(container_id, asked_at)

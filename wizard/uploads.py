@@ -344,7 +344,8 @@ def _attach(upload: Upload, user: Any, etag: str, crc32: str = "") -> Completed:
                 "format": container.format,
             },
         )
-    preflight.inspect_container(container)  # the image itself, before anyone relies on it
+    # The image itself, before anyone relies on it: queued for the worker (pending until its report is in).
+    preflight.inspect_container(container)
     return Completed(locked, container)
 
 

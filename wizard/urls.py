@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from wizard.views import drafts, health, history, imports, review, wizard
+from wizard.views import drafts, health, history, imports, inspection, review, wizard
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="my-imports"), name="home"),
@@ -19,6 +19,7 @@ urlpatterns = [
     path("imports/<int:pk>/edit/<str:name>/", wizard.step, name="wizard-step"),
     path("imports/<int:pk>/sources/", wizard.add_source, name="wizard-source"),
     path("imports/<int:pk>/dry-run/", wizard.dry_run, name="wizard-dry-run"),
+    path("disks/<int:pk>/inspection/", inspection.container_inspection, name="container-inspection"),
     path("imports/<int:pk>/duplicate/", drafts.duplicate, name="request-duplicate"),
     path("imports/<int:pk>/delete/", drafts.delete, name="draft-delete"),
     path("imports/cli/", drafts.cli_import, name="cli-import"),

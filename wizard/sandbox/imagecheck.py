@@ -35,18 +35,24 @@ Other findings of the inspector (damaged or truncated files, boot mode
 hints, ...) do not fail the task: only the findings in FAILING_FINDINGS do.
 
 The content is judged by `wizard.inspect.inspect_image` when that package is
-importable; else by `local_inspect` here, a minimal detector of the same
+importable, run as the application runs it: in a child process with the same
+time and memory limits (`wizard.inspection`; WIZARD_INSPECT_SECONDS, default
+30, and WIZARD_INSPECT_MEMORY_MB, default 256), the child asking this process
+for each byte range, so a hostile image can hold the sandbox for the time
+limit at most. Else by `local_inspect` here, a minimal detector of the same
 cases with the same report fields (format, subformat, partition_table,
 findings with codes "format-mismatch", "vmdk-not-stream-optimized",
-"no-partitions"). An inspector that raises leaves the disk alone (logged).
-Only the byte ranges the inspection asks for are read from moto's in-memory
-S3 object.
+"no-partitions"), which reads a few fixed ranges only. An inspector that
+raises, or an inspection that exceeds the limits or crashes, leaves the disk
+alone (logged). Only the byte ranges the inspection asks for are read from
+moto's in-memory S3 object.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import struct
 import sys
 from collections.abc import Callable
@@ -60,6 +66,8 @@ from moto.kms.models import kms_backends
 from moto.s3.exceptions import MissingBucket
 from moto.s3.models import FakeKey, s3_backends
 from moto.utilities.utils import get_partition
+
+from wizard import inspection
 
 if TYPE_CHECKING:
     from wizard.sandbox.vmimport import ImportTask
@@ -321,16 +329,56 @@ def local_inspect(reader: Any, declared_format: str | None = None) -> LocalRepor
     return report
 
 
-def _inspector() -> Callable[..., Any]:
-    """`wizard.inspect.inspect_image` if it is there, else `local_inspect`."""
+class InspectionStopped(Exception):
+    """The limited inspection ran out of time or memory, or its child crashed."""
+
+
+def limits() -> tuple[float, int]:
+    """(seconds, MiB) of one inspection: the application's settings, from the same environment."""
+    seconds = float(os.environ.get("WIZARD_INSPECT_SECONDS", inspection.DEFAULT_SECONDS))
+    return seconds, int(os.environ.get("WIZARD_INSPECT_MEMORY_MB", inspection.DEFAULT_MEMORY_MB))
+
+
+def bounded(seconds: float, memory_mb: int) -> Callable[..., Any]:
+    """`wizard.inspect.inspect_image` in a limited child (`wizard.inspection`), as the application runs it."""
+
+    def inspect(reader: Any, declared_format: str | None = None) -> dict[str, Any]:
+        report = inspection.inspect_reader(
+            reader, seconds=seconds, memory_mb=memory_mb, declared_format=declared_format or ""
+        )
+        for finding in report.get("findings", []):
+            if finding.get("code") in (inspection.LIMITS_CODE, inspection.FAILED_CODE):
+                raise InspectionStopped(finding["message"])
+        return report
+
+    return inspect
+
+
+def _inspector(seconds: float | None = None, memory_mb: int | None = None) -> Callable[..., Any]:
+    """`wizard.inspect.inspect_image`, bounded, if that package is there, else `local_inspect`."""
     try:
-        from wizard.inspect import inspect_image
+        import wizard.inspect  # noqa: F401 - only whether it imports
     except ImportError:
         return local_inspect
     except Exception as error:  # a broken package must not break the sandbox
         print(f"sandbox: wizard.inspect does not import ({error!r}); using local_inspect", file=sys.stderr)
         return local_inspect
-    return inspect_image
+    default_seconds, default_memory = limits()
+    return bounded(default_seconds if seconds is None else seconds, memory_mb or default_memory)
+
+
+def _codes(report: Any) -> set[str]:
+    """The finding codes of a report, an object (ImageReport, LocalReport) or its dict, plus
+    "no-partitions" when it found no partition table."""
+    if isinstance(report, dict):
+        codes = {str(f.get("code", "")) for f in report.get("findings") or []}
+        table = report.get("partition_table", "")
+    else:
+        codes = {finding.code for finding in report.findings}
+        table = getattr(report, "partition_table", "")
+    if table == "none":
+        codes.add("no-partitions")
+    return codes
 
 
 def content_failure(
@@ -343,9 +391,7 @@ def content_failure(
     except Exception as error:  # an inspector's bug must not break the sandbox: the disk is fine
         print(f"sandbox: inspecting the image failed: {error!r}", file=sys.stderr, flush=True)
         return None
-    codes = {finding.code for finding in report.findings}
-    if getattr(report, "partition_table", "") == "none":
-        codes.add("no-partitions")
+    codes = _codes(report)
     for code, stage, message in FAILING_FINDINGS:
         if code in codes:
             return stage, message
@@ -368,9 +414,15 @@ def _inspect_mode(task: ImportTask) -> str:
 class ImageChecks:
     """The sandbox's validator: role, KMS key and disks of a task that starts validating."""
 
-    def __init__(self, min_bytes: int = DEFAULT_MIN_BYTES, inspect: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        min_bytes: int = DEFAULT_MIN_BYTES,
+        inspect: Callable[..., Any] | None = None,
+        seconds: float | None = None,
+        memory_mb: int | None = None,
+    ) -> None:
         self.min_bytes = min_bytes
-        self.inspect = inspect
+        self.inspect = inspect or _inspector(seconds, memory_mb)
 
     def __call__(self, task: ImportTask) -> Failure | None:
         account, region, params = task.account, task.region, task.params

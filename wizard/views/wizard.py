@@ -238,9 +238,7 @@ def add_source(request: HttpRequest, pk: int) -> HttpResponse:
         except drafts.SourceRefused as refused:
             form.add_error(SOURCE_FIELD[kind], refused.message)
         else:
-            report = preflight.inspect_container(container)
-            if report and not report.get("ok", True):
-                messages.error(request, "The image has problems VM Import would fail on: see below.")
+            preflight.inspect_container(container)  # queued: the step shows it pending, then its findings
             return redirect(step_url(draft, "upload"))
     note = "Not added: see the message next to the field."
     return _with_status(_render(request, draft, "upload", source_forms={kind: form}, status_note=note), 400)
