@@ -160,8 +160,11 @@ def main() -> int:
                 env.get("WEB_WORKERS", "2"),
                 "--threads",
                 "4",
+                # One JSON line per request, its query's secrets masked (wizard.logs).
                 "--access-logfile",
                 "-",
+                "--logger-class",
+                "wizard.logs.GunicornLogger",
                 "--graceful-timeout",
                 "10",
                 "--no-control-socket",

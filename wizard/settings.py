@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from botocore.config import Config as BotoConfig
@@ -57,6 +59,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_q",
+    "csp",
+    "axes",
     "wizard",
 ]
 
@@ -69,7 +73,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, so that it sees the login view's answer (it replaces it while locked out).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "wizard.urls"
@@ -186,6 +193,12 @@ EMAIL_BACKEND = os.environ.get(
     "django.core.mail.backends.console.EmailBackend" if AWS_SANDBOX else "django.core.mail.backends.smtp.EmailBackend",
 )
 DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "import-wizard@localhost")
+# The SMTP server (the SMTP backend only); the password comes from the environment, never from code.
+EMAIL_HOST = os.environ.get("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("DJANGO_EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("DJANGO_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", False)
 # When off, a submitted request is approved by the system and dispatched at once.
 APPROVAL_REQUIRED = env_bool("WIZARD_APPROVAL_REQUIRED", True)
 
@@ -228,6 +241,11 @@ STORAGES["audit"] = {
 }
 
 # --- auth, i18n, static ----------------------------------------------------------------
+# django-axes first: it refuses a locked-out user name or address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -254,10 +272,83 @@ WHITENOISE_AUTOREFRESH = DEBUG
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
+# --- production: HTTPS, the proxy in front, the Content-Security-Policy ----------------------
+# WIZARD_HTTPS (on by default outside the sandbox): the site is served over https only, so
+# http is redirected, the browser is told to use https (HSTS) and cookies travel on https
+# only. The sandbox and `make run` serve plain http://127.0.0.1:8000, so it is off there.
+HTTPS = env_bool("WIZARD_HTTPS", not AWS_SANDBOX)
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the load balancer's health check may come over http
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS", "31536000" if HTTPS else "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", HTTPS)
+# WIZARD_BEHIND_PROXY: gunicorn listens behind one TLS-terminating proxy that sets
+# X-Forwarded-Proto (and overwrites any the client sent) and appends the client's address
+# to X-Forwarded-For. Never set it when clients reach gunicorn directly: they could then
+# claim https, or any address.
+BEHIND_PROXY = env_bool("WIZARD_BEHIND_PROXY", False)
+if BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+
+def upload_origins(endpoint: str, bucket: str, region: str) -> list[str]:
+    """Where the browser PUTs upload parts: the origins of the URLs wizard.aws.multipart presigns."""
+    if endpoint:
+        parts = urlsplit(endpoint)
+        return [f"{parts.scheme}://{parts.netloc}"]
+    if "." in bucket:  # not valid in a https host name: path-style URLs
+        return ["https://s3.amazonaws.com", f"https://s3.{region}.amazonaws.com"]
+    return [f"https://{bucket}.s3.amazonaws.com", f"https://{bucket}.s3.{region}.amazonaws.com"]
+
+
+UPLOAD_ORIGINS = env_list(
+    "WIZARD_UPLOAD_ORIGINS", ",".join(upload_origins(AWS_ENDPOINT_URL, IMPORT_BUCKET, AWS_REGION))
+)
+# django-csp: only the application's own scripts, styles, images and fonts; XHR to itself and
+# to S3 (the upload widget's part PUTs); its CRC32 worker from a static file. No inline script
+# or style anywhere (templates/ has none; htmx's indicator style is off, see base.html).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'", *UPLOAD_ORIGINS],
+        "worker-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    },
+}
+
+# --- login attempts (django-axes) ---------------------------------------------------------
+# After WIZARD_LOGIN_FAILURES failed logins for one user name, or from one address, further
+# attempts for it are refused for WIZARD_LOGIN_COOLOFF_MINUTES (an attempt during the lock
+# starts it again). `python manage.py axes_reset` (or axes_reset_username NAME,
+# axes_reset_ip ADDRESS) lifts locks at once. Failures and lockouts are audit events
+# (wizard.logins).
+AXES_FAILURE_LIMIT = int(os.environ.get("WIZARD_LOGIN_FAILURES", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("WIZARD_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_CALLABLE = "wizard.logins.lockout_response"
+# Passwords are never stored or logged by django-axes; the CSRF token neither.
+AXES_SENSITIVE_PARAMETERS = ["csrfmiddlewaretoken"]
+# The client's address: REMOTE_ADDR, or behind the proxy the last X-Forwarded-For entry
+# (the one the proxy itself appended; anything before it the client may have made up).
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if BEHIND_PROXY else ("REMOTE_ADDR",)
+AXES_IPWARE_PROXY_ORDER = "right-most"
+AXES_VERBOSE = False  # no start-up banner in every manage.py command
+
+# --- logs: one JSON object per line, secrets masked (wizard.logs) ------------------------------
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": "wizard.logs.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": os.environ.get("WIZARD_LOG_LEVEL", "INFO")},
     "loggers": {"botocore": {"level": "WARNING"}, "boto3": {"level": "WARNING"}},
 }

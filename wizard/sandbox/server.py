@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import signal
 import threading
@@ -54,10 +55,13 @@ from moto.s3.models import s3_backends
 from moto.utilities.utils import get_partition
 from werkzeug.serving import make_server
 
+from wizard import logs
 from wizard.sandbox import faults as faults_module
 from wizard.sandbox import imagecheck, s3fixes, vmimport
 from wizard.sandbox.clock import SandboxClock
 from wizard.sandbox.faults import CallError, Faults, FaultSpecError
+
+log = logging.getLogger("wizard.sandbox")
 
 ROLE_NAME = vmimport.DEFAULT_ROLE
 CLOCK_PATH = "/_sandbox/clock"
@@ -292,11 +296,35 @@ def _json(start_response: StartResponse, status: str, payload: dict[str, Any]) -
     return [body]
 
 
+class LoggedRequestHandler(MotoRequestHandler):
+    """moto's request handler, logging one JSON line per request (wizard.logs): the path with
+    its query's secrets masked (a presigned URL's signature and credential), never werkzeug's
+    raw request line."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        status = getattr(code, "value", code)
+        log.info(
+            "request",
+            extra={
+                "method": getattr(self, "command", ""),
+                "path": getattr(self, "path", ""),  # masked by the formatter, as every field
+                "status": int(status) if str(status).isdigit() else status,
+                "bytes": int(size) if str(size).isdigit() else None,
+                "remote": self.client_address[0] if self.client_address else "",
+            },
+        )
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        level = {"error": logging.ERROR, "warning": logging.WARNING}.get(type, logging.INFO)
+        log.log(level, message.rstrip(), *args)
+
+
 def serve(config: SandboxConfig) -> None:
     """Run the sandbox until SIGTERM or SIGINT; then return (no traceback)."""
     # Real S3 answers CORS only as the bucket's configuration says; moto's
     # server would add "Access-Control-Allow-Origin: *" to every answer.
     werkzeug_app.DISABLE_GLOBAL_CORS = True
+    logs.configure()
     clock = SandboxClock(config.clock_speed)
     faults = Faults()
     faults.update(faults_module.parse(config.faults))
@@ -310,7 +338,7 @@ def serve(config: SandboxConfig) -> None:
     s3fixes.install()
     bootstrap(config)
     app = SandboxApp(DomainDispatcherApplication(create_backend_app), config, clock, tasks, faults)
-    server = make_server(config.host, config.port, app, threaded=True, request_handler=MotoRequestHandler)
+    server = make_server(config.host, config.port, app, threaded=True, request_handler=LoggedRequestHandler)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         # shutdown() waits for serve_forever(), which this (main) thread runs.

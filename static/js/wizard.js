@@ -1,0 +1,64 @@
+/* The pages' small behaviours, as event listeners on the document (no inline handlers: the
+ * Content-Security-Policy allows only this site's script files). They work on content htmx
+ * swaps in as well.
+ *
+ * - button.copy[data-copy=ID]: copies the text of element ID (the AWS CLI export).
+ * - button[data-add-tag] / button[data-remove-tag]: add a row of tag fields (a blank copy of
+ *   the last), or empty and remove the row (the only row is emptied); the step form autosaves.
+ * - button[data-kms-arn]: puts that key's ARN in the KMS key field and ticks Encrypted.
+ */
+(function () {
+  'use strict';
+
+  function changed(element) {
+    element.dispatchEvent(new Event('change', { bubbles: true }));
+  }
+
+  function copy(button) {
+    var source = document.getElementById(button.dataset.copy);
+    if (!source) return;
+    (navigator.clipboard ? navigator.clipboard.writeText(source.textContent) : Promise.reject()).then(
+      function () { button.textContent = 'Copied'; },
+      function () { button.textContent = 'Select and copy'; });
+  }
+
+  function clear(row) {
+    row.querySelectorAll('input').forEach(function (input) { input.value = ''; });
+  }
+
+  function addTag(button) {
+    var rows = document.getElementById(button.dataset.addTag);
+    var last = rows && rows.querySelector('.tag-row:last-child');
+    if (!last) return;
+    var row = last.cloneNode(true);
+    clear(row);
+    rows.appendChild(row);
+  }
+
+  function removeTag(button) {
+    var row = button.closest('.tag-row');
+    var form = button.closest('form');
+    if (!row) return;
+    clear(row);
+    if (row.parentNode.querySelectorAll('.tag-row').length > 1) row.remove();
+    if (form) changed(form);
+  }
+
+  function useKey(button) {
+    var field = document.getElementById(button.dataset.kmsField || 'id_kms_key_id');
+    var encrypted = document.getElementById('id_encrypted');
+    if (!field) return;
+    field.value = button.dataset.kmsArn;
+    if (encrypted) encrypted.checked = true;
+    changed(field);
+  }
+
+  document.addEventListener('click', function (event) {
+    var button = event.target.closest && event.target.closest('button');
+    if (!button) return;
+    if (button.matches('button.copy[data-copy]')) copy(button);
+    else if (button.matches('[data-add-tag]')) addTag(button);
+    else if (button.matches('[data-remove-tag]')) removeTag(button);
+    else if (button.matches('[data-kms-arn]')) useKey(button);
+  });
+})();
