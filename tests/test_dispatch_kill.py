@@ -37,9 +37,9 @@ from pathlib import Path
 import pytest
 from botocore.config import Config
 
-from wizard import dispatch
+from wizard import dispatch, polling
 from wizard.aws import clients, vmimport
-from wizard.models import ImportRequest, ImportTask
+from wizard.models import AuditEvent, ImportRequest, ImportTask
 from wizard.sandbox.testing import SandboxProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -337,3 +337,80 @@ def test_a_killed_worker_still_dispatches_each_request_exactly_once(tmp_path, fa
     assert kinds["after the call, before our commit"] >= 1, summary
     assert kinds["before the call"] >= 1, summary
     assert faults["throttle"]["injected"] >= 1, summary
+
+
+# --- a delivery after the task ended (the worker was killed after AWS made it) ---------------------
+
+
+@pytest.fixture
+def made_before(approved, sandbox) -> str:
+    """AWS made the request's task (same ClientToken) but the delivery that asked was killed."""
+    sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key="uploads/x.vmdk", Body=b"KDMV" + bytes(4092))
+    return vmimport.import_image(approved.to_api_params())["ImportTaskId"]
+
+
+def test_a_delivery_after_the_task_completed_records_the_ami_and_completes(approved, sandbox, made_before):
+    sandbox.advance(61)  # the import finished while nobody recorded it
+    (aws,) = sandbox.client("ec2").describe_import_image_tasks(ImportTaskIds=[made_before])["ImportImageTasks"]
+    assert aws["Status"] == "completed" and aws["ImageId"].startswith("ami-")
+
+    assert dispatch.dispatch(approved.pk) == made_before
+    approved.refresh_from_db()
+    assert approved.status == ImportRequest.Status.COMPLETED
+    task = ImportTask.objects.get(request=approved)
+    assert (task.status, task.image_id) == ("completed", aws["ImageId"])
+    assert [d["SnapshotId"] for d in task.snapshot_details] == [d["SnapshotId"] for d in aws["SnapshotDetails"]]
+    actions = list(AuditEvent.objects.filter(request=approved).values_list("action", flat=True))
+    assert actions[-3:] == ["dispatched", "aws status changed", "completed"]
+    assert AuditEvent.objects.get(request=approved, action="dispatched").details["Status"] == "completed"
+    assert AuditEvent.objects.get(request=approved, action="completed").details["image_id"] == aws["ImageId"]
+    assert dispatch.dispatch(approved.pk) == made_before  # a further delivery changes nothing
+    assert AuditEvent.objects.filter(request=approved, action="completed").count() == 1
+
+
+def test_a_delivery_after_the_task_failed_records_awss_message_and_fails(approved, sandbox, made_before):
+    sandbox.faults(
+        fail={"stage": "booting", "message": "ClientError: Unknown OS / Missing OS files.", "task_id": made_before}
+    )
+    sandbox.advance(61)
+    assert dispatch.dispatch(approved.pk) == made_before
+    approved.refresh_from_db()
+    assert (approved.status, approved.failure_message) == (
+        ImportRequest.Status.FAILED,
+        "ClientError: Unknown OS / Missing OS files.",
+    )
+    task = ImportTask.objects.get(request=approved)
+    assert (task.status, task.status_message, task.image_id) == ("deleted", approved.failure_message, "")
+
+
+def test_an_import_image_answer_without_the_image_id_is_completed_from_describe(
+    approved, sandbox, made_before, settings
+):
+    """AWS's ImportImage answer for an existing task need not carry ImageId: it is described first."""
+    events = clients._session(settings.AWS_SANDBOX, settings.AWS_REGION).events
+
+    def drop_image_id(parsed, **_):
+        parsed.pop("ImageId", None)
+
+    events.register("after-call.ec2.ImportImage", drop_image_id, unique_id="test-drop-image-id")
+    try:
+        sandbox.advance(61)
+        dispatch.dispatch(approved.pk)
+    finally:
+        events.unregister("after-call.ec2.ImportImage", unique_id="test-drop-image-id")
+    task = ImportTask.objects.get(request=approved)
+    assert task.image_id.startswith("ami-") and task.request.status == ImportRequest.Status.COMPLETED
+
+
+def test_if_describing_the_ended_task_fails_the_poller_records_it(approved, sandbox, made_before, monkeypatch):
+    monkeypatch.setattr(clients, "RETRY_CONFIG", Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    sandbox.advance(61)
+    sandbox.faults(throttle={"actions": ["DescribeImportImageTasks"], "count": 1})
+    assert dispatch.dispatch(approved.pk) == made_before
+    task = ImportTask.objects.get(request=approved)
+    assert (task.status, task.image_id) == ("active", "")  # never final without its ImageId
+    assert task.request.status == ImportRequest.Status.IMPORTING
+    assert polling.poll_once() == 0
+    task.refresh_from_db()
+    assert task.status == "completed" and task.image_id.startswith("ami-")
+    assert task.request.status == ImportRequest.Status.COMPLETED
