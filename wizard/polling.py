@@ -138,7 +138,7 @@ class Poll:
         for task in group:
             description = found.get(task.import_task_id)
             if description is None:
-                _mark_lost(task)
+                mark_lost(task)
                 continue
             if task.attention:
                 clear_attention(task)
@@ -160,7 +160,7 @@ class Poll:
             task = group[0]
             if kind == UNKNOWN:
                 log.warning("task %s is unknown: %s", task.import_task_id, exc)
-                _mark_lost(task)
+                mark_lost(task)
             else:
                 log.warning("task %s alone: %s", task.import_task_id, describe_failure(exc))
                 self.alone.append((task, describe_failure(exc), isinstance(exc, ResponseParserError)))
@@ -374,7 +374,7 @@ def _changed(task: ImportTask, d: dict[str, Any]) -> bool:
     return _observed(task, d) != (task.status, task.status_message, task.progress, task.snapshot_details, task.image_id)
 
 
-def _mark_lost(task: ImportTask) -> None:
+def mark_lost(task: ImportTask) -> None:
     with transaction.atomic():
         task.status, task.status_message, task.changed_at = "deleted", LOST_MESSAGE, timezone.now()
         task.save()
