@@ -2,16 +2,22 @@
 
 First, quickly, in-process against the session's sandbox: a throttled dispatch raises (so
 django-q2 delivers it again) until its last attempt, which fails the request with AWS's
-message; an error retrying cannot fix fails the request after one call.
+message; an error retrying cannot fix fails the request after one call; a delivery whose
+task had already ended (completed, or failed) records the task's real final state.
 
 A real sandbox process (ImportImage slowed down, so a kill can land while AWS is making
 the task, and throttled at a seeded rate, so botocore and django-q2 retry) and a real
 `python manage.py qcluster` on a temporary SQLite file. Many approved requests are
 queued; the cluster (its own process group) is started and SIGKILLed after a seeded
-random delay, again and again, then started once more and left to finish. At the end
-every request has exactly one ImportImage task in the sandbox (counted by its unique
-Description, as DescribeImportImageTasks does not show the ClientToken), is linked to it
-(its ImportTask row has that id) and is importing, not failed.
+random delay, again and again. Then it is killed while ImportImage calls are in flight
+(the sandbox makes their tasks after the worker died) until at least two tasks exist that
+our database has not recorded. The sandbox clock then moves past the end of every import,
+one of those tasks failing: their dispatches are delivered again only after the tasks
+ended. The cluster is started once more and left to finish, the sandbox clock moving on so
+that tasks dispatched from now on end too. At the end every request has reached a final
+state (completed with the AMI AWS made, or failed with AWS's message for the task that
+failed), has exactly one ImportImage task in the sandbox (counted by its unique
+Description, as DescribeImportImageTasks does not show the ClientToken) and is linked to it.
 
 Each kill is classified from the cluster's log and the sandbox: dispatches in flight
 when it died that AWS had not yet seen ("before the call"), that AWS had made a task for
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import random
 import re
@@ -37,9 +44,9 @@ from pathlib import Path
 import pytest
 from botocore.config import Config
 
-from wizard import dispatch
+from wizard import dispatch, polling
 from wizard.aws import clients, vmimport
-from wizard.models import ImportRequest, ImportTask
+from wizard.models import AuditEvent, ImportRequest, ImportTask
 from wizard.sandbox.testing import SandboxProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +67,8 @@ KILL_POINTS = (
     (0.5, "first dispatch", (0.3, 2.0)),
 )
 PREFIX = "kill-test-"
+FAIL_MESSAGE = "ClientError: Unknown OS / Missing OS files."
+IMPORT_SECONDS = 600
 
 CREATE_REQUESTS = """
 import os
@@ -144,7 +153,7 @@ def seed() -> int:
 @pytest.fixture
 def faulty_sandbox(seed):
     # The clock stands still: every task stays active, nothing completes or fails on its own.
-    with SandboxProcess(clock_speed=0, import_seconds=600) as sb:
+    with SandboxProcess(clock_speed=0, import_seconds=IMPORT_SECONDS) as sb:
         sb.faults(
             slow={"seconds": SLOW_SECONDS, "actions": ["ImportImage"]},
             throttle={"rate": THROTTLE_RATE, "seed": seed, "actions": ["ImportImage"]},
@@ -231,23 +240,39 @@ class Cluster:
 
 
 def requests_in_db(path: Path) -> dict[int, dict[str, str]]:
-    """pk -> description, status, failure message and linked task id, read straight from SQLite."""
+    """pk -> description, status, failure message, linked task id and its ImageId, read straight from SQLite."""
     with sqlite3.connect(path, timeout=30) as conn:
         rows = conn.execute(
-            "SELECT r.id, r.description, r.status, r.failure_message, t.import_task_id "
+            "SELECT r.id, r.description, r.status, r.failure_message, t.import_task_id, t.image_id "
             "FROM wizard_importrequest r LEFT JOIN wizard_importtask t ON t.request_id = r.id"
         ).fetchall()
-    return {pk: {"description": d, "status": s, "failure": f, "task": t or ""} for pk, d, s, f, t in rows}
+    return {
+        pk: {"description": d, "status": s, "failure": f, "task": t or "", "image_id": i or ""}
+        for pk, d, s, f, t, i in rows
+    }
 
 
-def tasks_in_sandbox(sandbox: SandboxProcess) -> dict[str, list[str]]:
-    """Description -> ids of the ImportImage tasks the sandbox has for it (every task, all pages)."""
-    found: dict[str, list[str]] = collections.defaultdict(list)
+def ended_at_delivery(path: Path) -> collections.Counter:
+    """How many dispatches found their task already ended, by the Status ImportImage answered."""
+    with sqlite3.connect(path, timeout=30) as conn:
+        rows = conn.execute("SELECT details FROM wizard_auditevent WHERE action = 'dispatched'").fetchall()
+    return collections.Counter(json.loads(d).get("Status") for (d,) in rows if "Status" in json.loads(d))
+
+
+def tasks_in_sandbox(sandbox: SandboxProcess) -> dict[str, list[dict]]:
+    """Description -> the ImportImage tasks the sandbox has for it (every task, all pages)."""
+    found: dict[str, list[dict]] = collections.defaultdict(list)
     pages = sandbox.client("ec2").get_paginator("describe_import_image_tasks").paginate()
     for page in pages:
         for task in page["ImportImageTasks"]:
-            found[task.get("Description", "")].append(task["ImportTaskId"])
+            found[task.get("Description", "")].append(task)
     return found
+
+
+def unrecorded(db_path: Path, sandbox: SandboxProcess) -> list[str]:
+    """Ids of the tasks AWS made that no request is linked to yet (their dispatch was killed)."""
+    requests, aws = requests_in_db(db_path), tasks_in_sandbox(sandbox)
+    return [t["ImportTaskId"] for r in requests.values() if not r["task"] for t in aws.get(r["description"], [])]
 
 
 @pytest.mark.slow
@@ -302,24 +327,47 @@ def test_a_killed_worker_still_dispatches_each_request_exactly_once(tmp_path, fa
         when = f"{delay:.2f} s after {after}"
         schedule.append(f"kill {n + 1:2d}, {when:>29}: {linked:2d} linked; in flight: {dict(found)}")
 
+    # Kills while ImportImage is in flight (at least one), until AWS holds two tasks or more that
+    # our database has not recorded.
+    in_flight_kills, made_after_the_kill = 0, 0
+    while (in_flight_kills < 1 or len(unrecorded(db_path, sandbox)) < 2) and in_flight_kills < 12:
+        before = len(unrecorded(db_path, sandbox))
+        cluster = Cluster(app_env, tmp_path / f"cluster-in-flight-{in_flight_kills:02d}.log")
+        if cluster.wait_for_dispatch():
+            time.sleep(rng.uniform(0.05, SLOW_SECONDS / 2))  # the call waits in the sandbox's slow fault
+        cluster.kill()
+        in_flight_kills += 1
+        time.sleep(SLOW_SECONDS + 0.5)
+        made_after_the_kill += max(0, len(unrecorded(db_path, sandbox)) - before)
+    waiting = unrecorded(db_path, sandbox)
+    # Their imports end before the dispatches are delivered again: one fails, the others complete.
+    sandbox.faults(fail={"stage": "booting", "message": FAIL_MESSAGE, "task_id": waiting[0]})
+    sandbox.advance(IMPORT_SECONDS + 1)
+
     final = Cluster(app_env, tmp_path / "cluster-final.log")
     try:
-        deadline = time.monotonic() + Q_RETRY + 90
+        deadline = time.monotonic() + Q_RETRY + 150
         while time.monotonic() < deadline:
             requests = requests_in_db(db_path)
-            if all(r["task"] or r["status"] == "failed" for r in requests.values()):
+            if all(r["status"] in ("completed", "failed", "cancelled") for r in requests.values()):
                 break
+            sandbox.advance(IMPORT_SECONDS + 1)  # tasks dispatched from now on end too
             time.sleep(0.5)
     finally:
         final.stop()
 
     requests, aws = requests_in_db(db_path), tasks_in_sandbox(sandbox)
     faults = sandbox.fault_status()
+    ended = ended_at_delivery(db_path)
     summary = "\n".join(
         [
             f"seed {seed}: {KILLS} kills of qcluster, {REQUESTS} requests, {time.monotonic() - started:.0f} s",
             *schedule,
             f"kills that found dispatches in flight, by point: {dict(kinds)}",
+            f"kills while ImportImage was in flight: {in_flight_kills}, whose calls made {made_after_the_kill} tasks "
+            f"after the worker died; tasks unrecorded before the clock moved on: {len(waiting)}",
+            f"dispatches delivered again after their task had ended, by Status: {dict(ended)}",
+            f"requests by final status: {dict(collections.Counter(r['status'] for r in requests.values()))}",
             f"ImportImage calls throttled by the sandbox: {faults['throttle']['injected']} "
             f"of {faults['throttle']['matched']}",
         ]
@@ -328,12 +376,97 @@ def test_a_killed_worker_still_dispatches_each_request_exactly_once(tmp_path, fa
 
     assert len(requests) == REQUESTS
     for pk, row in sorted(requests.items()):
-        ids = aws.get(row["description"], [])
-        assert len(ids) == 1, f"request {pk} has {len(ids)} ImportImage tasks: {ids}\n{summary}"
-        assert row["task"] == ids[0], f"request {pk} is not linked to its task {ids}: {row}\n{summary}"
-        assert (row["status"], row["failure"]) == ("importing", ""), f"request {pk}: {row}\n{summary}"
-    assert sum(len(ids) for d, ids in aws.items()) == REQUESTS, f"tasks for no request: {aws}\n{summary}"
+        found = aws.get(row["description"], [])
+        assert len(found) == 1, f"request {pk} has {len(found)} ImportImage tasks: {found}\n{summary}"
+        (task,) = found
+        assert row["task"] == task["ImportTaskId"], f"request {pk} is not linked to its task {task}: {row}\n{summary}"
+        if task["ImportTaskId"] == waiting[0]:
+            assert (row["status"], row["failure"]) == ("failed", FAIL_MESSAGE), f"request {pk}: {row}\n{summary}"
+        else:
+            assert task["Status"] == "completed", f"request {pk}'s task: {task}\n{summary}"
+            assert (row["status"], row["failure"]) == ("completed", ""), f"request {pk}: {row}\n{summary}"
+            assert row["image_id"] == task["ImageId"], f"request {pk} has not recorded its AMI: {row}\n{summary}"
+    assert sum(len(found) for found in aws.values()) == REQUESTS, f"tasks for no request: {aws}\n{summary}"
     # The kills did land where it matters, and the faults were on.
     assert kinds["after the call, before our commit"] >= 1, summary
     assert kinds["before the call"] >= 1, summary
+    assert len(waiting) >= 2, summary
+    assert ended["deleted"] >= 1 and ended["completed"] >= 1, summary
     assert faults["throttle"]["injected"] >= 1, summary
+
+
+# --- a delivery after the task ended (the worker was killed after AWS made it) ---------------------
+
+
+@pytest.fixture
+def made_before(approved, sandbox) -> str:
+    """AWS made the request's task (same ClientToken) but the delivery that asked was killed."""
+    sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key="uploads/x.vmdk", Body=b"KDMV" + bytes(4092))
+    return vmimport.import_image(approved.to_api_params())["ImportTaskId"]
+
+
+def test_a_delivery_after_the_task_completed_records_the_ami_and_completes(approved, sandbox, made_before):
+    sandbox.advance(61)  # the import finished while nobody recorded it
+    (aws,) = sandbox.client("ec2").describe_import_image_tasks(ImportTaskIds=[made_before])["ImportImageTasks"]
+    assert aws["Status"] == "completed" and aws["ImageId"].startswith("ami-")
+
+    assert dispatch.dispatch(approved.pk) == made_before
+    approved.refresh_from_db()
+    assert approved.status == ImportRequest.Status.COMPLETED
+    task = ImportTask.objects.get(request=approved)
+    assert (task.status, task.image_id) == ("completed", aws["ImageId"])
+    assert [d["SnapshotId"] for d in task.snapshot_details] == [d["SnapshotId"] for d in aws["SnapshotDetails"]]
+    actions = list(AuditEvent.objects.filter(request=approved).values_list("action", flat=True))
+    assert actions[-3:] == ["dispatched", "aws status changed", "completed"]
+    assert AuditEvent.objects.get(request=approved, action="dispatched").details["Status"] == "completed"
+    assert AuditEvent.objects.get(request=approved, action="completed").details["image_id"] == aws["ImageId"]
+    assert dispatch.dispatch(approved.pk) == made_before  # a further delivery changes nothing
+    assert AuditEvent.objects.filter(request=approved, action="completed").count() == 1
+
+
+def test_a_delivery_after_the_task_failed_records_awss_message_and_fails(approved, sandbox, made_before):
+    sandbox.faults(
+        fail={"stage": "booting", "message": "ClientError: Unknown OS / Missing OS files.", "task_id": made_before}
+    )
+    sandbox.advance(61)
+    assert dispatch.dispatch(approved.pk) == made_before
+    approved.refresh_from_db()
+    assert (approved.status, approved.failure_message) == (
+        ImportRequest.Status.FAILED,
+        "ClientError: Unknown OS / Missing OS files.",
+    )
+    task = ImportTask.objects.get(request=approved)
+    assert (task.status, task.status_message, task.image_id) == ("deleted", approved.failure_message, "")
+
+
+def test_an_import_image_answer_without_the_image_id_is_completed_from_describe(
+    approved, sandbox, made_before, settings
+):
+    """AWS's ImportImage answer for an existing task need not carry ImageId: it is described first."""
+    events = clients._session(settings.AWS_SANDBOX, settings.AWS_REGION).events
+
+    def drop_image_id(parsed, **_):
+        parsed.pop("ImageId", None)
+
+    events.register("after-call.ec2.ImportImage", drop_image_id, unique_id="test-drop-image-id")
+    try:
+        sandbox.advance(61)
+        dispatch.dispatch(approved.pk)
+    finally:
+        events.unregister("after-call.ec2.ImportImage", unique_id="test-drop-image-id")
+    task = ImportTask.objects.get(request=approved)
+    assert task.image_id.startswith("ami-") and task.request.status == ImportRequest.Status.COMPLETED
+
+
+def test_if_describing_the_ended_task_fails_the_poller_records_it(approved, sandbox, made_before, monkeypatch):
+    monkeypatch.setattr(clients, "RETRY_CONFIG", Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    sandbox.advance(61)
+    sandbox.faults(throttle={"actions": ["DescribeImportImageTasks"], "count": 1})
+    assert dispatch.dispatch(approved.pk) == made_before
+    task = ImportTask.objects.get(request=approved)
+    assert (task.status, task.image_id) == ("active", "")  # never final without its ImageId
+    assert task.request.status == ImportRequest.Status.IMPORTING
+    assert polling.poll_once() == 0
+    task.refresh_from_db()
+    assert task.status == "completed" and task.image_id.startswith("ami-")
+    assert task.request.status == ImportRequest.Status.COMPLETED

@@ -25,14 +25,18 @@ from wizard.importspec import (
     Tag,
     UserBucket,
     bucket_name_problem,
+    cancel_reason_problem,
     from_api_params,
     new_client_token,
+    text_problem,
     to_api_params,
     validate,
 )
 
 INPUT_SHAPE = botocore.session.get_session().get_service_model("ec2").operation_model("ImportImage").input_shape
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Text AWS can carry: no control characters, lone surrogates or U+FFFE/U+FFFF (the text rule).
+TEXT_CHARS = st.characters(exclude_categories=("Cc", "Cs"), exclude_characters="\ufffe\uffff")
 
 UUID = "1234abcd-12ab-34cd-56ef-1234567890ab"
 LICENSE_ARN = (
@@ -457,6 +461,79 @@ def test_comment_is_at_most_255_characters() -> None:
     assert finding.path == "ClientData.Comment" and "at most 255" in finding.message
 
 
+# --- free text ----------------------------------------------------------------------------
+
+# Every free text of the request, as (API path, a spec holding `text` there).
+TEXT_PLACES = {
+    "Description": lambda text: spec(description=text),
+    "DiskContainers[0].Description": lambda text: spec(disk_containers=[replace(s3_disk(), description=text)]),
+    "DiskContainers[0].DeviceName": lambda text: spec(disk_containers=[replace(s3_disk(), device_name=text)]),
+    "DiskContainers[0].UserBucket.S3Key": lambda text: spec(disk_containers=[s3_disk(key=f"vms/{text}.vmdk")]),
+    "ClientData.Comment": lambda text: spec(client_data=ClientData(comment=text)),
+    "TagSpecifications[0].Tags[0].Key": lambda text: spec(tags=[Tag(f"k{text}", "v")]),
+    "TagSpecifications[0].Tags[0].Value": lambda text: spec(tags=[Tag("k", text)]),
+    "ClientToken": lambda text: spec(client_token=f"t{text}"),
+}
+
+
+@pytest.mark.parametrize("path", TEXT_PLACES)
+def test_a_nul_in_any_free_text_is_refused_where_it_is(path: str) -> None:
+    finding = only_finding(TEXT_PLACES[path]("web\x00 01"))
+    assert finding.path == path
+    assert "must not contain control characters such as NUL (U+0000" in finding.message
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        ("a\x07b", "control characters such as U+0007 (character 2)"),
+        ("line\nbreak", "such as a line break (U+000A"),
+        ("tab\there", "such as a tab (U+0009"),
+        ("del\x7f", "such as DEL (U+007F"),
+        ("c1\x85", "such as U+0085"),
+        ("half \ud800 pair", "lone surrogate (U+D800, character 6)"),
+        ("not\uffff", "noncharacter U+FFFF"),
+        ("not\ufffe", "noncharacter U+FFFE"),
+    ],
+)
+def test_text_the_xml_of_aws_answers_cannot_carry_is_refused(text: str, said: str) -> None:
+    assert said in text_problem(text)
+    assert said in only_finding(spec(description=text)).message
+
+
+def test_any_script_and_emoji_are_fine() -> None:
+    text = "Überprüfung 検証 проверка \U0001f680 <&> \" ' \u00a0\u2028"
+    assert text_problem(text) == ""
+    assert validate(spec(description=text, tags=[Tag("Name", text)], client_data=ClientData(comment=text))) == []
+
+
+def test_a_cancel_reason_is_checked_like_any_free_text() -> None:
+    assert cancel_reason_problem("wrong image, sorry") == ""
+    assert cancel_reason_problem("r" * 255) == ""
+    assert cancel_reason_problem("r" * 256) == "CancelReason must be at most 255 characters (it has 256)"
+    assert cancel_reason_problem("oops\x00").startswith("CancelReason must not contain control characters such as NUL")
+
+
+@SETTINGS
+@given(st.text())
+def test_text_the_rule_accepts_travels_through_xml_intact(text: str) -> None:
+    """What passes is UTF-8 and XML 1.0 text: serialised in an answer and read back, it is the same."""
+    import xml.etree.ElementTree as ET
+    from xml.sax.saxutils import escape
+
+    if text_problem(text):
+        return
+    body = f'<?xml version="1.0" encoding="UTF-8"?><a>{escape(text)}</a>'.encode()
+    assert (ET.fromstring(body).text or "") == text
+
+
+@SETTINGS
+@given(st.text(TEXT_CHARS), st.sampled_from("\x00\x01\x08\x0b\x0c\x1f\ud800\udfff\ufffe\uffff"), st.text(TEXT_CHARS))
+def test_a_character_outside_xml_1_0_is_always_refused(before: str, bad: str, after: str) -> None:
+    problem = text_problem(before + bad + after)
+    assert problem and f"character {len(before) + 1})" in problem
+
+
 # --- to_api_params ------------------------------------------------------------------------
 
 
@@ -553,7 +630,7 @@ bucket_names = (
     .map(".".join)
     .filter(lambda name: not bucket_name_problem(name))
 )
-s3_keys = st.text(min_size=1, max_size=200)
+s3_keys = st.text(TEXT_CHARS, min_size=1, max_size=200)
 snapshot_ids = st.one_of(hex_text(8), hex_text(17)).map("snap-{}".format)
 urls = st.one_of(
     st.builds("s3://{}/{}".format, bucket_names, s3_keys),
@@ -564,7 +641,7 @@ urls = st.one_of(
         hex_text(64),
     ),
 )
-texts = st.text(max_size=255)
+texts = st.text(TEXT_CHARS, max_size=255)
 upload_times = st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC))
 
 
@@ -613,7 +690,7 @@ def valid_specs(draw: st.DrawFn) -> ImportSpec:
     )
     usage_operation = draw(st.from_regex(r"RunInstances(:\d{4})?", fullmatch=True)) if licensing == "operation" else ""
     encrypted = draw(st.sampled_from([None, False, True]))
-    tag_keys = st.text(min_size=1, max_size=127).filter(lambda k: not k.lower().startswith("aws:"))
+    tag_keys = st.text(TEXT_CHARS, min_size=1, max_size=127).filter(lambda k: not k.lower().startswith("aws:"))
     tags = draw(st.lists(st.builds(Tag, tag_keys, texts), max_size=50, unique_by=lambda t: t.key))
     return ImportSpec(
         disk_containers=disks,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from wizard import audit
+from wizard import audit, importspec
 from wizard.aws import vmimport
 from wizard.models import ImportRequest
 
@@ -18,6 +18,10 @@ def cancel(request: ImportRequest, user, reason: str) -> dict:
     if request.status != ImportRequest.Status.IMPORTING or not hasattr(request, "import_task"):
         raise CancelError(f"import #{request.pk} is {request.get_status_display().lower()}: there is nothing to cancel")
     reason = reason.strip() or "cancelled by the requester"
+    if problem := importspec.cancel_reason_problem(reason):
+        # Refused here, never sent: a reason AWS stores but cannot put in its XML answers
+        # would break every later DescribeImportImageTasks answer that shows the task.
+        raise CancelError(f"Not cancelled, nothing was sent to AWS: {problem}.")
     task_id = request.import_task.import_task_id
     try:
         answer = vmimport.cancel_import_task(task_id, reason)

@@ -10,9 +10,10 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from wizard import importspec
+from wizard import importspec, polling
 from wizard.aws import vmimport
 from wizard.models import ImportRequest, ImportTask, TaskStatusChange
+from wizard.polling import fail
 from wizard.statemachine import change_status
 
 log = logging.getLogger(__name__)
@@ -31,17 +32,6 @@ RETRYABLE_CODES = {
 ATTEMPTS_KEY = "wizard:dispatch-attempts:{}"
 
 
-def fail(request: ImportRequest, message: str, *, action: str = "failed", **details) -> None:
-    change_status(
-        request,
-        ImportRequest.Status.FAILED,
-        allowed_from=(ImportRequest.Status.APPROVED, ImportRequest.Status.IMPORTING),
-        action=action,
-        details={"message": message, **details},
-        failure_message=message,
-    )
-
-
 def dispatch(request_id: int) -> str | None:
     """Call ImportImage for an approved request; returns the ImportTaskId.
 
@@ -50,6 +40,12 @@ def dispatch(request_id: int) -> str | None:
     before the call: nothing happened. Killed after AWS made the task but before our
     commit: the next delivery gets the same task and records it. Killed after the commit:
     the next delivery finds the task row and calls nothing.
+
+    The task a later delivery gets may have ended meanwhile (completed, or failed). Its row
+    is then made as a task still to follow (never final without its ImageId), the request
+    goes importing, and the task is described at once and recorded through the poller's own
+    path (`polling.apply_description`: ImageId, SnapshotDetails, StatusMessage), which
+    finishes the request. If that describe fails, the poller takes it from there.
     """
     request = ImportRequest.objects.get(pk=request_id)
     existing = ImportTask.objects.filter(request=request).first()
@@ -86,6 +82,8 @@ def dispatch(request_id: int) -> str | None:
         raise
 
     task_id = answer["ImportTaskId"]
+    ended = answer.get("Status") in ImportTask.FINAL_STATES
+    first = {} if ended else answer  # an ended task is recorded from DescribeImportImageTasks below
     now = timezone.now()
     with transaction.atomic():
         # A second delivery may have got here first (the same token gave it the same task).
@@ -96,30 +94,51 @@ def dispatch(request_id: int) -> str | None:
         task = ImportTask.objects.create(
             request=request,
             import_task_id=task_id,
-            status=answer.get("Status", "active"),
-            status_message=answer.get("StatusMessage", ""),
-            progress=_progress(answer),
-            snapshot_details=answer.get("SnapshotDetails", []),
+            status=first.get("Status", "active"),
+            status_message=first.get("StatusMessage", ""),
+            progress=polling.progress_of(first),
+            snapshot_details=first.get("SnapshotDetails", []),
             changed_at=now,
         )
-        TaskStatusChange.objects.create(
-            task=task,
-            at=now,
-            status=task.status,
-            status_message=task.status_message,
-            progress=task.progress,
-            snapshot_details=task.snapshot_details,
-        )
+        if not ended:
+            TaskStatusChange.objects.create(
+                task=task,
+                at=now,
+                status=task.status,
+                status_message=task.status_message,
+                progress=task.progress,
+                snapshot_details=task.snapshot_details,
+            )
+        details = {"import_task_id": task_id, "client_token": request.client_token}
+        if ended:
+            details["Status"] = answer.get("Status")  # the task had ended before this delivery
         change_status(
             request,
             ImportRequest.Status.IMPORTING,
             allowed_from=(ImportRequest.Status.APPROVED,),
             action="dispatched",
-            details={"import_task_id": task_id, "client_token": request.client_token},
+            details=details,
         )
     cache.delete(ATTEMPTS_KEY.format(request.pk))
     log.info("request %s dispatched as %s", request.pk, task_id)
+    if ended:
+        _record_ended(task)
     return task_id
+
+
+def _record_ended(task: ImportTask) -> None:
+    """The task had ended before ImportImage answered this delivery: record how, as the poller does.
+
+    ImportImage's answer for an existing task need not carry the ImageId, so the task is
+    described first; if that fails, the row stays a task to follow and the poller records it.
+    """
+    try:
+        (description,) = [d for d in vmimport.describe_import_image_tasks([task.import_task_id])]
+    except (*polling.FAILURES, ValueError) as exc:  # ValueError: not exactly one answer
+        log.warning("task %s had ended; describing it failed (%s): the poller will record it", task.import_task_id, exc)
+        return
+    task.request = ImportRequest.objects.get(pk=task.request_id)
+    polling.apply_description(task, description)
 
 
 def _gave_up(request: ImportRequest, message: str, *, code: str) -> bool:
@@ -146,11 +165,3 @@ def _gave_up(request: ImportRequest, message: str, *, code: str) -> bool:
         fail(request, f"AWS did not take the import after {attempts} attempts: {message}", code=code)
         return True
     return False
-
-
-def _progress(description: dict) -> int | None:
-    value = description.get("Progress")
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None

@@ -17,6 +17,13 @@ Decisions worth knowing:
   ``TagSpecifications[0].Tags[3].Key``), so a finding can be shown next to the form field, the
   CLI document line or the API error that it corresponds to.
 * Naive datetimes in `ClientData` are read as UTC, as botocore does when it serialises them.
+* Every text sent to AWS is checked by `text_problem` (`_check_texts`): EC2 answers in XML 1.0,
+  whose Char production cannot carry NUL, most C0 controls, lone surrogates or U+FFFE/U+FFFF.
+  A value EC2 accepts but cannot put in its answer breaks every later DescribeImportImageTasks
+  answer that shows it (EC2 itself refuses such a query value with InvalidParameterValue,
+  "Invalid or illegal XML character specified"; aws/aws-cli#53). The rule here is a little
+  stricter: no control character at all (Unicode category Cc: tabs and line breaks too, which
+  XML would carry but its end-of-line handling changes), as these are all one-line texts.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import ipaddress
 import math
 import re
 import secrets
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,8 +46,10 @@ __all__ = [
     "ImportSpec",
     "Tag",
     "UserBucket",
+    "cancel_reason_problem",
     "from_api_params",
     "new_client_token",
+    "text_problem",
     "to_api_params",
     "validate",
 ]
@@ -115,9 +125,12 @@ class Finding:
 MAX_DISK_CONTAINERS = 21
 MAX_TAGS = 50
 MAX_TAG_KEY = 127  # the CLI reference says 127; the tagging guide 128: the stricter one is safe
-MAX_TAG_VALUE = 255
+MAX_TAG_VALUE = 255  # the EC2 API reference says 256; the CLI reference 255: the stricter one is safe
+# AWS documents no length for these Strings; the AMI gets the task's Description, and an AMI's
+# description is at most 255 characters (RegisterImage), so 255 is kept for every free text.
 MAX_DESCRIPTION = 255
 MAX_COMMENT = 255
+MAX_CANCEL_REASON = 255
 MAX_CLIENT_TOKEN = 64
 MAX_S3_KEY_BYTES = 1024
 TAG_RESOURCE_TYPE = "import-image-task"
@@ -218,6 +231,53 @@ def _check_length(path: str, name: str, value: str, limit: int) -> list[Finding]
     if len(value) > limit:
         return [Finding(path, f"{name} must be at most {limit} characters (it has {len(value)})")]
     return []
+
+
+# Control characters people may recognise by name; the others are shown by code point only.
+_CONTROL_NAMES = {
+    0x00: "NUL",
+    0x09: "a tab",
+    0x0A: "a line break",
+    0x0D: "a carriage return",
+    0x1B: "ESC",
+    0x7F: "DEL",
+}
+
+
+def text_problem(value: str) -> str:
+    """What makes `value` unfit to send to AWS as text, or "" if nothing.
+
+    Refused: control characters (Unicode category Cc: U+0000-U+001F and U+007F-U+009F, which
+    covers every C0 control XML 1.0 lacks), lone surrogates (U+D800-U+DFFF, not characters
+    at all: they cannot even be encoded as UTF-8) and the noncharacters U+FFFE and U+FFFF
+    (outside XML 1.0's Char production). Everything else, any script, emoji included, is fine.
+    """
+    for position, char in enumerate(value, start=1):
+        code = ord(char)
+        point = f"U+{code:04X}"
+        if unicodedata.category(char) == "Cc":
+            name = f"{_CONTROL_NAMES[code]} ({point}, " if code in _CONTROL_NAMES else f"{point} ("
+            return (
+                f"must not contain control characters such as {name}character {position}): "
+                "use printable text on one line (AWS answers in XML, which cannot carry most of them)"
+            )
+        if 0xD800 <= code <= 0xDFFF:
+            return (
+                f"must not contain a lone surrogate ({point}, character {position}): "
+                "it is not a character and cannot be sent to AWS"
+            )
+        if code in (0xFFFE, 0xFFFF):
+            return f"must not contain the noncharacter {point} (character {position}): AWS's XML cannot carry it"
+    return ""
+
+
+def cancel_reason_problem(reason: str) -> str:
+    """What is wrong with a CancelImportTask CancelReason, as a sentence, or "" if nothing."""
+    if len(reason) > MAX_CANCEL_REASON:
+        return f"CancelReason must be at most {MAX_CANCEL_REASON} characters (it has {len(reason)})"
+    if problem := text_problem(reason):
+        return f"CancelReason {problem}"
+    return ""
 
 
 def bucket_name_problem(name: str) -> str:
@@ -450,7 +510,31 @@ def _check_disk_containers(disks: list[DiskContainer]) -> list[Finding]:
     return found
 
 
+def _texts(spec: ImportSpec) -> Iterable[tuple[str, str, str]]:
+    """Every text of the request that goes to AWS: (API path, member name, value)."""
+    yield "ClientToken", "ClientToken", spec.client_token
+    yield "Description", "Description", spec.description
+    for i, disk in enumerate(spec.disk_containers):
+        at = f"DiskContainers[{i}]"
+        yield f"{at}.Description", "Description", disk.description
+        yield f"{at}.DeviceName", "DeviceName", disk.device_name
+        yield f"{at}.Url", "Url", disk.url
+        if disk.user_bucket is not None:
+            yield f"{at}.UserBucket.S3Key", "S3Key", disk.user_bucket.s3_key
+    if spec.client_data is not None:
+        yield "ClientData.Comment", "Comment", spec.client_data.comment
+    for i, tag in enumerate(spec.tags):
+        yield f"TagSpecifications[0].Tags[{i}].Key", "Key", tag.key
+        yield f"TagSpecifications[0].Tags[{i}].Value", "Value", tag.value
+    # The other members (ids, ARNs, names, choices) have patterns that already refuse such characters.
+
+
+def _check_texts(spec: ImportSpec) -> list[Finding]:
+    return [Finding(path, f"{name} {problem}") for path, name, text in _texts(spec) if (problem := text_problem(text))]
+
+
 CHECKS: tuple[Callable[[ImportSpec], list[Finding]], ...] = (
+    _check_texts,
     _check_scalars,
     lambda spec: _check_disk_containers(spec.disk_containers),
     lambda spec: _check_client_data(spec.client_data),

@@ -1,16 +1,42 @@
-"""Polling: follow every active import task with batched DescribeImportImageTasks calls."""
+"""Polling: follow every active import task with batched DescribeImportImageTasks calls.
+
+One bad task, value or answer never stalls the others. Each batch of DESCRIBE_BATCH ids is
+described and recorded on its own, and a batch whose call fails is halved until what spoils
+it is alone (about 2·log2(n) calls for one bad task among n). What a failure means:
+
+- AWS does not know an id (InvalidConversionTaskId..., or the task is missing from a good
+  answer): that task is lost and its request fails (`LOST_MESSAGE`).
+- Anything else about the answer (not well-formed XML, a 5xx that outlived botocore's
+  retries, a read timeout, an unexpected error code): the task, once alone, gets
+  `ImportTask.attention` (what failed, since when, what to do), shown on its request's page.
+  From then on it is asked about on its own, so it spoils no batch; the note is cleared as
+  soon as AWS answers for it again. Both changes are audited ("needs attention",
+  "attention cleared"). Halving for such failures is bounded (SPLIT_CALLS per poll); what
+  is left is asked about again at the next poll.
+- Throttling, or no connection to AWS at all: nothing is wrong with any task. The poll stops
+  there (what it recorded stays) and raises `PollBackoff`, so `tasks.poll_imports` waits
+  longer before the next one. So does a poll in which no call got an answer.
+- Errors about the account or its credentials (AuthFailure, ...): raised as they are.
+
+The tasks polled longest ago go first, so a poll cut short reaches the others next time.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, HTTPClientError
+from botocore.exceptions import ConnectionError as NoConnection
+from botocore.parsers import ResponseParserError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from wizard import audit, audit_checkpoint
 from wizard.aws import vmimport
-from wizard.dispatch import _progress, fail
 from wizard.models import ImportRequest, ImportTask, TaskStatusChange
 from wizard.statemachine import change_status
 
@@ -20,51 +46,166 @@ LOST_MESSAGE = (
     "AWS no longer knows this import task (in the sandbox: it was restarted and forgot it). "
     "Import again with these settings."
 )
+# Halving batches whose answer failed (not for unknown ids) takes at most this many calls per
+# poll: enough to find a few bad tasks among DESCRIBE_BATCH, bounded when AWS fails for all.
+SPLIT_CALLS = 64
+# AWS asks us to slow down, or cannot take calls now: not about any one task.
+SLOW_DOWN_CODES = {
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "ServiceUnavailable",
+    "Unavailable",
+}
+# About the account or its credentials: every call fails alike, halving would not help.
+ACCOUNT_CODES = {
+    "AuthFailure",
+    "UnauthorizedOperation",
+    "OptInRequired",
+    "Blocked",
+    "PendingVerification",
+    "SignatureDoesNotMatch",
+    "InvalidClientTokenId",
+    "RequestExpired",
+    "ExpiredToken",
+    "MissingAuthenticationToken",
+}
+FAILURES = (vmimport.ImportCallError, BotoCoreError, ResponseParserError)
+UNKNOWN, BROKEN, SLOW_DOWN, ACCOUNT = "unknown", "broken", "slow down", "account"
+
+
+class PollBackoff(Exception):
+    """AWS throttled the poll, could not be reached, or answered no call: poll again later."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
 
 
 def active_tasks() -> list[ImportTask]:
-    return list(ImportTask.objects.exclude(status__in=ImportTask.FINAL_STATES).select_related("request"))
+    return list(
+        ImportTask.objects.exclude(status__in=ImportTask.FINAL_STATES)
+        .select_related("request")
+        .order_by(F("polled_at").asc(nulls_first=True), "pk")
+    )
 
 
 @audit_checkpoint.batched()  # one audit checkpoint per cycle, not one per task that changed
 def poll_once() -> int:
-    """Describe every active task, record what changed; returns how many are still active."""
+    """Describe every active task, record what changed; returns how many are still active.
+
+    Raises PollBackoff (after recording what it could) when AWS throttles or cannot be reached.
+    """
     tasks = active_tasks()
     if not tasks:
         return 0
-    found = _describe({t.import_task_id for t in tasks})
-    still_active = 0
-    unchanged: list[int] = []
-    for task in tasks:
-        description = found.get(task.import_task_id)
-        if description is None:
-            _mark_lost(task)
-            continue
-        if _changed(task, description):
-            apply_description(task, description)
-        else:
-            unchanged.append(task.pk)
-        still_active += not task.is_final
-    # Most tasks have not changed since the last poll: one UPDATE for them, not one each.
-    now = timezone.now()
-    for start in range(0, len(unchanged), 500):
-        ImportTask.objects.filter(pk__in=unchanged[start : start + 500]).update(polled_at=now)
-    return still_active
-
-
-def _describe(ids: set[str]) -> dict[str, dict[str, Any]]:
-    """All of `ids` in batched calls; ids AWS does not know are left out of the answer."""
-    ordered = sorted(ids)
+    poll = Poll()
+    batched = [t for t in tasks if not t.attention]
     try:
-        return {d["ImportTaskId"]: d for d in vmimport.describe_import_image_tasks(ordered)}
-    except vmimport.ImportCallError as exc:
-        if not _names_unknown_task(exc):
-            raise  # throttled, 5xx, or not about task ids (e.g. AuthFailure): nothing is marked lost
-        log.warning("batch describe failed (%s); describing batch by batch", exc)
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ordered), vmimport.DESCRIBE_BATCH):
-        found.update(_describe_batch(ordered[start : start + vmimport.DESCRIBE_BATCH]))
-    return found
+        for start in range(0, len(batched), vmimport.DESCRIBE_BATCH):
+            poll.describe(batched[start : start + vmimport.DESCRIBE_BATCH])
+        for task in tasks:
+            if task.attention:  # it spoilt its batch before: asked about on its own
+                poll.describe([task])
+    except PollBackoff:
+        poll.finish()
+        raise
+    poll.finish()
+    if poll.broken and not poll.answered:
+        raise PollBackoff(poll.last_code, "no DescribeImportImageTasks call of this poll got an answer")
+    return sum(not t.is_final for t in tasks)
+
+
+@dataclass
+class Poll:
+    """One poll: what it asked, what it learnt, and what it still has to write."""
+
+    answered: int = 0  # calls that got an answer
+    broken: int = 0  # calls that failed, not for throttling or an unknown id
+    split_calls: int = 0
+    last_code: str = ""
+    unchanged: list[int] = field(default_factory=list)  # tasks to touch polled_at of
+    alone: list[tuple[ImportTask, str, bool]] = field(default_factory=list)  # (task, why, answer unreadable)
+
+    def describe(self, group: list[ImportTask]) -> None:
+        try:
+            answer = vmimport.describe_import_image_tasks([t.import_task_id for t in group])
+            found = {d["ImportTaskId"]: d for d in answer}
+        except FAILURES as exc:
+            self._failed(group, exc)
+            return
+        self.answered += 1
+        for task in group:
+            description = found.get(task.import_task_id)
+            if description is None:
+                mark_lost(task)
+                continue
+            if task.attention:
+                clear_attention(task)
+            if _changed(task, description):
+                apply_description(task, description)
+            else:
+                self.unchanged.append(task.pk)
+
+    def _failed(self, group: list[ImportTask], exc: Exception) -> None:
+        kind, code = classify(exc)
+        self.last_code = code
+        if kind == SLOW_DOWN:
+            log.warning("polling: %s; backing off", describe_failure(exc))
+            raise PollBackoff(code, describe_failure(exc)) from exc
+        if kind == ACCOUNT:
+            raise exc
+        self.broken += kind == BROKEN
+        if len(group) == 1:
+            task = group[0]
+            if kind == UNKNOWN:
+                log.warning("task %s is unknown: %s", task.import_task_id, exc)
+                mark_lost(task)
+            else:
+                log.warning("task %s alone: %s", task.import_task_id, describe_failure(exc))
+                self.alone.append((task, describe_failure(exc), isinstance(exc, ResponseParserError)))
+            return
+        if kind == BROKEN:
+            if self.split_calls >= SPLIT_CALLS:
+                log.warning("describing %d tasks failed (%s); left for the next poll", len(group), code)
+                return
+            self.split_calls += 2
+        log.warning("describing %d tasks failed (%s); halving the batch", len(group), code)
+        half = len(group) // 2
+        self.describe(group[:half])
+        self.describe(group[half:])
+
+    def finish(self) -> None:
+        """Write what is left: polled_at of the unchanged tasks, attention of the lone failures.
+
+        A lone failure gets attention when something else did get an answer (so it is this task,
+        not AWS), or when its answer was unreadable (which no outage explains).
+        """
+        now = timezone.now()
+        # Most tasks have not changed since the last poll: one UPDATE for them, not one each.
+        for start in range(0, len(self.unchanged), 500):
+            ImportTask.objects.filter(pk__in=self.unchanged[start : start + 500]).update(polled_at=now)
+        for task, why, unreadable in self.alone:
+            if self.answered or unreadable:
+                needs_attention(task, why, now)
+
+
+def classify(exc: Exception) -> tuple[str, str]:
+    """What a failed DescribeImportImageTasks call means: (UNKNOWN | BROKEN | SLOW_DOWN | ACCOUNT, code)."""
+    if isinstance(exc, vmimport.ImportCallError):
+        if _names_unknown_task(exc):
+            return UNKNOWN, exc.code
+        if exc.code in SLOW_DOWN_CODES:
+            return SLOW_DOWN, exc.code
+        if exc.code in ACCOUNT_CODES:
+            return ACCOUNT, exc.code
+        return BROKEN, exc.code  # InternalError and anything unexpected: maybe about one task
+    if isinstance(exc, NoConnection):
+        return SLOW_DOWN, type(exc).__name__
+    if isinstance(exc, (HTTPClientError, ResponseParserError)):
+        return BROKEN, type(exc).__name__  # the answer for these ids did not come whole
+    return ACCOUNT, type(exc).__name__  # e.g. no credentials
 
 
 def _names_unknown_task(exc: vmimport.ImportCallError) -> bool:
@@ -72,82 +213,172 @@ def _names_unknown_task(exc: vmimport.ImportCallError) -> bool:
     return exc.code.startswith("InvalidConversionTaskId") or exc.code == "InvalidParameterValue"
 
 
-def _describe_batch(ids: list[str]) -> dict[str, dict[str, Any]]:
-    try:
-        return {d["ImportTaskId"]: d for d in vmimport.describe_import_image_tasks(ids)}
-    except vmimport.ImportCallError as exc:
-        if not _names_unknown_task(exc):
-            raise
-        if len(ids) == 1:
-            log.warning("task %s is unknown: %s", ids[0], exc)
-            return {}
-        # One unknown id spoils a batch: halve it to find which, in a few calls, not one per task.
-        log.warning("describing %d tasks failed (%s); halving the batch", len(ids), exc)
-        half = len(ids) // 2
-        return {**_describe_batch(ids[:half]), **_describe_batch(ids[half:])}
+def describe_failure(exc: Exception) -> str:
+    """A short, printable account of a failed call (an unreadable answer is not quoted)."""
+    if isinstance(exc, vmimport.ImportCallError):
+        text = f"AWS answered {exc.code}: {exc.message}"
+    elif isinstance(exc, ResponseParserError):
+        # "Unable to parse response (not well-formed ...), invalid XML received. ...:\nb'<the body>'"
+        text = "its answer could not be read: " + str(exc).split("\n", 1)[0].split(", invalid XML received")[0]
+    else:
+        text = f"no whole answer came ({type(exc).__name__}: {exc})"
+    printable = "".join(c if c.isprintable() else "?" for c in text)
+    return printable if len(printable) <= 300 else printable[:299] + "…"
+
+
+def attention_message(task_id: str, why: str, at: datetime) -> str:
+    return (
+        f"Since {at:%Y-%m-%d %H:%M} UTC this import cannot be followed: DescribeImportImageTasks fails for "
+        f"this task alone ({why}). The other imports are not held up. It is asked about on its own at every "
+        "poll and this note goes away as soon as AWS answers for it. If it stays, look at the task in the EC2 "
+        f"console (aws ec2 describe-import-image-tasks --import-task-ids {task_id}), or cancel the import "
+        "and import again."
+    )
+
+
+def needs_attention(task: ImportTask, why: str, at: datetime) -> None:
+    """Mark one task as needing attention (kept as first written while it keeps failing); audited."""
+    if task.attention:
+        return
+    message = attention_message(task.import_task_id, why, at)
+    with transaction.atomic():
+        ImportTask.objects.filter(pk=task.pk).update(attention=message)
+        audit.record(
+            "needs attention",
+            task.request,
+            before={"attention": ""},
+            after={"attention": message},
+            details={"import_task_id": task.import_task_id, "error": why},
+        )
+    task.attention = message
+
+
+def clear_attention(task: ImportTask) -> None:
+    """AWS answers for the task again: the note goes (audited)."""
+    with transaction.atomic():
+        ImportTask.objects.filter(pk=task.pk).update(attention="")
+        audit.record(
+            "attention cleared",
+            task.request,
+            before={"attention": task.attention},
+            after={"attention": ""},
+            details={"import_task_id": task.import_task_id},
+        )
+    task.attention = ""
 
 
 def apply_description(task: ImportTask, d: dict[str, Any]) -> bool:
-    """Store one DescribeImportImageTasks entry; returns True if anything changed."""
+    """Store one DescribeImportImageTasks entry; returns True if anything changed.
+
+    The poller, the dispatcher (a task already ended when ImportImage answered) and the
+    reconciliation all record through here. The row is re-read under a lock, so two of them
+    recording the same answer write it once. A final task finishes its request (completed,
+    cancelled or failed) if that has not happened yet.
+    """
     now = timezone.now()
-    status, message, progress, snapshots = _observed(task, d)
-    changed = _changed(task, d)
+    status, message, progress, snapshots, _ = _observed(task, d)
     with transaction.atomic():
-        task.polled_at = now
-        if not changed:
-            task.save(update_fields=["polled_at"])
-            return False
-        before = {"Status": task.status, "StatusMessage": task.status_message, "Progress": task.progress}
-        task.status, task.status_message, task.progress = status, message, progress
-        task.snapshot_details = snapshots
-        task.image_id = d.get("ImageId", task.image_id)
-        task.changed_at = now
-        task.save()
-        TaskStatusChange.objects.create(
-            task=task, at=now, status=status, status_message=message, progress=progress, snapshot_details=snapshots
-        )
-        audit.record(
-            "aws status changed",
-            task.request,
-            before=before,
-            after={"Status": status, "StatusMessage": message, "Progress": progress},
-            details={"import_task_id": task.import_task_id},
-        )
-        if status == "completed":
-            change_status(
-                task.request,
-                ImportRequest.Status.COMPLETED,
-                allowed_from=(ImportRequest.Status.IMPORTING,),
-                action="completed",
-                details={"image_id": task.image_id, "import_task_id": task.import_task_id},
+        fresh = ImportTask.objects.select_for_update().get(pk=task.pk)
+        changed = _changed(fresh, d)
+        if changed:
+            before = {"Status": fresh.status, "StatusMessage": fresh.status_message, "Progress": fresh.progress}
+            fresh.status, fresh.status_message, fresh.progress = status, message, progress
+            fresh.snapshot_details = snapshots
+            fresh.image_id = d.get("ImageId") or fresh.image_id
+            fresh.changed_at = now
+        fresh.polled_at = now
+        fresh.save()
+        if changed:
+            TaskStatusChange.objects.create(
+                task=fresh,
+                at=now,
+                status=status,
+                status_message=message,
+                progress=progress,
+                snapshot_details=snapshots,
             )
-        elif status == "deleted":
-            request = ImportRequest.objects.get(pk=task.request_id)
-            if request.cancel_reason:
-                change_status(
-                    request,
-                    ImportRequest.Status.CANCELLED,
-                    allowed_from=(ImportRequest.Status.IMPORTING,),
-                    action="cancelled",
-                    details={"reason": request.cancel_reason, "import_task_id": task.import_task_id},
-                    failure_message=message,
-                )
-            else:
-                fail(request, message or "the import task was deleted", import_task_id=task.import_task_id)
+            after = {"Status": status, "StatusMessage": message, "Progress": progress}
+            if fresh.image_id:
+                after["ImageId"] = fresh.image_id
+            audit.record(
+                "aws status changed",
+                task.request,
+                before=before,
+                after=after,
+                details={"import_task_id": task.import_task_id},
+            )
+        for name in ("status", "status_message", "progress", "snapshot_details", "image_id", "changed_at", "polled_at"):
+            setattr(task, name, getattr(fresh, name))
+        if task.is_final:
+            finish_request(task)
+    return changed
+
+
+def finish_request(task: ImportTask) -> bool:
+    """End the request of a final task as the task ended, if it is still importing; True if it was."""
+    request = ImportRequest.objects.get(pk=task.request_id)
+    if request.status != ImportRequest.Status.IMPORTING:
+        return False
+    if task.status == "completed":
+        change_status(
+            request,
+            ImportRequest.Status.COMPLETED,
+            allowed_from=(ImportRequest.Status.IMPORTING,),
+            action="completed",
+            details={"image_id": task.image_id, "import_task_id": task.import_task_id},
+        )
+    elif request.cancel_reason:
+        change_status(
+            request,
+            ImportRequest.Status.CANCELLED,
+            allowed_from=(ImportRequest.Status.IMPORTING,),
+            action="cancelled",
+            details={"reason": request.cancel_reason, "import_task_id": task.import_task_id},
+            failure_message=task.status_message,
+        )
+    else:
+        fail(request, task.status_message or "the import task was deleted", import_task_id=task.import_task_id)
     return True
 
 
-def _observed(task: ImportTask, d: dict[str, Any]) -> tuple[str, str, int | None, list]:
-    """Status, StatusMessage, Progress and SnapshotDetails of a DescribeImportImageTasks entry."""
-    return d.get("Status", task.status), d.get("StatusMessage", ""), _progress(d), d.get("SnapshotDetails", [])
+def fail(request: ImportRequest, message: str, *, action: str = "failed", **details) -> None:
+    change_status(
+        request,
+        ImportRequest.Status.FAILED,
+        allowed_from=(ImportRequest.Status.APPROVED, ImportRequest.Status.IMPORTING),
+        action=action,
+        details={"message": message, **details},
+        failure_message=message,
+    )
+
+
+def progress_of(description: dict) -> int | None:
+    value = description.get("Progress")
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _observed(task: ImportTask, d: dict[str, Any]) -> tuple[str, str, int | None, list, str]:
+    """Status, StatusMessage, Progress, SnapshotDetails and ImageId of a DescribeImportImageTasks entry."""
+    return (
+        d.get("Status", task.status),
+        d.get("StatusMessage", ""),
+        progress_of(d),
+        d.get("SnapshotDetails", []),
+        d.get("ImageId") or task.image_id,
+    )
 
 
 def _changed(task: ImportTask, d: dict[str, Any]) -> bool:
-    return _observed(task, d) != (task.status, task.status_message, task.progress, task.snapshot_details)
+    return _observed(task, d) != (task.status, task.status_message, task.progress, task.snapshot_details, task.image_id)
 
 
-def _mark_lost(task: ImportTask) -> None:
+def mark_lost(task: ImportTask) -> None:
     with transaction.atomic():
         task.status, task.status_message, task.changed_at = "deleted", LOST_MESSAGE, timezone.now()
         task.save()
-        fail(task.request, LOST_MESSAGE, action="task lost", import_task_id=task.import_task_id)
+        request = ImportRequest.objects.get(pk=task.request_id)
+        if request.status in (ImportRequest.Status.APPROVED, ImportRequest.Status.IMPORTING):
+            fail(request, LOST_MESSAGE, action="task lost", import_task_id=task.import_task_id)

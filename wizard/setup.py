@@ -29,10 +29,15 @@ def ensure_roles() -> None:
 
 
 def ensure_schedules() -> None:
-    """A schedule restarts the poll loop every minute, e.g. after the worker was down."""
+    """A schedule restarts the poll loop every minute, e.g. after the worker was down; another
+    reconciles stored requests with AWS every 10 minutes (wizard.reconcile)."""
     from django_q.models import Schedule
 
     Schedule.objects.update_or_create(
         name="poll-imports",
         defaults={"func": "wizard.tasks.poll_imports", "schedule_type": Schedule.MINUTES, "minutes": 1},
+    )
+    Schedule.objects.update_or_create(
+        name="reconcile",
+        defaults={"func": "wizard.reconcile.run", "schedule_type": Schedule.MINUTES, "minutes": 10},
     )

@@ -16,7 +16,6 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from wizard import dispatch, polling, preflight
-from wizard.aws import vmimport
 from wizard.models import WorkerLease
 
 # A poller that died with its worker is replaced by the next kick after this long.
@@ -82,13 +81,12 @@ def poll_imports() -> int:
             active = polling.poll_once()
             cache.delete(BACKOFF_KEY)
             pause = settings.IMPORT_POLL_SECONDS if active else 0
-        except vmimport.ImportCallError as exc:
-            if exc.code not in dispatch.RETRYABLE_CODES:
-                raise
-            # Still throttled after botocore's own retries: wait longer before the next poll.
+        except polling.PollBackoff as exc:
+            # Still throttled after botocore's own retries (or AWS out of reach, or no call of the
+            # poll answered): what the poll recorded stays; wait longer before the next one.
             pause = min(MAX_BACKOFF_SECONDS, cache.get(BACKOFF_KEY, settings.IMPORT_POLL_SECONDS) * 2)
             cache.set(BACKOFF_KEY, pause, 3600)
-            log.warning("polling throttled (%s); next poll in %.0f s", exc.code, pause)
+            log.warning("polling backs off (%s); next poll in %.0f s", exc.code, pause)
             active = -2
         time.sleep(pause)
     finally:

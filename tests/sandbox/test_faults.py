@@ -307,3 +307,60 @@ def test_bad_sandbox_faults_stop_the_start() -> None:
         config_from_env({"SANDBOX_FAULTS": '{"meteor": {}}'})
     with pytest.raises(RuntimeError, match="SANDBOX_FAULTS: not JSON"):
         SandboxProcess(env={"SANDBOX_FAULTS": "{"}).start()
+
+
+# --- faults for one task's answers --------------------------------------------------------------
+
+
+def test_a_corrupt_task_breaks_every_answer_that_shows_it_until_cleared(
+    sb: SandboxProcess, ec2: Any, disk: dict[str, Any]
+) -> None:
+    from botocore.parsers import ResponseParserError
+
+    bad, good = start(ec2, disk), start(ec2, disk)
+    assert sb.faults(corrupt={"task_id": bad})["tasks"] == {bad: {"corrupt": {}}}
+    ec2 = sb.client("ec2", config=NO_RETRIES)
+    for ids in ([bad], [good, bad], []):
+        with pytest.raises(ResponseParserError, match="not well-formed"):
+            ec2.describe_import_image_tasks(ImportTaskIds=ids)
+    assert describe(ec2, good)["StatusMessage"] == "pending"  # an answer without it is fine
+    sb.clear_faults()
+    assert describe(ec2, bad)["StatusMessage"] == "pending"
+
+
+def test_a_finished_task_can_be_corrupt_too(sb: SandboxProcess, ec2: Any, disk: dict[str, Any]) -> None:
+    from botocore.parsers import ResponseParserError
+
+    task_id = start(ec2, disk)
+    sb.advance(IMPORT_SECONDS)
+    sb.faults(corrupt={"task_id": task_id})
+    with pytest.raises(ResponseParserError):
+        sb.client("ec2", config=NO_RETRIES).describe_import_image_tasks(ImportTaskIds=[task_id])
+
+
+@pytest.mark.parametrize(
+    "spec, complaint",
+    [
+        ({}, "corrupt.task_id is required"),
+        ({"task_id": "import-ami-00000000000000000"}, "no task import-ami-0000"),
+        ({"task_id": "x", "stage": "booting"}, "unknown field(s) stage"),
+    ],
+)
+def test_a_bad_corrupt_fault_is_400(sb: SandboxProcess, spec: dict[str, Any], complaint: str) -> None:
+    status, answer = control(sb, "POST", {"corrupt": spec})
+    assert status == 400 and complaint in answer["error"]
+
+
+def test_a_call_fault_for_some_tasks_hits_only_the_calls_naming_them(
+    sb: SandboxProcess, ec2: Any, disk: dict[str, Any]
+) -> None:
+    one, two, three = (start(ec2, disk) for _ in range(3))
+    sb.faults(internal_error={"task_ids": [two], "actions": ["DescribeImportImageTasks", "CancelImportTask"]})
+    ec2 = sb.client("ec2", config=NO_RETRIES)
+    assert len(ec2.describe_import_image_tasks(ImportTaskIds=[one, three])["ImportImageTasks"]) == 2
+    assert error_of(ec2.describe_import_image_tasks, 500, ImportTaskIds=[one, two])["Code"] == "InternalError"
+    assert error_of(ec2.cancel_import_task, 500, ImportTaskId=two)["Code"] == "InternalError"
+    assert ec2.cancel_import_task(ImportTaskId=one)["State"] == "deleting"
+    assert sb.fault_status()["internal_error"]["injected"] == 2
+    status, answer = control(sb, "POST", {"throttle": {"task_ids": []}})
+    assert status == 400 and "throttle.task_ids must be a non-empty list" in answer["error"]

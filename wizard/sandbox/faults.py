@@ -20,6 +20,10 @@ effect, as a throttled EC2 call has none):
                     the same sequence of calls is hit the same way every time
     "every": N      instead of a rate: every Nth matching call (N, 2N, ...)
     "count": N      at most N hits, then the fault is spent (stays listed)
+    "task_ids": ["import-ami-..."]  only calls that name one of these tasks
+                    (ImportTaskId, or one of a DescribeImportImageTasks batch's
+                    ImportTaskIds): e.g. one batch answered with 500 while the
+                    others are fine
 
 Task faults act on import tasks created while they are set, or on one
 existing task if they name its "task_id":
@@ -37,6 +41,13 @@ existing task if they name its "task_id":
   Both also take "count": N (only the next N new tasks); "stage" is one of
   pending, validating, validated, converting, updating, booting, preparing ami.
 
+    {"corrupt": {"task_id": "import-ami-..."}}
+        every answer that shows this task (DescribeImportImageTasks, or an
+        ImportImage with its ClientToken) is not well-formed XML: its
+        StatusMessage carries a NUL, as the answers did after a value stored
+        before the sandbox checked its input (botocore raises
+        ResponseParserError). Only for an existing task; DELETE undoes it.
+
 A POST merges: each kind given replaces that kind's setting, a kind set to null
 is removed; task-specific faults are applied to their task at once.
 """
@@ -47,11 +58,13 @@ import copy
 import json
 import random
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from xml.sax.saxutils import escape
 
 CALL_KINDS = ("throttle", "internal_error", "slow")
-TASK_KINDS = ("stall", "fail")
+TASK_KINDS = ("stall", "fail", "corrupt")
 KINDS = CALL_KINDS + TASK_KINDS
 STAGE_NAMES = (
     "pending",
@@ -79,9 +92,9 @@ class CallError:
     def body(self, request_id: str) -> bytes:
         return (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f"<Response><Errors><Error><Code>{self.code}</Code>"
-            f"<Message>{self.message}</Message></Error></Errors>"
-            f"<RequestID>{request_id}</RequestID></Response>"
+            f"<Response><Errors><Error><Code>{escape(self.code)}</Code>"
+            f"<Message>{escape(self.message)}</Message></Error></Errors>"
+            f"<RequestID>{escape(request_id)}</RequestID></Response>"
         ).encode()
 
 
@@ -96,6 +109,7 @@ class CallFault:
     kind: str
     spec: dict[str, Any]  # as given, for GET
     actions: frozenset[str] | None
+    task_ids: frozenset[str] | None
     rate: float
     every: int | None
     count: int | None
@@ -104,9 +118,11 @@ class CallFault:
     injected: int = 0
     rng: random.Random = field(default_factory=random.Random)
 
-    def hits(self, action: str) -> bool:
-        """Whether this call is hit (counts it either way); not thread-safe."""
+    def hits(self, action: str, task_ids: frozenset[str] = frozenset()) -> bool:
+        """Whether this call (naming `task_ids`) is hit (counts it either way); not thread-safe."""
         if self.actions is not None and action not in self.actions:
+            return False
+        if self.task_ids is not None and not self.task_ids & task_ids:
             return False
         self.matched += 1
         if self.count is not None and self.injected >= self.count:
@@ -129,6 +145,8 @@ class TaskFault:
     message: str = ""
 
     def describe(self) -> dict[str, Any]:
+        if self.kind == "corrupt":
+            return {}
         spec: dict[str, Any] = {"stage": STAGE_NAMES[self.stage]}
         if self.kind == "fail":
             spec["message"] = self.message
@@ -200,11 +218,16 @@ def _check_keys(kind: str, spec: dict[str, Any], allowed: tuple[str, ...]) -> No
 
 
 def make_call_fault(kind: str, spec: dict[str, Any]) -> CallFault:
-    allowed = ("actions", "rate", "seed", "every", "count") + (("seconds",) if kind == "slow" else ())
+    allowed = ("actions", "task_ids", "rate", "seed", "every", "count") + (("seconds",) if kind == "slow" else ())
     _check_keys(kind, spec, allowed)
     actions = spec.get("actions")
     if actions is not None and (not isinstance(actions, list) or not all(isinstance(a, str) and a for a in actions)):
         raise FaultSpecError(f"{kind}.actions must be a list of EC2 action names")
+    task_ids = spec.get("task_ids")
+    if task_ids is not None and (
+        not isinstance(task_ids, list) or not task_ids or not all(isinstance(t, str) and t for t in task_ids)
+    ):
+        raise FaultSpecError(f"{kind}.task_ids must be a non-empty list of import task ids")
     rate = _number(kind, spec, "rate", 0.0, 1.0)
     every = _integer(kind, spec, "every", 1)
     if rate is not None and every is not None:
@@ -219,6 +242,7 @@ def make_call_fault(kind: str, spec: dict[str, Any]) -> CallFault:
         kind=kind,
         spec=copy.deepcopy(spec),
         actions=frozenset(actions) if actions is not None else None,
+        task_ids=frozenset(task_ids) if task_ids is not None else None,
         rate=1.0 if rate is None else rate,
         every=every,
         count=_integer(kind, spec, "count", 0),
@@ -229,6 +253,12 @@ def make_call_fault(kind: str, spec: dict[str, Any]) -> CallFault:
 
 def make_task_fault(kind: str, spec: dict[str, Any]) -> tuple[TaskFault, str | None, int | None]:
     """The fault, the task id it names (if any) and its count (if any)."""
+    if kind == "corrupt":
+        _check_keys(kind, spec, ("task_id",))
+        task_id = spec.get("task_id")
+        if not isinstance(task_id, str) or not task_id:
+            raise FaultSpecError("corrupt.task_id is required: the id of the task whose answers break")
+        return TaskFault(kind, 0), task_id, None
     allowed = ("stage", "task_id", "count") + (("message",) if kind == "fail" else ())
     _check_keys(kind, spec, allowed)
     stage = spec.get("stage")
@@ -291,16 +321,17 @@ class Faults:
         """Whether any call fault is set (only then do calls need looking at)."""
         return bool(self._calls)
 
-    def for_call(self, action: str) -> tuple[float, CallError | None]:
-        """What to do to an EC2 call: seconds to delay it, and the error to answer instead."""
+    def for_call(self, action: str, task_ids: Iterable[str] = ()) -> tuple[float, CallError | None]:
+        """What to do to an EC2 call (naming `task_ids`): seconds to delay it, and the error to answer instead."""
+        named = frozenset(task_ids)
         with self._lock:
             delay = 0.0
             slow = self._calls.get("slow")
-            if slow is not None and slow.hits(action):
+            if slow is not None and slow.hits(action, named):
                 delay = slow.seconds
             for kind, error in (("throttle", THROTTLED), ("internal_error", INTERNAL_ERROR)):
                 fault = self._calls.get(kind)
-                if fault is not None and fault.hits(action):
+                if fault is not None and fault.hits(action, named):
                     return delay, error
             return delay, None
 

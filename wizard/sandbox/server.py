@@ -20,8 +20,14 @@ serves moto on host:port until SIGTERM or SIGINT, then returns.
   puts the clock back to its configured speed, the faults back to the
   configured ones (SANDBOX_FAULTS; none by default) and runs `bootstrap` again.
 - Before every other request the import tasks are brought up to date with the
-  clock, so e.g. DescribeImages sees an import's AMI once it is due; then the
-  call faults are applied to EC2 calls (the action is read from the request).
+  clock, so e.g. DescribeImages sees an import's AMI once it is due. An EC2
+  call's parameters are then read (query string and form body) and checked as
+  EC2 checks them: a value with a character XML 1.0 cannot carry (NUL, most C0
+  controls, U+FFFE, U+FFFF) is refused with HTTP 400 InvalidParameterValue
+  "Value (...) for parameter X is invalid. Invalid or illegal XML character
+  specified" (EC2's own answer, as quoted in aws/aws-cli#53), so nothing
+  unparsable is ever stored and echoed back by moto. Then the call faults are
+  applied (by action, and by the task ids the call names).
 
 `serve` also installs `wizard.sandbox.s3fixes` (S3 answers moto gets wrong),
 whose `fix_request` the middleware applies to every request.
@@ -185,10 +191,14 @@ class SandboxApp:
         if path == RESET_PATH and method == "POST":
             return self._reset(environ, start_response)
         self.tasks.tick()
-        if self.faults.active:
-            action = _ec2_action(environ)
-            if action is not None:
-                delay, error = self.faults.for_call(action)
+        params = _ec2_params(environ)
+        if params is not None:
+            refused = illegal_parameter(params)
+            if refused is not None:
+                return _ec2_error(start_response, refused)
+            action = (params.get("Action") or [""])[0]
+            if self.faults.active and action:
+                delay, error = self.faults.for_call(action, _task_ids(params))
                 if delay:
                     time.sleep(delay)
                 if error is not None:
@@ -261,28 +271,55 @@ CREDENTIAL_SCOPE = re.compile(r"Credential=[^/\s,]+/\d{8}/[^/\s,]+/([^/\s,]+)/aw
 FORM = "application/x-www-form-urlencoded"
 
 
-def _ec2_action(environ: dict[str, Any]) -> str | None:
-    """The EC2 action of a request, or None if it is not an EC2 call.
+def _ec2_params(environ: dict[str, Any]) -> dict[str, list[str]] | None:
+    """The query parameters of an EC2 call (query string and form body), or None if it is not one.
 
     The body (form-encoded for EC2's query protocol) is read and put back for moto.
     """
     scope = CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
     if scope is None or scope.group(1) != "ec2":
         return None
-    query = parse_qs(environ.get("QUERY_STRING", ""))
+    params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
     if environ.get("CONTENT_TYPE", "").startswith(FORM):
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)
-        query.update(parse_qs(body.decode("utf-8", "replace")))
-    actions = query.get("Action")
-    return actions[0] if actions else None
+        for name, values in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items():
+            params.setdefault(name, []).extend(values)
+    return params
+
+
+# Outside XML 1.0's Char production (#x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]).
+NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def illegal_parameter(params: dict[str, list[str]]) -> CallError | None:
+    """EC2's answer to a parameter value XML cannot carry, or None if every value is fine."""
+    for name, values in params.items():
+        for value in values:
+            if NOT_XML_CHAR.search(name) or NOT_XML_CHAR.search(value):
+                shown = NOT_XML_CHAR.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+                return CallError(
+                    400,
+                    "InvalidParameterValue",
+                    f"Value ({shown}) for parameter {NOT_XML_CHAR.sub('?', name)} is invalid. "
+                    "Invalid or illegal XML character specified",
+                )
+    return None
+
+
+# ImportTaskId (CancelImportTask) and ImportTaskId.N (DescribeImportImageTasks's ImportTaskIds).
+TASK_ID_PARAM = re.compile(r"ImportTaskId(?:\.\d+)?")
+
+
+def _task_ids(params: dict[str, list[str]]) -> list[str]:
+    return [value for name, values in params.items() if TASK_ID_PARAM.fullmatch(name) for value in values]
 
 
 def _ec2_error(start_response: StartResponse, error: CallError) -> list[bytes]:
     """An error answer as EC2 sends it (query protocol XML)."""
     body = error.body(str(uuid.uuid4()))
-    reasons = {500: "Internal Server Error", 503: "Service Unavailable"}
+    reasons = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}
     start_response(
         f"{error.status} {reasons.get(error.status, 'Error')}",
         [("Content-Type", "text/xml;charset=UTF-8"), ("Content-Length", str(len(body)))],

@@ -120,6 +120,7 @@ class ImportTask:
     # (deleted) at the end of the earliest such stage.
     failures: dict[str, tuple[int, str]] = field(default_factory=dict)
     validated: bool = False  # whether the validator has looked at it
+    corrupt: bool = False  # a "corrupt" fault: its view carries a character XML cannot
 
     @property
     def failure(self) -> tuple[int, str] | None:
@@ -190,7 +191,7 @@ class ImportTasks:
                 if task is None:
                     raise FaultSpecError(f"{fault.kind}.task_id: no task {task_id}")
                 self._advance(task, now)
-                if self._state(task, now)[1] != ACTIVE:
+                if fault.kind != "corrupt" and self._state(task, now)[1] != ACTIVE:
                     raise FaultSpecError(f"{fault.kind}.task_id: the task {task_id} has ended")
                 found.append((fault, task))
             if check_only:
@@ -201,11 +202,13 @@ class ImportTasks:
 
     def release(self) -> None:
         """Undo the faults of running tasks: stalled ones go on from the start of
-        the stage they stalled at; failures a fault set are dropped."""
+        the stage they stalled at; failures a fault set are dropped; corrupt answers
+        are whole again."""
         with self._lock:
             now = self.clock.now()
             for tasks in self._tasks.values():
                 for task in tasks.values():
+                    task.corrupt = False
                     self._advance(task, now)
                     outcome = self._state(task, now)[1]
                     if outcome == ACTIVE:
@@ -223,6 +226,8 @@ class ImportTasks:
             shown: dict[str, dict[str, Any]] = {}
             for tasks in self._tasks.values():
                 for task in tasks.values():
+                    if task.corrupt:
+                        shown.setdefault(task.task_id, {})["corrupt"] = {}
                     if self._state(task, now)[1] != ACTIVE:
                         continue
                     if task.stall_stage is not None:
@@ -342,7 +347,9 @@ class ImportTasks:
         return None
 
     def _apply(self, task: ImportTask, fault: TaskFault, stage: int) -> None:
-        if fault.kind == "stall":
+        if fault.kind == "corrupt":
+            task.corrupt = True
+        elif fault.kind == "stall":
             task.stall_stage = stage
         else:
             task.failures["fault"] = (stage, fault.message)
@@ -450,6 +457,8 @@ class ImportTasks:
             view["StatusMessage"] = STAGES[stage].message
             view["Progress"] = STAGES[stage].progress
         view["SnapshotDetails"] = [_disk_view(task, n, disk, stage) for n, disk in enumerate(task.disks)]
+        if task.corrupt:  # moto writes it as it is: the answer is no longer well-formed XML
+            view["StatusMessage"] = view.get("StatusMessage", "") + "\x00"
         return view
 
 

@@ -1,0 +1,17 @@
+"""Compare stored requests and tasks with AWS and repair what disagrees (wizard.reconcile)."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+
+from wizard import reconcile
+
+
+class Command(BaseCommand):
+    help = "Repair requests whose stored state disagrees with AWS's (each repair is audited); prints them."
+
+    def handle(self, *args, **options) -> None:
+        repairs = reconcile.reconcile()
+        for repair in repairs:
+            self.stdout.write(str(repair))
+        self.stdout.write(f"{len(repairs)} repaired" if repairs else "nothing to repair")
