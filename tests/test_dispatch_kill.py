@@ -44,6 +44,7 @@ from pathlib import Path
 import pytest
 from botocore.config import Config
 
+from tests.flows import grant
 from wizard import dispatch, polling
 from wizard.aws import clients, vmimport
 from wizard.models import AuditEvent, ImportRequest, ImportTask
@@ -73,11 +74,15 @@ IMPORT_SECONDS = 600
 CREATE_REQUESTS = """
 import os
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from wizard import review
-from wizard.models import ImportRequest
+from wizard.models import ImportRequest, SourceGrant
 n, bucket, key, prefix = (int(os.environ["KILL_REQUESTS"]), os.environ["KILL_BUCKET"], os.environ["KILL_KEY"],
                           os.environ["KILL_PREFIX"])
 owner = get_user_model().objects.create_user("killtest")
+team = Group.objects.create(name="killtest-team")
+owner.groups.add(team)
+SourceGrant.objects.create(kind="s3", s3_bucket=bucket).groups.add(team)  # it may import the image
 for i in range(n):
     request = ImportRequest.objects.create(owner=owner, status="submitted", description=f"{prefix}{i}")
     request.disk_containers.create(format="VMDK", s3_bucket=bucket, s3_key=key)
@@ -87,6 +92,7 @@ for i in range(n):
 
 @pytest.fixture
 def approved(db, sandbox, requester) -> ImportRequest:
+    grant(requester, s3_bucket=sandbox.bucket)  # the owner may import the image (wizard.sources)
     request = ImportRequest.objects.create(owner=requester, status="approved", description="throttled")
     request.disk_containers.create(format="VMDK", s3_bucket=sandbox.bucket, s3_key="uploads/x.vmdk")
     return request

@@ -404,7 +404,8 @@ def test_the_iam_policy_allows_the_apps_calls_and_nothing_else(as_policy_user):
     (task,) = vmimport.describe_import_image_tasks([task_id])
     assert task["Status"] == "completed", task
     assert [i["ImageId"] for i in vmimport.describe_images([task["ImageId"]])] == [task["ImageId"]]
-    assert any(s["SnapshotId"] == task["SnapshotDetails"][0]["SnapshotId"] for s in ec2.own_snapshots())
+    snapshot_id = task["SnapshotDetails"][0]["SnapshotId"]
+    assert [s["SnapshotId"] for s in ec2.own_snapshots(snapshot_ids=[snapshot_id])] == [snapshot_id]
     cancelled = vmimport.import_image({"DiskContainers": [disk], "ClientToken": "policy-test-2"})["ImportTaskId"]
     vmimport.cancel_import_task(cancelled, "policy test")
     # A disk discarded after its upload.

@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import Schedule
 
+from tests.flows import grant
 from wizard import dispatch, polling, reconcile, setup, tasks
 from wizard.models import AuditEvent, ImportRequest, ImportTask, WorkerLease
 
@@ -21,6 +22,7 @@ def make_importing(db, sandbox, requester, monkeypatch):
     """An importing request with its task in the sandbox, as the dispatcher leaves it."""
     monkeypatch.setattr(tasks, "kick_poller", lambda: None)
     sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key=KEY, Body=b"KDMV" + bytes(4092))
+    grant(requester, s3_bucket=sandbox.bucket)  # the owner may import the image (wizard.sources)
 
     def make(description: str = "reconcile") -> ImportTask:
         request = ImportRequest.objects.create(owner=requester, status="approved", description=description)
@@ -129,6 +131,7 @@ def test_a_request_approved_long_ago_without_a_task_is_dispatched_again_once_per
 ):
     monkeypatch.setattr(tasks, "kick_poller", lambda: None)
     sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key=KEY, Body=b"KDMV" + bytes(4092))
+    grant(requester, s3_bucket=sandbox.bucket)
     queued = []
     enqueue = tasks.enqueue_dispatch
     monkeypatch.setattr(tasks, "enqueue_dispatch", queued.append)
