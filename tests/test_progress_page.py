@@ -149,11 +149,10 @@ def test_the_requester_is_emailed_on_approval_and_completion(
     with django_capture_on_commit_callbacks(execute=True):
         review.approve(req, reviewer)
     with django_capture_on_commit_callbacks(execute=True):
-        change_status(req, "importing", allowed_from=["approved"], action="dispatched")
+        change_status(req, "dispatch", action="dispatched")
         change_status(
             req,
-            "failed",
-            allowed_from=["importing"],
+            "fail",
             action="failed",
             failure_message="ClientError: No valid partitions. Not a valid volume.",
         )

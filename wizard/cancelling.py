@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from wizard import audit, importspec
+from wizard import audit, importspec, statemachine
 from wizard.aws import vmimport
 from wizard.models import ImportRequest
 
@@ -15,7 +15,7 @@ class CancelError(Exception):
 
 def cancel(request: ImportRequest, user, reason: str) -> dict:
     """Ask AWS to cancel the request's task; returns AWS's answer (PreviousState, State)."""
-    if request.status != ImportRequest.Status.IMPORTING or not hasattr(request, "import_task"):
+    if not statemachine.can_cancel(request):
         raise CancelError(f"import #{request.pk} is {request.get_status_display().lower()}: there is nothing to cancel")
     reason = reason.strip() or "cancelled by the requester"
     if problem := importspec.cancel_reason_problem(reason):

@@ -114,8 +114,7 @@ def dispatch(request_id: int) -> str | None:
             details["Status"] = answer.get("Status")  # the task had ended before this delivery
         change_status(
             request,
-            ImportRequest.Status.IMPORTING,
-            allowed_from=(ImportRequest.Status.APPROVED,),
+            "dispatch",
             action="dispatched",
             details=details,
         )

@@ -8,11 +8,11 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 
-from wizard import audit, importspec, sources
+from wizard import audit, importspec, sources, statemachine
 from wizard.models import DiskContainer, ImportRequest
 from wizard.statemachine import change_status
 
-EDITABLE = (ImportRequest.Status.DRAFT, ImportRequest.Status.REJECTED)
+EDITABLE = statemachine.EDITABLE
 
 # The request's own ImportImage fields (everything a spec carries but containers and ClientData).
 SPEC_FIELDS = (
@@ -212,9 +212,8 @@ def delete_draft(request: ImportRequest, user) -> None:
     marked deleted, and is shown nowhere but in that history."""
     change_status(
         request,
-        ImportRequest.Status.DELETED,
+        "delete",
         actor=user,
-        allowed_from=(ImportRequest.Status.DRAFT,),
         action="draft deleted",
     )
 

@@ -322,16 +322,14 @@ def finish_request(task: ImportTask) -> bool:
     if task.status == "completed":
         change_status(
             request,
-            ImportRequest.Status.COMPLETED,
-            allowed_from=(ImportRequest.Status.IMPORTING,),
+            "complete",
             action="completed",
             details={"image_id": task.image_id, "import_task_id": task.import_task_id},
         )
     elif request.cancel_reason:
         change_status(
             request,
-            ImportRequest.Status.CANCELLED,
-            allowed_from=(ImportRequest.Status.IMPORTING,),
+            "cancel",
             action="cancelled",
             details={"reason": request.cancel_reason, "import_task_id": task.import_task_id},
             failure_message=task.status_message,
@@ -344,8 +342,7 @@ def finish_request(task: ImportTask) -> bool:
 def fail(request: ImportRequest, message: str, *, action: str = "failed", **details) -> None:
     change_status(
         request,
-        ImportRequest.Status.FAILED,
-        allowed_from=(ImportRequest.Status.APPROVED, ImportRequest.Status.IMPORTING),
+        "fail",
         action=action,
         details={"message": message, **details},
         failure_message=message,

@@ -73,9 +73,8 @@ def _approve(request: ImportRequest, user, *, action: str, **fields) -> ImportRe
         try:
             change_status(
                 request,
-                ImportRequest.Status.APPROVED,
+                "approve",
                 actor=user,
-                allowed_from=(ImportRequest.Status.SUBMITTED,),
                 action=action,
                 reviewed_at=timezone.now(),
                 **fields,
@@ -93,9 +92,8 @@ def reject(request: ImportRequest, user, reason: str) -> ImportRequest:
     try:
         change_status(
             request,
-            ImportRequest.Status.REJECTED,
+            "reject",
             actor=user,
-            allowed_from=(ImportRequest.Status.SUBMITTED,),
             action="rejected",
             details={"reason": reason},
             reviewed_by=user,

@@ -30,9 +30,8 @@ def submit(request: ImportRequest, user) -> ImportRequest:
     with transaction.atomic():
         change_status(
             request,
-            ImportRequest.Status.SUBMITTED,
+            "submit",
             actor=user,
-            allowed_from=(ImportRequest.Status.DRAFT, ImportRequest.Status.REJECTED),
             action="submitted",
             submitted_at=timezone.now(),
             submitted_by=user,

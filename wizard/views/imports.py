@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from wizard import cancelling, failures, progress, submission
+from wizard import cancelling, failures, progress, statemachine, submission
 from wizard.cli_format import to_cli_command, to_cli_json
 from wizard.models import ImportRequest
 from wizard.selectors import visible_requests
@@ -44,7 +44,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         containers=import_request.disk_containers.all(),
         cli_json=to_cli_json(spec),
         cli_command=to_cli_command(spec, multiline=True),
-        can_cancel=import_request.status == ImportRequest.Status.IMPORTING
+        can_cancel=statemachine.can_cancel(import_request)
         and (import_request.owner_id == request.user.pk or request.user.has_perm("wizard.review_importrequest")),
     )
     return render(request, "imports/detail.html", context)
