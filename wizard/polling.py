@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from wizard import audit, audit_checkpoint
+from wizard import audit, audit_checkpoint, dispatch_queue
 from wizard.aws import vmimport
 from wizard.dispatch import _progress, fail
 from wizard.models import ImportRequest, ImportTask, TaskStatusChange
@@ -29,6 +29,7 @@ def active_tasks() -> list[ImportTask]:
 @audit_checkpoint.batched()  # one audit checkpoint per cycle, not one per task that changed
 def poll_once() -> int:
     """Describe every active task, record what changed; returns how many are still active."""
+    dispatch_queue.kick()  # tasks that ended free their places: let the queue dispatch the next
     tasks = active_tasks()
     if not tasks:
         return 0
