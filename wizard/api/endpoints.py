@@ -18,6 +18,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from ninja import NinjaAPI, Query, Schema
+from ninja import Status as Answer
 from ninja.errors import AuthenticationError, ValidationError
 from ninja.security import HttpBearer
 
@@ -388,7 +389,7 @@ def start_upload(request: HttpRequest, pk: int, body: schemas.UploadStart):
             request.user, r, file_name=body.file_name, size=body.size, content_type=body.content_type
         )
     )
-    return 201, upload_json(upload)
+    return Answer(201, upload_json(upload))
 
 
 @api.post(
