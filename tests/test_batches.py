@@ -215,3 +215,43 @@ def test_others_see_no_batch_of_yours(owner, sandbox, client):
     client.force_login(make_user("aud", "auditor"))
     assert client.get(reverse("batch-table", args=[batch.pk])).status_code == 200
     assert client.post(reverse("batch-action", args=[batch.pk, "retry"])).status_code == 403
+
+
+def test_a_batch_of_images_uploaded_here_one_vm_each(owner, sandbox, client):
+    from wizard.models import Upload
+
+    mine = [
+        Upload.objects.create(
+            owner=owner,
+            status="completed",
+            bucket=sandbox.bucket,
+            key=f"uploads/{owner.pk}/{i}.raw",
+            file_name=f"db{i}.raw",
+            size=len(IMAGE),
+            completed_at=timezone.now(),
+        )
+        for i in range(2)
+    ]
+    for u in mine:
+        sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key=u.key, Body=IMAGE)
+    theirs = Upload.objects.create(
+        owner=make_user("bob", "requester"),
+        status="completed",
+        bucket=sandbox.bucket,
+        key="uploads/9/x.raw",
+        file_name="x.raw",
+        size=1,
+    )
+    client.force_login(owner)
+    page = client.get(reverse("batch-new")).content.decode()
+    assert "db0.raw" in page and "x.raw" not in page
+    answer = client.post(
+        reverse("batch-new"), {"format": "csv", "uploads": [u.pk for u in mine], "Platform": "Linux", "submit": "on"}
+    )
+    batch = Batch.objects.get()
+    assert answer.status_code == 302 and answer["Location"] == batch.get_absolute_url()
+    requests = [i.request for i in batch.items.select_related("request")]
+    assert [r.description for r in requests] == ["db0.raw", "db1.raw"]
+    assert {(r.status, r.platform) for r in requests} == {("submitted", "Linux")}
+    with pytest.raises(batches.BatchError):
+        batches.create_from_uploads(owner, name="x", upload_ids=[theirs.pk])

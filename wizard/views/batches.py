@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from wizard import batches
 from wizard.api import tokens
 from wizard.manifest import MAX_BYTES, MAX_ROWS
-from wizard.models import ApiToken, Batch, BatchItem, ImportRequest
+from wizard.models import ApiToken, Batch, BatchItem, ImportRequest, Upload
 
 REVIEW_PERM = "wizard.review_importrequest"
 CHOICES = {
@@ -34,6 +34,12 @@ class BatchForm(forms.Form):
     format = forms.ChoiceField(choices=[("csv", "CSV"), ("yaml", "YAML"), ("json", "JSON")], initial="csv")
     manifest_file = forms.FileField(required=False, label="Manifest file")
     manifest = forms.CharField(widget=forms.Textarea(attrs={"rows": 10}), required=False, label="or paste it")
+    uploads = forms.ModelMultipleChoiceField(
+        queryset=Upload.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="or choose images you uploaded here (one VM each)",
+    )
     Platform = forms.ChoiceField(choices=_choices("Platform"), required=False)
     Architecture = forms.ChoiceField(choices=_choices("Architecture"), required=False)
     BootMode = forms.ChoiceField(choices=_choices("BootMode"), required=False)
@@ -44,6 +50,15 @@ class BatchForm(forms.Form):
     Tags = forms.CharField(max_length=4000, required=False, help_text="Key=Value;Key=Value, added to every VM")
     import_valid = forms.BooleanField(required=False, label="If some rows have errors, import the valid ones")
     submit = forms.BooleanField(required=False, initial=True, label="Submit every request for review")
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["uploads"].queryset = Upload.objects.filter(owner=user, status=Upload.Status.COMPLETED).order_by(
+            "-completed_at", "-pk"
+        )
+        self.fields["uploads"].label_from_instance = lambda u: (
+            f"{u.file_name} ({u.size:,} bytes, {u.completed_at:%Y-%m-%d %H:%M})"
+        )
 
     def clean(self):
         data = super().clean()
@@ -59,8 +74,8 @@ class BatchForm(forms.Form):
                 return data
             self.data = self.data.copy()
             self.data["manifest"] = data["manifest"]  # shown again in the text box: nothing is lost
-        if not (data.get("manifest") or "").strip():
-            self.add_error("manifest", "Choose a manifest file or paste one.")
+        if not (data.get("manifest") or "").strip() and not data.get("uploads"):
+            self.add_error("manifest", "Choose a manifest file, paste one, or choose uploaded images.")
         tags = []
         for item in (data.get("Tags") or "").split(";"):
             if not item.strip():
@@ -84,9 +99,29 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("wizard.add_importrequest", raise_exception=True)
 def batch_new(request: HttpRequest) -> HttpResponse:
-    form = BatchForm(request.POST or None, request.FILES or None)
+    form = BatchForm(request.POST or None, request.FILES or None, user=request.user)
     manifest = None
-    if request.method == "POST" and form.is_valid():
+    if (
+        request.method == "POST"
+        and form.is_valid()
+        and form.cleaned_data["uploads"]
+        and not form.cleaned_data["manifest"]
+    ):
+        data = form.cleaned_data
+        try:
+            batch = batches.create_from_uploads(
+                request.user,
+                name=data["name"],
+                upload_ids=[u.pk for u in data["uploads"]],
+                defaults=data["defaults"],
+                submit=data["submit"],
+            )
+        except batches.BatchError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Batch #{batch.pk}: {batch.items.count()} requests made.")
+            return redirect(batch)
+    elif request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
             batch, manifest = batches.create_from_manifest(
