@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
 import requests
 from django.test import Client
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import make_user
 from tests.flows import grant
@@ -217,3 +220,57 @@ def test_the_openapi_description_is_served_and_names_every_endpoint(db):
     ):
         assert path in schema["paths"], path
     assert "bearer" in json.dumps(schema["components"]["securitySchemes"]).lower()
+
+
+ENDPOINTS = [
+    ("GET", "/requests/{pk}"),
+    ("POST", "/requests/{pk}/submit"),
+    ("POST", "/requests/{pk}/cancel"),
+    ("POST", "/requests/{pk}/uploads"),
+    ("GET", "/batches/{batch}"),
+    ("POST", "/batches/{batch}/cancel"),
+]
+
+
+@pytest.mark.parametrize("method,path", ENDPOINTS)
+def test_nobody_reaches_another_users_request_or_batch(alice, sandbox, method, path):
+    pk = api_for(alice).post("/requests", document(sandbox)).json()["id"]
+    batch = Batch.objects.create(owner=alice, name="a", source="api")
+    url = path.format(pk=pk, batch=batch.pk)
+    body = {"file_name": "x.raw", "size": 10} if "uploads" in path else {}
+    anonymous = Api(None).get(url) if method == "GET" else Api(None).post(url, body)
+    assert anonymous.status_code == 401
+    bob = api_for(make_user("bob", "requester"))
+    answer = bob.get(url) if method == "GET" else bob.post(url, body)
+    assert answer.status_code == 404 and answer.json()["message"].startswith("Not found")
+    assert ImportRequest.objects.get(pk=pk).status == "draft"
+
+
+def test_a_body_of_the_wrong_shape_names_the_field(alice, sandbox):
+    api = api_for(alice)
+    pk = api.post("/requests", {"Description": "x"}).json()["id"]
+    answer = api.post(f"/requests/{pk}/uploads", {"file_name": "x.raw", "size": "big"})
+    assert answer.status_code == 422
+    assert [e["path"] for e in answer.json()["errors"]] == ["size"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=120))
+def test_any_bearer_text_is_refused_without_an_error(text):
+    assert tokens.authenticate(text) is None
+
+
+USERS = itertools.count()
+
+
+@pytest.mark.django_db
+@settings(max_examples=50, deadline=None)
+@given(st.text(min_size=1, max_size=300))
+def test_any_idempotency_key_gets_an_answer_never_a_500(key):
+    user = make_user(f"u{next(USERS)}", "requester")
+    api = api_for(user)
+    try:
+        answer = api.post("/requests", {"Description": "x"}, headers={"Idempotency-Key": key})
+    except ValueError:  # the test client itself refuses header values with line breaks, as HTTP does
+        return
+    assert answer.status_code in (201, 422)
