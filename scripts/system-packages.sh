@@ -5,7 +5,7 @@
 # Installs what is missing with apt-get when run as root; otherwise prints the one command
 # to run and exits 1, before any test runs.
 set -euo pipefail
-PACKAGES=(chromium fonts-dejavu-core qemu-utils gdisk fdisk dosfstools e2fsprogs mtools python3-vmdkstream)
+PACKAGES=(chromium fonts-dejavu-core curl jq qemu-utils gdisk fdisk dosfstools e2fsprogs mtools python3-vmdkstream)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

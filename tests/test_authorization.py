@@ -62,12 +62,26 @@ MATRIX = [
     ("POST", "admin:wizard_sourcegrant_add", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
     ("GET", "admin:auth_user_changelist", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
     ("GET", "admin:auth_group_changelist", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
+    # Batches: a's batch is a's; those who see every request see it too; reviewers review it.
+    ("GET", "batch-list", None, {"anonymous": LOGIN, "*": 200}),
+    ("GET", "batch-new", None, {"anonymous": LOGIN, "auditor": 403, "*": 200}),
+    ("GET", "batch-detail", "batch", {"anonymous": LOGIN, "requester_b": 404, "*": 200}),
+    ("GET", "batch-table", "batch", {"anonymous": LOGIN, "requester_b": 404, "*": 200}),
+    ("POST", "batch-action", "batch-cancel", {"anonymous": LOGIN, "requester_b": 404, "auditor": 403, "*": 302}),
+    ("POST", "batch-action", "batch-retry", {"anonymous": LOGIN, "requester_a": 302, "requester_b": 404, "*": 403}),
+    ("GET", "batch-review-list", None, {"anonymous": LOGIN, "reviewer": 200, "admin": 200, "*": 403}),
+    ("GET", "batch-review", "batch", {"anonymous": LOGIN, "reviewer": 200, "admin": 200, "*": 403}),
+    ("POST", "batch-review", "batch", {"anonymous": LOGIN, "reviewer": 302, "admin": 302, "*": 403}),
+    ("GET", "api-tokens", None, {"anonymous": LOGIN, "*": 200}),
+    ("POST", "api-token-revoke", "token", {"anonymous": LOGIN, "requester_a": 302, "*": 404}),
 ]
 
 
 DATA = {
     "review-decide": {"decision": "approve"},
     "wizard-source": {"kind": "s3", "s3_bucket": "bucket-one", "s3_key": "somebody-elses/disk.raw"},
+    "batch-action": {"confirm": "yes"},
+    "batch-review": {"decision": "approve"},
 }
 
 
@@ -79,7 +93,19 @@ def _client(world, role: str, **kwargs) -> Client:
 
 
 def _url(world, name: str, obj: str | None) -> str:
-    _, draft, submitted = world
+    from wizard.models import ApiToken, Batch, BatchItem
+
+    users, draft, submitted = world
+    if obj and (obj.startswith("batch") or obj == "token"):
+        owner = users["requester_a"]
+        if obj == "token":
+            return reverse(
+                name, args=[ApiToken.objects.create(user=owner, name="t", prefix="a" * 12, secret_hash="x").pk]
+            )
+        batch = Batch.objects.create(owner=owner, name="a's batch", source="manifest-csv")
+        BatchItem.objects.create(batch=batch, request=submitted, position=0)
+        action = obj.partition("-")[2]
+        return reverse(name, args=[batch.pk, action] if action else [batch.pk])
     target = {"draft": draft, "submitted": submitted, "container": submitted.disk_containers.first()}.get(obj)
     return reverse(name, args=[target.pk] if target else [])
 

@@ -181,6 +181,7 @@ def app_env(tmp_path, faulty_sandbox) -> dict[str, str]:
         "Q_TIMEOUT": str(Q_TIMEOUT),
         "Q_RETRY": str(Q_RETRY),
         "WIZARD_POLL_SECONDS": "0.5",
+        "WIZARD_MAX_ACTIVE_IMPORTS": str(REQUESTS),  # every request at once: the clock stands still
         "PYTHONUNBUFFERED": "1",
     }
     for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"):

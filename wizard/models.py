@@ -338,3 +338,98 @@ class WorkerLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} held by {self.holder or 'nobody'} until {self.expires_at:%H:%M:%S}"
+
+
+# --- batches, the JSON API and the dispatch queue (wizard.batches, wizard.api, wizard.dispatch_queue) ---------
+
+
+class Batch(models.Model):
+    """Many import requests made at once (a manifest, many images), reviewed and followed together.
+
+    `settings` holds what the batch chose once for every VM (API names: Platform, RoleName, Tags...);
+    each request keeps its own overrides."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="batches")
+    name = models.CharField(max_length=255)
+    source = models.CharField(max_length=32, help_text="manifest-csv, manifest-yaml, manifest-json, uploads, api")
+    settings = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"batch #{self.pk} {self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("batch-detail", args=[self.pk])
+
+
+class BatchItem(models.Model):
+    """One VM of a batch: its request, and where it came from (the manifest's row)."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="items")
+    request = models.OneToOneField(ImportRequest, on_delete=models.CASCADE, related_name="batch_item")
+    position = models.PositiveIntegerField()
+    row = models.PositiveIntegerField(null=True, blank=True, help_text="the manifest's row (1 = first data row)")
+    # "Retry the failed ones": the item this one retries.
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["position", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.batch} item {self.position}: #{self.request_id}"
+
+
+class DispatchSlot(models.Model):
+    """An approved request the dispatch queue let through (wizard.dispatch_queue): it counts
+    against WIZARD_MAX_ACTIVE_IMPORTS until its request is final."""
+
+    request = models.OneToOneField(ImportRequest, on_delete=models.CASCADE, related_name="dispatch_slot")
+    admitted_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"#{self.request_id} admitted {self.admitted_at:%H:%M:%S}"
+
+
+class ApiToken(models.Model):
+    """A user's token for the JSON API. The secret is shown once; only its SHA-256 is kept,
+    found by its `prefix` (the token's first part, not secret)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (iw_{self.prefix}_…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class IdempotencyKey(models.Model):
+    """A POST's Idempotency-Key, per user: the body's fingerprint and the answer given, so a
+    retried POST gets the same answer and creates nothing twice."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    endpoint = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.endpoint} -> {self.status_code}"

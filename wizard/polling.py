@@ -35,7 +35,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from wizard import audit, audit_checkpoint
+from wizard import audit, audit_checkpoint, dispatch_queue
 from wizard.aws import vmimport
 from wizard.models import ImportRequest, ImportTask, TaskStatusChange
 from wizard.statemachine import change_status
@@ -97,6 +97,7 @@ def poll_once() -> int:
 
     Raises PollBackoff (after recording what it could) when AWS throttles or cannot be reached.
     """
+    dispatch_queue.kick()  # tasks that ended free their places: let the queue dispatch the next
     tasks = active_tasks()
     if not tasks:
         return 0

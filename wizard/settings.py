@@ -201,6 +201,9 @@ EMAIL_HOST_PASSWORD = os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", False)
 # When off, a submitted request is approved by the system and dispatched at once.
 APPROVAL_REQUIRED = env_bool("WIZARD_APPROVAL_REQUIRED", True)
+# At most this many import tasks run at once (AWS's quota of concurrent import tasks per account and
+# Region, 20 by default); the other approved requests wait their turn (wizard.dispatch_queue).
+MAX_ACTIVE_IMPORTS = int(os.environ.get("WIZARD_MAX_ACTIVE_IMPORTS", "20"))
 
 STORAGES = {
     "default": {

@@ -31,13 +31,24 @@ log = logging.getLogger(__name__)
 
 
 def enqueue_dispatch(request_id: int) -> None:
+    """An approved request waits for its place in the dispatch queue, which queues its dispatch."""
+    from wizard import dispatch_queue
+
+    dispatch_queue.kick()
+
+
+def queue_dispatch(request_id: int) -> None:
     async_task("wizard.tasks.dispatch_request", request_id, task_name=f"dispatch-{request_id}")
 
 
 def dispatch_request(request_id: int) -> str | None:
+    from wizard import dispatch_queue
+
     task_id = dispatch.dispatch(request_id)
     if task_id:
         kick_poller()
+    else:
+        dispatch_queue.kick()  # a dispatch that failed frees its place
     return task_id
 
 

@@ -3,7 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from wizard.views import drafts, health, history, imports, inspection, review, wizard
+from wizard.api import api
+from wizard.views import batches, drafts, health, history, imports, inspection, review, wizard
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="my-imports"), name="home"),
@@ -29,6 +30,16 @@ urlpatterns = [
     path("review/<int:pk>/", review.detail, name="review-detail"),
     path("review/<int:pk>/decide/", review.decide, name="review-decide"),
     path("audit/", history.audit_log, name="audit-log"),
+    path("batches/", batches.batch_list, name="batch-list"),
+    path("batches/new/", batches.batch_new, name="batch-new"),
+    path("batches/<int:pk>/", batches.batch_detail, name="batch-detail"),
+    path("batches/<int:pk>/table/", batches.batch_table, name="batch-table"),
+    path("batches/<int:pk>/<str:action>/", batches.batch_action, name="batch-action"),
+    path("review/batches/", batches.review_list, name="batch-review-list"),
+    path("review/batches/<int:pk>/", batches.batch_review, name="batch-review"),
+    path("account/tokens/", batches.api_tokens, name="api-tokens"),
+    path("account/tokens/<int:pk>/revoke/", batches.api_token_revoke, name="api-token-revoke"),
+    path("api/v1/", api.urls),
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("", include("wizard.upload_urls")),
