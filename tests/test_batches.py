@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -42,9 +43,11 @@ def commits(django_capture_on_commit_callbacks):
 
 
 def make(owner, sandbox, n: int, **kwargs) -> Batch:
-    batch, _ = batches.create_from_manifest(
-        owner, name="wave 1", text=manifest(sandbox, n), fmt="csv", defaults={"Platform": "Linux"}, **kwargs
-    )
+    """A batch from a manifest of `n` images; the worker's inspections (queued on commit) run."""
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        batch, _ = batches.create_from_manifest(
+            owner, name="wave 1", text=manifest(sandbox, n), fmt="csv", defaults={"Platform": "Linux"}, **kwargs
+        )
     return batch
 
 
@@ -147,7 +150,8 @@ def test_retry_the_failed_ones_makes_new_requests_with_the_same_settings(owner, 
     assert len(dash.failed) == 2 and "Unknown OS" in dash.failed[0].request.failure_message
     assert dash.failed[0].explanation is not None and dash.can_retry
 
-    outcome = batches.retry_failed(batch, owner)
+    with commits(execute=True):  # the copies' images are inspected, then they are submitted
+        outcome = batches.retry_failed(batch, owner)
     assert len(outcome.done) == 2 and not outcome.refused
     retries = BatchItem.objects.exclude(retry_of=None)
     assert {i.request.status for i in retries} == {"submitted"}
@@ -245,9 +249,11 @@ def test_a_batch_of_images_uploaded_here_one_vm_each(owner, sandbox, client):
     client.force_login(owner)
     page = client.get(reverse("batch-new")).content.decode()
     assert "db0.raw" in page and "x.raw" not in page
-    answer = client.post(
-        reverse("batch-new"), {"format": "csv", "uploads": [u.pk for u in mine], "Platform": "Linux", "submit": "on"}
-    )
+    with TestCase.captureOnCommitCallbacks(execute=True):  # the worker inspects each, then it is submitted
+        answer = client.post(
+            reverse("batch-new"),
+            {"format": "csv", "uploads": [u.pk for u in mine], "Platform": "Linux", "submit": "on"},
+        )
     batch = Batch.objects.get()
     assert answer.status_code == 302 and answer["Location"] == batch.get_absolute_url()
     requests = [i.request for i in batch.items.select_related("request")]

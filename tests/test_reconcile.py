@@ -12,7 +12,7 @@ from django_q.models import Schedule
 
 from tests.flows import grant
 from wizard import dispatch, polling, reconcile, setup, tasks
-from wizard.models import AuditEvent, ImportRequest, ImportTask, WorkerLease
+from wizard.models import AuditEvent, DispatchSlot, ImportRequest, ImportTask, WorkerLease
 
 KEY = "uploads/reconcile.vmdk"
 
@@ -126,30 +126,36 @@ def test_running_tasks_are_left_to_the_poller(make_importing, sandbox):
     assert not reconciled(task) and status_of(task) == "importing"
 
 
-def test_a_request_approved_long_ago_without_a_task_is_dispatched_again_once_per_window(
+def test_a_request_let_through_long_ago_without_a_task_is_dispatched_again_once_per_window(
     db, sandbox, requester, monkeypatch
 ):
     monkeypatch.setattr(tasks, "kick_poller", lambda: None)
     sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key=KEY, Body=b"KDMV" + bytes(4092))
     grant(requester, s3_bucket=sandbox.bucket)
     queued = []
-    enqueue = tasks.enqueue_dispatch
-    monkeypatch.setattr(tasks, "enqueue_dispatch", queued.append)
+    really = tasks.queue_dispatch
+    monkeypatch.setattr(tasks, "queue_dispatch", queued.append)
     long_ago = timezone.now() - reconcile.dispatch_window() - timedelta(minutes=1)
     stuck = ImportRequest.objects.create(owner=requester, status="approved", reviewed_at=long_ago)
     stuck.disk_containers.create(format="VMDK", s3_bucket=sandbox.bucket, s3_key=KEY)
+    DispatchSlot.objects.create(request=stuck, admitted_at=long_ago)  # let through; its dispatch was lost
     recent = ImportRequest.objects.create(owner=requester, status="approved", reviewed_at=timezone.now())
+    DispatchSlot.objects.create(request=recent, admitted_at=timezone.now())
+    # Approved long ago but still waiting for its place in the queue: not stuck, only let through.
+    waiting = ImportRequest.objects.create(owner=requester, status="approved", reviewed_at=long_ago)
 
     (repair,) = reconcile.reconcile()
     assert queued == [stuck.pk] and repair.request_id == stuck.pk
     assert "without a task: dispatch queued again" in repair.what
     event = AuditEvent.objects.get(request=stuck, action="reconciled")
     assert event.after == {"status": "approved", "task": None, "dispatch": "queued again"}
+    assert not AuditEvent.objects.filter(request=waiting, action="reconciled").exists()
+    assert DispatchSlot.objects.filter(request=waiting).exists()  # the pass kicked the queue
     assert reconcile.reconcile() == [] and queued == [stuck.pk]  # that delivery gets its time
     later = timezone.now() + reconcile.dispatch_window() + timedelta(minutes=1)
-    assert sorted(r.request_id for r in reconcile.reconcile(now=later)) == [stuck.pk, recent.pk]
+    assert sorted(r.request_id for r in reconcile.reconcile(now=later)) == [stuck.pk, recent.pk, waiting.pk]
 
-    monkeypatch.setattr(tasks, "enqueue_dispatch", enqueue)  # the real queue (inline in tests): the dispatch runs
+    monkeypatch.setattr(tasks, "queue_dispatch", really)  # the real queue (inline in tests): the dispatch runs
     reconcile.reconcile(now=later + reconcile.dispatch_window() * 2)
     stuck.refresh_from_db()
     assert stuck.status == "importing" and ImportTask.objects.filter(request=stuck).count() == 1

@@ -175,12 +175,45 @@ def _create(user, name: str, source: str, defaults: dict[str, Any], specs, skipp
 
 
 def _after_create(batch: Batch, user, submit: bool) -> None:
-    """Each request's images inspected on their own (the same pre-flight as a single one), then submitted."""
-    for item in batch.items.select_related("request"):
-        for container in item.request.disk_containers.select_related("request__owner"):
-            preflight.inspect_container(container)
-    if submit:
-        submit_batch(batch, user)
+    """Each request's images are inspected on their own by the worker (drafts.draft_from_spec
+    queued them, the same pre-flight as a single one). With `submit`, each request is submitted
+    as soon as its images are inspected (`inspected`); those with nothing to inspect at once."""
+    if not submit:
+        return
+    batch.items.update(submit_when_inspected=True)
+    for item in _items(batch):
+        if not item.request.disk_containers.filter(inspection_status=preflight.PENDING).exists():
+            _submit_when_inspected(item)
+
+
+def inspected(container_id: int) -> None:
+    """The worker has inspected a container's image: submit its request if its batch asked for it
+    and no other image of it is still waiting (called by wizard.tasks after each inspection)."""
+    item = (
+        BatchItem.objects.select_related("request", "batch__owner")
+        .filter(request__disk_containers__pk=container_id, submit_when_inspected=True)
+        .first()
+    )
+    if item is None or item.request.disk_containers.filter(inspection_status=preflight.PENDING).exists():
+        return
+    _submit_when_inspected(item)
+
+
+def _submit_when_inspected(item: BatchItem) -> None:
+    """Submit one request of a batch in its owner's name, once; a refusal stays a draft, audited."""
+    if not BatchItem.objects.filter(pk=item.pk, submit_when_inspected=True).update(submit_when_inspected=False):
+        return  # another delivery did it
+    request, owner = item.request, item.batch.owner
+    if request.status not in drafts.EDITABLE:
+        return
+    try:
+        submission.submit(request, owner)
+    except submission.SubmitRefused as exc:
+        audit.record(
+            "batch item not submitted",
+            request,
+            details={"batch": item.batch_id, "findings": [f"{f.path}: {f.message}" for f in exc.findings]},
+        )
 
 
 # --- submitting, reviewing -----------------------------------------------------------------------
@@ -255,7 +288,9 @@ def _decide(batch: Batch, user, pks, act, action: str, **details) -> Outcome:
 
 def retry_failed(batch: Batch, user) -> Outcome:
     """ "Retry the failed ones": for each failed request not retried yet, a new request with the
-    same settings (drafts.duplicate: only the disks the user may import), in the batch, submitted."""
+    same settings (drafts.duplicate: only the disks the user may import), in the batch, submitted
+    as soon as its images are inspected (`inspected`). `done` lists the new requests, `refused`
+    what a copy left out."""
     if batch.owner_id != user.pk:
         raise BatchError("only the batch's owner retries its requests")
     outcome = Outcome()
@@ -265,13 +300,15 @@ def retry_failed(batch: Batch, user) -> Outcome:
         if item.request.status != Status.FAILED or item.pk in retried:
             continue
         copy, dropped = drafts.duplicate(item.request, user)
-        BatchItem.objects.create(batch=batch, request=copy, position=position, row=item.row, retry_of=item)
+        new = BatchItem.objects.create(
+            batch=batch, request=copy, position=position, row=item.row, retry_of=item, submit_when_inspected=True
+        )
         position += 1
-        try:
-            submission.submit(copy, user)
-            outcome.done.append(copy.pk)
-        except submission.SubmitRefused as exc:
-            outcome.refused[copy.pk] = "; ".join([*dropped, *(f"{f.path}: {f.message}" for f in exc.findings)])
+        outcome.done.append(copy.pk)
+        if dropped:
+            outcome.refused[copy.pk] = "; ".join(dropped)
+        if not copy.disk_containers.filter(inspection_status=preflight.PENDING).exists():
+            _submit_when_inspected(new)
     audit.record("batch retried", actor=user, details={"batch": batch.pk, **outcome.as_json()})
     return outcome
 

@@ -93,9 +93,8 @@ def withdraw(request: ImportRequest, user, reason: str) -> bool:
         try:
             change_status(
                 request,
-                Status.CANCELLED,
+                "withdraw",
                 actor=user,
-                allowed_from=(Status.SUBMITTED, Status.APPROVED),
                 action="withdrawn",
                 details={"reason": reason, "was": fresh["status"]},
                 cancel_reason=reason,

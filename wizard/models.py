@@ -374,6 +374,9 @@ class BatchItem(models.Model):
     row = models.PositiveIntegerField(null=True, blank=True, help_text="the manifest's row (1 = first data row)")
     # "Retry the failed ones": the item this one retries.
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The owner asked to submit the batch when it was made: each request is submitted as soon as
+    # the worker has inspected its images (wizard.batches.inspected).
+    submit_when_inspected = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["position", "pk"]

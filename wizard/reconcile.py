@@ -165,14 +165,17 @@ def _describe(task_ids: Iterable[str]) -> tuple[dict[str, dict[str, Any]], set[s
 
 
 def _lost_dispatches(now: datetime) -> list[Repair]:
-    """Approved long ago, no task: queue the dispatch again (at most once per window)."""
-    from wizard.tasks import enqueue_dispatch
+    """Let through the dispatch queue long ago, no task: queue the dispatch again (at most once per
+    window). A request still waiting for its place in the queue (wizard.dispatch_queue) is not
+    stuck; the queue is kicked, in case a kick was lost."""
+    from wizard import dispatch_queue
+    from wizard.tasks import queue_dispatch
 
     window = dispatch_window()
     stuck = (
         ImportRequest.objects.filter(status=ImportRequest.Status.APPROVED, import_task__isnull=True)
-        .annotate(approved_at=Coalesce("reviewed_at", "updated_at"))
-        .filter(approved_at__lt=now - window)
+        .filter(dispatch_slot__admitted_at__lt=now - window)
+        .annotate(approved_at=Coalesce("dispatch_slot__admitted_at", "reviewed_at", "updated_at"))
     )
     repairs = []
     for request in stuck:
@@ -180,10 +183,11 @@ def _lost_dispatches(now: datetime) -> list[Repair]:
             continue  # queued again not long ago: give that delivery its time
         before = {"status": request.status, "task": None, "approved_at": request.approved_at.isoformat()}
         after = {"status": request.status, "task": None, "dispatch": "queued again"}
-        what = f"approved {_ago(now - request.approved_at)} ago without a task: dispatch queued again"
+        what = f"let through {_ago(now - request.approved_at)} ago without a task: dispatch queued again"
         audit.record(ACTION, request, before=before, after=after, details={"repair": what})
         repairs.append(Repair(request.pk, what, before, after))
-        enqueue_dispatch(request.pk)
+        queue_dispatch(request.pk)
+    dispatch_queue.kick()
     return repairs
 
 

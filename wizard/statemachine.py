@@ -32,6 +32,7 @@ TRANSITIONS: dict[str, Transition] = {
     "dispatch": Transition((S.APPROVED,), S.IMPORTING),
     "complete": Transition((S.IMPORTING,), S.COMPLETED),
     "cancel": Transition((S.IMPORTING,), S.CANCELLED),
+    "withdraw": Transition((S.SUBMITTED, S.APPROVED), S.CANCELLED),  # taken out before dispatch (batches)
     "fail": Transition((S.APPROVED, S.IMPORTING), S.FAILED),
     "delete": Transition((S.DRAFT,), S.DELETED),
 }

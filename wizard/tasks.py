@@ -122,4 +122,9 @@ def enqueue_inspection(container_id: int, asked_at: str) -> None:
 def inspect_container_task(container_id: int, asked_at: str) -> str:
     """Inspect one container's image (wizard.preflight.run_inspection): idempotent, so a task
     delivered again after a killed worker stores and audits nothing twice."""
-    return preflight.run_inspection(container_id, asked_at)
+    from wizard import batches
+
+    outcome = preflight.run_inspection(container_id, asked_at)
+    if outcome in ("done", "refused"):
+        batches.inspected(container_id)  # a batch may wait for this inspection to submit the request
+    return outcome

@@ -155,6 +155,9 @@ def request_json(r: ImportRequest, *, findings=None, ahead: int | None = None) -
         "findings": None
         if findings is None
         else [{"path": f.path, "message": f.message, "severity": f.severity} for f in findings],
+        "inspecting": None
+        if findings is None
+        else r.disk_containers.filter(inspection_status=preflight.PENDING).exists(),
         "task": task_json,
         "failure": {
             "message": r.failure_message,

@@ -60,6 +60,9 @@ class ImportRequestOut(Schema):
     queued_ahead: int | None = Field(None, description='approved and waiting for its place: "queued, N ahead"')
     document: dict[str, Any] = Field(description="the request as an aws ec2 import-image --cli-input-json document")
     findings: list[Finding] | None = Field(None, description="pre-flight findings (on reads of one request)")
+    inspecting: bool | None = Field(
+        None, description="an image is still being inspected by the worker: its findings are not in yet (reads of one)"
+    )
     task: Task | None
     failure: Failure | None
     url: str

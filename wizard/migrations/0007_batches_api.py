@@ -52,6 +52,7 @@ class Migration(migrations.Migration):
                 ('batch', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='wizard.batch')),
                 ('request', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='batch_item', to='wizard.importrequest')),
                 ('retry_of', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='wizard.batchitem')),
+                ('submit_when_inspected', models.BooleanField(default=False)),
             ],
             options={
                 'ordering': ['position', 'pk'],
