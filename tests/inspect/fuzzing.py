@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from wizard.inspect import FileReader, Reader, SliceReader, inspect_image
+from wizard.inspect.reader import MAX_READ, MAX_READS, MAX_TOTAL
 from wizard.inspect.vhdx import crc32c
 
 from .helpers import BytesReader, CountingReader, PatchedReader
@@ -185,6 +186,7 @@ class Result:
     peak_memory: int = 0
     format: str = ""
     codes: list[str] = field(default_factory=list)
+    report: dict[str, Any] | None = None  # ImageReport.to_dict()
 
 
 @dataclass
@@ -193,9 +195,9 @@ class Limits:
 
     timeout: float = 5.0  # seconds per case, in the child (a hang beyond it)
     peak_memory: int = 64 * MiB  # tracemalloc peak during the inspection
-    reads: int = 256  # ranged reads of the image
-    read_bytes: int = 64 * MiB  # bytes read in all
-    largest_read: int = 16 * MiB  # bytes in one read
+    reads: int = MAX_READS  # reads of the image: the inspector's own budget
+    read_bytes: int = MAX_TOTAL
+    largest_read: int = MAX_READ
     address_space: int = 3 * GiB  # RLIMIT_AS of the child, above what it has at the start
 
 
@@ -484,7 +486,7 @@ def _truncate(rng: random.Random, corpus: Corpus, name: str, base: Reader) -> tu
     elif pick < 0.6:
         keep = size - rng.choice([1, 511, 512, 513, 1024, 1536, 4096, 64 * KiB, MiB])
     else:
-        keep = rng.randrange(1, size)
+        keep = rng.randrange(1, max(2, size))
     keep = max(1, min(keep, size - 1))
     return SliceReader(base, 0, keep), f"cut at {keep}"
 
@@ -721,6 +723,7 @@ def run_case(case: Case, limits: Limits) -> Result:
     try:
         data = report.to_dict()
         json.dumps(data)
+        result.report = data
         if _big_int(data):
             raise ValueError("an int over 2^63")
     except Exception as e:  # noqa: BLE001
@@ -744,12 +747,11 @@ def run_case(case: Case, limits: Limits) -> Result:
     return result
 
 
-def _child(conn: Any, folder: str, seed: int, limits: Limits) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+def _child(conn: Any, build: Callable[[int], Case], limits: Limits) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
     with open("/proc/self/statm") as f:
         vm = int(f.read().split()[0]) * resource.getpagesize()
     resource.setrlimit(resource.RLIMIT_AS, (vm + limits.address_space, hard))
-    corpus = Corpus(Path(folder))
     while True:
         try:
             index = conn.recv()
@@ -758,7 +760,7 @@ def _child(conn: Any, folder: str, seed: int, limits: Limits) -> None:
         if index is None:
             return
         try:
-            case = make_case(corpus, seed, index)
+            case = build(index)
         except Exception:  # noqa: BLE001 - a bug of the fuzzer, not of the inspector
             conn.send(("start", f"case {index}"))
             conn.send(("done", Result(index, f"case {index}", "fuzzer-error", traceback.format_exc(limit=-3))))
@@ -768,10 +770,12 @@ def _child(conn: Any, folder: str, seed: int, limits: Limits) -> None:
 
 
 class _Worker:
-    def __init__(self, folder: Path, seed: int, limits: Limits) -> None:
+    """A child process (forked, so `build` need not be picklable) that runs cases one by one."""
+
+    def __init__(self, build: Callable[[int], Case], limits: Limits) -> None:
         ctx = multiprocessing.get_context("fork")
         self.conn, child_conn = ctx.Pipe()
-        self.process = ctx.Process(target=_child, args=(child_conn, str(folder), seed, limits), daemon=True)
+        self.process = ctx.Process(target=_child, args=(child_conn, build, limits), daemon=True)
         self.process.start()
         child_conn.close()
 
@@ -782,10 +786,11 @@ class _Worker:
         self.conn.close()
 
 
-def run_cases(folder: Path, seed: int, indexes: Iterable[int], limits: Limits | None = None) -> Iterator[Result]:
-    """Runs the cases in a child process under a watchdog; yields one result per case."""
+def run_built(build: Callable[[int], Case], indexes: Iterable[int], limits: Limits | None = None) -> Iterator[Result]:
+    """Runs the cases `build` makes in a child process under a watchdog; one result per case.
+    A case that hangs or kills its child is reported as such, and a new child goes on."""
     limits = limits or Limits()
-    worker = _Worker(folder, seed, limits)
+    worker = _Worker(build, limits)
     try:
         for index in indexes:
             worker.conn.send(index)
@@ -797,7 +802,7 @@ def run_cases(folder: Path, seed: int, indexes: Iterable[int], limits: Limits | 
                 if not worker.conn.poll(limits.timeout):
                     yield Result(index, description, "hang", f"still running after {limits.timeout} s", limits.timeout)
                     worker.stop()
-                    worker = _Worker(folder, seed, limits)
+                    worker = _Worker(build, limits)
                     continue
                 _, result = worker.conn.recv()
                 yield result
@@ -806,11 +811,23 @@ def run_cases(folder: Path, seed: int, indexes: Iterable[int], limits: Limits | 
                 code = worker.process.exitcode
                 yield Result(index, description, "crash", f"the child process died (exit code {code})")
                 worker.stop()
-                worker = _Worker(folder, seed, limits)
+                worker = _Worker(build, limits)
     finally:
         with contextlib.suppress(OSError):
             worker.conn.send(None)
         worker.stop()
+
+
+def run_cases(folder: Path, seed: int, indexes: Iterable[int], limits: Limits | None = None) -> Iterator[Result]:
+    """The fuzzer's cases `indexes` of `seed` over the corpus in `folder`."""
+    corpus = Corpus(folder)
+    return run_built(lambda index: make_case(corpus, seed, index), indexes, limits)
+
+
+def run_isolated(make_reader: Callable[[], Reader], declared: str = "", limits: Limits | None = None) -> Result:
+    """One inspection of the image `make_reader()` makes, in a child under the same watchdog."""
+    [result] = run_built(lambda index: Case(index, "example", make_reader(), declared), [0], limits)
+    return result
 
 
 def summary(results: list[Result]) -> dict[str, Any]:
