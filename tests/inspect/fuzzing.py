@@ -596,7 +596,7 @@ def _synthetic(rng: random.Random, corpus: Corpus) -> tuple[Reader, str]:
         ovf = ovf_text([("disk1.vmdk", capacity, units)])
         return ova_with_disk(ovf, disk), f"OVA: capacity {capacity[:24]!r} units {units[:40]!r}"
     if kind == "many-disks":
-        n = rng.choice([22, 1000, 8000])
+        n = rng.choice([22, 1000, 4000])
         ovf = ovf_text([(f"disk{i}.vmdk", "512", "byte * 2^20") for i in range(n)])
         return ova_with_disk(ovf, disk, "disk0.vmdk"), f"OVA: {n} disks"
     if kind == "nested":
