@@ -150,8 +150,8 @@ def _parse_xml(data: bytes) -> ET.Element:
     parser = ET.XMLPullParser(("start", "end"))
     depth = elements = 0
     root = None
-    for at in range(0, len(data), 64 * 1024):
-        parser.feed(data[at : at + 64 * 1024])
+    for at in range(0, len(data), 8 * 1024):  # in small pieces, so that the limits stop it early
+        parser.feed(data[at : at + 8 * 1024])
         for event, el in parser.read_events():
             if event == "end":
                 depth -= 1
