@@ -49,6 +49,11 @@ def vhdx_header_patches(path: Path, log_guid: bytes) -> dict[int, bytes]:
 
 def vhdx_file_parameters_offset(path: Path) -> int:
     """Where the File Parameters metadata item (block size, flags) is in a VHDX."""
+    return vhdx_item_offset(path, uuid.UUID("CAA16737-FA36-4D43-B3B6-33F0AA44E76B"))
+
+
+def vhdx_item_offset(path: Path, item: uuid.UUID) -> int:
+    """Where a metadata item (File Parameters, Virtual Disk Size...) is in a VHDX."""
     r = FileReader(path)
     table = r.read(192 * KiB, 64 * KiB)
     metadata_region = uuid.UUID("8B7CA206-4790-4B9A-B8FE-575F050F886E")
@@ -60,12 +65,11 @@ def vhdx_file_parameters_offset(path: Path) -> int:
     )
     meta = r.read(start, 64 * KiB)
     (items,) = struct.unpack_from("<H", meta, 10)
-    params = uuid.UUID("CAA16737-FA36-4D43-B3B6-33F0AA44E76B")
     for i in range(items):
         entry = meta[32 + 32 * i : 64 + 32 * i]
-        if uuid.UUID(bytes_le=entry[:16]) == params:
+        if uuid.UUID(bytes_le=entry[:16]) == item:
             return start + struct.unpack_from("<I", entry, 16)[0]
-    raise AssertionError("no File Parameters item")
+    raise AssertionError(f"no metadata item {item}")
 
 
 def ovf(disks: list[tuple[str, str]], firmware: str = "efi", file_attrs: str = "", doctype: str = "") -> bytes:

@@ -36,16 +36,20 @@ class _Fat:
         self.bits = 12 if clusters < 4085 else 16 if clusters < 65525 else 32
         self.root_cluster = root_cluster if self.bits == 32 else 0
 
+    def _entry(self, offset: int, size: int) -> int | None:
+        raw = self.guest.read(offset, size)
+        return int.from_bytes(raw, "little") if len(raw) == size else None
+
     def _next(self, cluster: int) -> int | None:
         if self.bits == 12:
-            (v,) = struct.unpack("<H", self.guest.read(self.fat + cluster + cluster // 2, 2))
-            v, end = (v >> 4 if cluster & 1 else v & 0xFFF), 0xFF8
+            v = self._entry(self.fat + cluster + cluster // 2, 2)
+            v, end = (None if v is None else v >> 4 if cluster & 1 else v & 0xFFF), 0xFF8
         elif self.bits == 16:
-            (v,), end = struct.unpack("<H", self.guest.read(self.fat + 2 * cluster, 2)), 0xFFF8
+            v, end = self._entry(self.fat + 2 * cluster, 2), 0xFFF8
         else:
-            (v,), end = struct.unpack("<I", self.guest.read(self.fat + 4 * cluster, 4)), 0x0FFF_FFF8
-            v &= 0x0FFF_FFFF
-        return v if 2 <= v < end else None
+            v, end = self._entry(self.fat + 4 * cluster, 4), 0x0FFF_FFF8
+            v = None if v is None else v & 0x0FFF_FFFF
+        return v if v is not None and 2 <= v < end else None
 
     def directory(self, cluster: int) -> bytes:
         """A directory's entries; cluster 0 is the FAT12/16 root directory."""
@@ -55,8 +59,9 @@ class _Fat:
         parts: list[bytes] = []
         current: int | None = cluster
         while current is not None and len(parts) * size < MAX_DIR_BYTES:
-            parts.append(self.guest.read(self.start + (self.data + (current - 2) * self.spc) * self.bps, size))
-            current = self._next(current)
+            part = self.guest.read(self.start + (self.data + (current - 2) * self.spc) * self.bps, size)
+            parts.append(part)
+            current = self._next(current) if len(part) == size else None
         return b"".join(parts)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .reader import Reader
+from .reader import Budget, Reader
 from .report import Finding
 
 
@@ -27,18 +27,24 @@ class UnitReader:
     """A guest disk made of equal units (grains, blocks, clusters) the container maps.
 
     `read_unit(index, start, length)` returns exactly `length` bytes of unit `index` from
-    `start` within it, zeros where the container stores nothing.
+    `start` within it, zeros where the container stores nothing. Every read and every unit
+    read counts against the inspection's budget, so a huge read fails before any allocation.
     """
 
-    def __init__(self, size: int, unit: int, read_unit: Callable[[int, int, int], bytes]) -> None:
+    def __init__(self, size: int, unit: int, read_unit: Callable[[int, int, int], bytes], budget: Budget) -> None:
         self.size = size
         self.unit = unit
         self.read_unit = read_unit
+        self.budget = budget
 
     def read(self, offset: int, length: int) -> bytes:
         end = min(offset + length, self.size)
+        if offset < 0 or offset >= end:
+            return b""
+        self.budget.call(end - offset)
         parts = []
         while offset < end:
+            self.budget.call(0)
             index, start = divmod(offset, self.unit)
             n = min(self.unit - start, end - offset)
             parts.append(self.read_unit(index, start, n))

@@ -6,8 +6,11 @@ the boot mode from it, and turn every problem into a finding before any import r
 
 from __future__ import annotations
 
+import json
+import logging
 import struct
 from collections.abc import Callable
+from dataclasses import asdict
 
 from .detect import ADVICE, detect
 from .fat import has_file
@@ -15,8 +18,8 @@ from .guest import Disk
 from .ova import inspect_ova
 from .partitions import boot_mode, check_table, read_table
 from .qcow2 import open_qcow2
-from .reader import CachedReader, Reader
-from .report import ERROR, WARNING, Finding, ImageError, ImageReport, human
+from .reader import Budget, BudgetReader, CachedReader, Reader, ReadFailed
+from .report import ERROR, MAX_SIZE, WARNING, Finding, ImageError, ImageReport, human
 from .vhd import open_vhd
 from .vhdx import open_vhdx
 from .vmdk import open_vmdk
@@ -32,13 +35,41 @@ OPENERS: dict[str, Callable[[CachedReader], Disk]] = {
     "QCOW2": open_qcow2,
 }
 BOOT_LOADER = "EFI/BOOT/BOOTX64.EFI"
+log = logging.getLogger(__name__)
 
 
 def inspect_image(reader: Reader, declared_format: str | None = "") -> ImageReport:
     """Inspects the image behind `reader`; `declared_format` is the Format the import will
     name (OVA, VMDK, VHD, VHDX, RAW; empty or None: not known yet), checked against what the
-    file really is."""
-    report = _inspect(reader)
+    file really is.
+
+    Whatever bytes the image holds, this returns a report (JSON-ready, no number over 2^63)
+    within the inspection's read budget (`reader.Budget`); it raises only what `reader.read`
+    itself raises (S3 or file system errors: the image could not be read at all).
+    """
+    budget = Budget()
+    try:
+        report = _inspect(BudgetReader(reader, budget), budget)
+        _check(report)
+    except ReadFailed as e:
+        raise e.error from None
+    except Exception as e:  # the last line: a structure no check above foresaw
+        log.warning("inspecting an image of %s bytes failed: %r", reader.size, e, exc_info=True)
+        report = ImageReport(
+            "UNKNOWN",
+            "",
+            None,
+            reader.size if 0 <= reader.size <= MAX_SIZE else 0,
+            findings=[
+                Finding(
+                    ERROR,
+                    "corrupt",
+                    "The image's structures are damaged in a way this check cannot read "
+                    f"({type(e).__name__}); VM Import would most likely fail on it too. Export the image again.",
+                )
+            ],
+        )
+    report.findings = list({(f.severity, f.code, f.message): f for f in report.findings}.values())
     if report.file_size > MAX_OBJECT_SIZE:
         report.findings.append(
             Finding(
@@ -50,7 +81,7 @@ def inspect_image(reader: Reader, declared_format: str | None = "") -> ImageRepo
             )
         )
     declared = (declared_format or "").strip().upper()
-    if declared and declared != report.format:
+    if declared and declared != report.format and (report.format != "UNKNOWN" or report.subformat):
         fix = (
             f"Set the format to {report.format}."
             if report.format in IMPORTABLE
@@ -68,10 +99,27 @@ def inspect_image(reader: Reader, declared_format: str | None = "") -> ImageRepo
     return report
 
 
-def _inspect(reader: Reader) -> ImageReport:
+def _check(report: ImageReport) -> None:
+    """The report is JSON and its numbers fit in 64 bits (every size was checked where it was
+    read: this only makes sure of it)."""
+
+    def numbers(value: object) -> list[int]:
+        if isinstance(value, dict):
+            return [n for v in value.values() for n in numbers(v)]
+        if isinstance(value, list):
+            return [n for v in value for n in numbers(v)]
+        return [value] if isinstance(value, int) else []
+
+    data = asdict(report)
+    json.dumps(data)
+    if any(not -MAX_SIZE - 1 <= n <= MAX_SIZE for n in numbers(data)):
+        raise ValueError("a number in the report does not fit in 64 bits")
+
+
+def _inspect(reader: Reader, budget: Budget, nested: bool = False) -> ImageReport:
     """The inspection without the checks that only make sense for the uploaded file as a whole
-    (its S3 size and declared format): also used for the disk inside an OVA."""
-    src = CachedReader(reader)
+    (its S3 size and declared format): also used for the disk inside an OVA (`nested`)."""
+    src = CachedReader(reader, budget)
     if src.size == 0:
         return ImageReport(
             "UNKNOWN",
@@ -88,9 +136,30 @@ def _inspect(reader: Reader) -> ImageReport:
                 )
             ],
         )
-    fmt, kind = detect(src)
     try:
-        return inspect_ova(src, _inspect) if fmt == "OVA" else _inspect_disk(src, fmt, kind)
+        fmt, kind = detect(src)
+    except ImageError as e:
+        return ImageReport("UNKNOWN", "", None, src.size, findings=[e.finding()])
+    if fmt == "OVA" and nested:
+        return ImageReport(
+            "OVA",
+            "",
+            None,
+            src.size,
+            findings=[
+                Finding(
+                    ERROR,
+                    "ova-nested",
+                    "The OVA's disk file is itself an OVA (a tar archive). VM Import reads only "
+                    "stream-optimized VMDK disks inside an OVA, not OVAs inside an OVA: put the disk's "
+                    "VMDK into the OVA itself.",
+                )
+            ],
+        )
+    try:
+        if fmt == "OVA":
+            return inspect_ova(src, lambda disk: _inspect(disk, budget, nested=True))
+        return _inspect_disk(src, fmt, kind)
     except (struct.error, ValueError) as e:  # a structure too short or malformed to parse
         return ImageReport(
             fmt,
@@ -112,6 +181,22 @@ def _inspect_disk(src: CachedReader, fmt: str, kind: str) -> ImageReport:
         disk = _open(src, fmt, kind)
     except ImageError as e:
         disk = Disk(fmt, "", None, None, [e.finding()])
+    if disk.virtual_size is not None and not 0 <= disk.virtual_size <= MAX_SIZE:
+        disk = Disk(
+            disk.format,
+            disk.subformat,
+            None,
+            None,
+            [
+                *disk.findings,
+                Finding(
+                    ERROR,
+                    "corrupt",
+                    f"The {disk.format} header declares a disk of {human(disk.virtual_size)}, more than any disk "
+                    "can be: the header is damaged. Export the image again.",
+                ),
+            ],
+        )
     report = ImageReport(disk.format, disk.subformat, disk.virtual_size, src.size, findings=list(disk.findings))
     if disk.virtual_size is not None and disk.virtual_size >= MAX_VIRTUAL_SIZE:
         report.findings.append(

@@ -14,13 +14,14 @@ import zlib
 from dataclasses import dataclass, field
 
 from .reader import Reader
-from .report import ERROR, INFO, WARNING, Finding, Partition, human
+from .report import ERROR, INFO, MAX_SIZE, WARNING, Finding, Partition, human
 
 ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
 MBR_ESP = 0xEF
 NO_PARTITIONS = "ClientError: No valid partitions. Not a valid volume."
 MAX_GPT_ENTRIES = 1024
+GPT_ENTRY_SIZES = tuple(128 << n for n in range(6))  # 128 * 2^n up to 4 KiB; everyone writes 128
 
 
 @dataclass
@@ -76,13 +77,17 @@ def _read_gpt(guest: Reader, header: bytes, sector_size: int) -> Table:
     (crc,) = struct.unpack_from("<I", header, 16)
     (alternate,) = struct.unpack_from("<Q", header, 32)
     entries_lba, count, entry_size, entries_crc = struct.unpack_from("<QIII", header, 72)
-    table = Table("gpt", alternate_lba=alternate)
+    table = Table("gpt")
     if not 92 <= size <= sector_size or zlib.crc32(header[:16] + bytes(4) + header[20:size]) != crc:
         table.findings.append(_damaged("The GPT header's checksum is wrong"))
         return table
-    if count > MAX_GPT_ENTRIES or entry_size < 128:
+    if count > MAX_GPT_ENTRIES or entry_size not in GPT_ENTRY_SIZES:
         table.findings.append(_damaged(f"The GPT header declares {count} entries of {entry_size} bytes"))
         return table
+    if (alternate + 1) * sector_size > MAX_SIZE:
+        table.findings.append(_damaged(f"The GPT header puts its backup at sector {alternate}, past any disk"))
+        return table
+    table.alternate_lba = alternate
     raw = guest.read(entries_lba * sector_size, count * entry_size)
     if zlib.crc32(raw) != entries_crc:
         table.findings.append(_damaged("The checksum of the GPT's partition entries is wrong"))
@@ -93,6 +98,10 @@ def _read_gpt(guest: Reader, header: bytes, sector_size: int) -> Table:
             continue
         ptype = str(uuid.UUID(bytes_le=e[:16])).upper()
         first, last, attrs = struct.unpack_from("<QQQ", e, 32)
+        if last < first or (last + 1) * sector_size > MAX_SIZE:
+            if not table.findings:
+                table.findings.append(_damaged(f"GPT entry {i + 1} runs from sector {first} to sector {last}"))
+            continue
         name = e[56:128].decode("utf-16-le", "replace").split("\0", 1)[0]
         table.partitions.append(
             Partition(

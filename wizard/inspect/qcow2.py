@@ -8,7 +8,7 @@ import zlib
 
 from .guest import Disk, UnitReader
 from .reader import CachedReader, read_exact
-from .report import ERROR, Finding, ImageError
+from .report import ERROR, Finding, ImageError, short
 
 OFFSET_MASK = 0x00FF_FFFF_FFFF_FE00
 COMPRESSED = 1 << 62
@@ -24,7 +24,8 @@ def open_qcow2(src: CachedReader) -> Disk:
     incompatible = struct.unpack_from(">Q", head, 72)[0] if version >= 3 else 0
     notes = []
     if backing_offset:
-        backing = head[backing_offset : backing_offset + backing_size].decode("utf-8", "replace")
+        backing = head[backing_offset : backing_offset + min(backing_size, 1023)].decode("utf-8", "replace")
+        backing = short(backing)
         notes.append(f" It is a delta on the backing file {backing!r}; qemu-img convert merges the chain.")
     if crypt:
         notes.append(" It is encrypted: add the secret with --object secret,... and --image-opts when converting.")
@@ -40,7 +41,7 @@ def open_qcow2(src: CachedReader) -> Disk:
     if not readable or not 9 <= cluster_bits <= 21:
         return Disk("QCOW2", f"v{version}", size, None, [finding])
     clusters = _Clusters(src, cluster_bits, l1_offset)
-    return Disk("QCOW2", f"v{version}", size, UnitReader(size, 1 << cluster_bits, clusters.read), [finding])
+    return Disk("QCOW2", f"v{version}", size, UnitReader(size, 1 << cluster_bits, clusters.read, src.budget), [finding])
 
 
 class _Clusters:
@@ -68,6 +69,6 @@ class _Clusters:
         sectors = ((entry >> split) & ((1 << (self.bits - 8)) - 1)) + 1
         data = self.src.read(offset, sectors * 512 - offset % 512)
         try:
-            return zlib.decompressobj(-15).decompress(data, 1 << self.bits).ljust(1 << self.bits, b"\0")
+            return self.src.budget.inflate(data, 1 << self.bits, -15).ljust(1 << self.bits, b"\0")
         except zlib.error as e:
             raise ImageError("corrupt", f"A compressed QCOW2 cluster does not decompress ({e}).") from e

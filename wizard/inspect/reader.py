@@ -2,11 +2,19 @@
 
 Images can be 5 TiB, and on S3 every read is a ranged GET, so the inspection reads the
 head and the tail once (`CachedReader`) and otherwise only the few small pieces it needs.
+
+Everything an image's header says (sizes, offsets, counts) is checked before use, and as a
+second line, every inspection has a `Budget`: at most `MAX_READ` bytes in one read, `MAX_TOTAL`
+bytes and `MAX_READS` reads of the image in all (each read is a GET on S3), `MAX_CALLS` reads
+asked for (served from memory or not: a bound on every loop) and `MAX_INFLATED` bytes
+decompressed. A damaged header that asks for more ends the inspection of that structure with a
+"corrupt" finding, never with a hang or a memory error.
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 from typing import Protocol
 
 from .report import ImageError, human
@@ -15,6 +23,12 @@ HEAD = 256 * 1024
 TAIL = 64 * 1024
 PAGE = 16 * 1024  # small reads elsewhere fetch and keep the aligned page around them
 MAX_PAGES = 64
+MiB = 1024 * 1024
+MAX_READ = 4 * MiB  # bytes in one read of the image
+MAX_TOTAL = 32 * MiB  # bytes read of the image in one inspection
+MAX_READS = 128  # reads of the image in one inspection
+MAX_CALLS = 50_000  # reads asked of the inspection's readers, served from memory or not
+MAX_INFLATED = 64 * MiB  # bytes decompressed (VMDK grains, QCOW2 clusters) in one inspection
 
 
 class Reader(Protocol):
@@ -33,7 +47,7 @@ class FileReader:
         self.size = os.path.getsize(self.path)
 
     def read(self, offset: int, length: int) -> bytes:
-        if length <= 0 or offset >= self.size:
+        if length <= 0 or offset < 0 or offset >= self.size:
             return b""
         with open(self.path, "rb") as f:
             f.seek(offset)
@@ -55,6 +69,88 @@ class SliceReader:
         return self.base.read(self.start + offset, length)
 
 
+class BudgetExceeded(ImageError):
+    """The image's structures ask for more reading or decompressing than any real image needs."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            "corrupt",
+            f"The image's headers ask for {what}: the file is probably damaged, and VM Import would "
+            "most likely fail on it too. Export the image again (or convert it: qemu-img convert -O vmdk "
+            "-o subformat=streamOptimized in.img out.vmdk).",
+        )
+
+
+class ReadFailed(Exception):
+    """The image's reader itself failed (S3 or the file system): not the image's fault, so
+    `inspect_image` raises the reader's own exception again instead of making it a finding."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
+class Budget:
+    """What one inspection may read and decompress; see the module's docstring."""
+
+    def __init__(self) -> None:
+        self.reads = self.total = self.calls = self.inflated = 0
+        self.exceeded: BudgetExceeded | None = None
+
+    def _over(self, what: str) -> None:
+        self.exceeded = self.exceeded or BudgetExceeded(what)
+        raise self.exceeded
+
+    def read(self, length: int) -> None:
+        """One read of `length` bytes of the image is about to be made."""
+        if self.exceeded:
+            raise self.exceeded
+        if length > MAX_READ:
+            self._over(f"a read of {human(length)} at once (an inspection reads at most {human(MAX_READ)})")
+        self.reads, self.total = self.reads + 1, self.total + length
+        if self.reads > MAX_READS:
+            self._over(f"more than {MAX_READS} separate reads of the file")
+        if self.total > MAX_TOTAL:
+            self._over(f"more than {human(MAX_TOTAL)} of reads")
+
+    def call(self, length: int) -> None:
+        """A read of `length` bytes is asked of one of the inspection's readers."""
+        if self.exceeded:
+            raise self.exceeded
+        self.calls += 1
+        if self.calls > MAX_CALLS:
+            self._over(f"more than {MAX_CALLS} lookups")
+        if length > MAX_READ:
+            self._over(f"a read of {human(length)} at once (an inspection reads at most {human(MAX_READ)})")
+
+    def inflate(self, data: bytes, size: int, wbits: int = zlib.MAX_WBITS) -> bytes:
+        """`data` decompressed (zlib; raw deflate with wbits=-15), at most `size` bytes of it."""
+        if self.exceeded:
+            raise self.exceeded
+        self.inflated += size
+        if self.inflated > MAX_INFLATED:
+            self._over(f"more than {human(MAX_INFLATED)} of decompressing")
+        return zlib.decompressobj(wbits).decompress(data, size)
+
+
+class BudgetReader:
+    """The image as the inspection sees it: every read of it is counted against the budget."""
+
+    def __init__(self, base: Reader, budget: Budget) -> None:
+        self.base, self.budget, self.size = base, budget, base.size
+
+    def read(self, offset: int, length: int) -> bytes:
+        length = min(length, self.size - offset)
+        if length <= 0 or offset < 0:
+            return b""
+        self.budget.read(length)
+        try:
+            data = self.base.read(offset, length)
+        except Exception as e:
+            raise ReadFailed(e) from e
+        return data[:length]
+
+
 class CachedReader:
     """Keeps the head and the tail in memory, each read from `base` once and only if asked for.
 
@@ -63,8 +159,9 @@ class CachedReader:
     are served from 16 KiB pages: one ranged GET each instead of one per entry.
     """
 
-    def __init__(self, base: Reader) -> None:
+    def __init__(self, base: Reader, budget: Budget) -> None:
         self.base = base
+        self.budget = budget
         self.size = base.size
         self._head: bytes | None = None
         self._tail: bytes | None = None
@@ -90,6 +187,7 @@ class CachedReader:
         end = min(offset + length, self.size)
         if offset < 0 or offset >= end:
             return b""
+        self.budget.call(end - offset)
         if end <= min(HEAD, self.size):
             return self.head[offset:end]
         if offset >= self.tail_start:
@@ -109,7 +207,7 @@ class CachedReader:
 
 def read_exact(reader: Reader, offset: int, length: int, what: str) -> bytes:
     """Reads `length` bytes or raises a "truncated" error naming the missing structure."""
-    data = reader.read(offset, length)
+    data = reader.read(offset, length) if offset >= 0 else b""
     if len(data) < length:
         raise ImageError(
             "truncated",

@@ -88,12 +88,22 @@ class ImageError(Exception):
         return Finding(ERROR, self.code, self.message)
 
 
+MAX_SIZE = 2**63 - 1  # the largest number a report holds (a signed 64-bit integer in JSON)
+
+
 def human(n: int) -> str:
-    """Bytes in the largest binary unit that keeps one decimal, for messages."""
+    """Bytes in the largest binary unit that keeps one decimal, for messages; any size."""
     if n < 1024:
         return f"{n} bytes"
-    units = ("KiB", "MiB", "GiB", "TiB")
+    if n >= 1024**7:  # more than any disk: no float for it
+        return f"about 2^{n.bit_length() - 1} bytes"
+    units = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB")
     size, i = n / 1024, 0
     while size >= 1024 and i < len(units) - 1:
         size, i = size / 1024, i + 1
     return f"{size:.1f} {units[i]}"
+
+
+def short(text: str, limit: int = 200) -> str:
+    """`text` cut to `limit` characters for a message (names and values come from the image)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

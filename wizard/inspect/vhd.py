@@ -75,7 +75,7 @@ def open_vhd(src: CachedReader) -> Disk:
         if not header.startswith(b"cxsparse"):
             raise ImageError("corrupt", "The VHD's dynamic disk header is missing ('cxsparse'): the file is damaged.")
         if disk_type == DIFFERENCING:
-            parent = header[64:576].decode("utf-16-be", "replace").rstrip("\0")
+            parent = header[64:576].decode("utf-16-be", "replace").split("\0", 1)[0]
             raise ImageError(
                 "differencing-disk",
                 f"This is a differencing VHD (its parent is {parent or 'another VHD'}): it holds only the "
@@ -104,4 +104,4 @@ def open_vhd(src: CachedReader) -> Disk:
             return bytes(length)
         return read_exact(src, sector * SECTOR + bitmap + start, length, f"data block {index}")
 
-    return Disk("VHD", subformat, virtual_size, UnitReader(virtual_size, block_size, read_block), findings)
+    return Disk("VHD", subformat, virtual_size, UnitReader(virtual_size, block_size, read_block, src.budget), findings)

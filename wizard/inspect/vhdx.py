@@ -145,7 +145,7 @@ def _open(src: CachedReader, disk: Disk) -> None:
         raise ImageError("truncated", _cut(src.size, "a 1 MiB boundary (VHDX files are 1 MiB-aligned)"))
     bat = _Bat(src, regions[BAT_REGION][0], block_size, sector_size, virtual_size)
     bat.check_blocks_inside()
-    disk.guest = UnitReader(virtual_size, block_size, bat.read)
+    disk.guest = UnitReader(virtual_size, block_size, bat.read, src.budget)
 
 
 class _Bat:

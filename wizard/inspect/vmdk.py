@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .guest import Disk, UnitReader
 from .reader import CachedReader, read_exact
-from .report import ERROR, Finding, ImageError, human
+from .report import ERROR, Finding, ImageError, human, short
 
 SECTOR = 512
 GD_AT_END = 0xFFFF_FFFF_FFFF_FFFF
@@ -28,6 +28,9 @@ MARKER_FOOTER = 3
 DESCRIPTOR_MAGICS = (b"# Disk DescriptorFile", b"# Disk Descriptor File")
 CONVERT = "qemu-img convert -O vmdk -o subformat=streamOptimized in.vmdk out.vmdk"
 UNSUPPORTED = "Disk validation failed [Unsupported VMDK File Format]"
+MAX_DESCRIPTOR = 64 * 1024  # bytes of an embedded or separate descriptor read (real ones: 1 KiB)
+MAX_GRAIN = 2048  # sectors (1 MiB): VMware writes 128 (64 KiB); qemu takes up to 1 GiB, no tool writes it
+MAX_GTES = 512  # grain table entries: the VMDK specification fixes 512
 
 
 @dataclass
@@ -41,14 +44,14 @@ def parse_descriptor(text: str) -> Descriptor:
     d = Descriptor()
     for line in text.splitlines():
         line = line.strip()
-        if m := re.match(r"(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)(?:\s+\"([^\"]*)\")?", line):
-            d.extents.append((int(m[2]), m[3].upper(), m[4] or ""))
+        if m := re.match(r"(RW|RDONLY|NOACCESS)\s+([0-9]{1,20})\s+(\w+)(?:\s+\"([^\"]*)\")?", line):
+            d.extents.append((int(m[2]), m[3].upper(), short(m[4] or "")))
         elif m := re.match(r"(\w+)\s*=\s*\"?([^\"]*)\"?", line):
             key, value = m[1].lower(), m[2].strip()
             if key == "createtype":
-                d.create_type = value
+                d.create_type = short(value, 100)
             elif key == "parentcid":
-                d.parent_cid = value.lower()
+                d.parent_cid = short(value.lower(), 100)
     return d
 
 
@@ -76,8 +79,8 @@ def _parent_findings(d: Descriptor) -> list[Finding]:
 
 
 def _open_descriptor(src: CachedReader) -> Disk:
-    d = parse_descriptor(src.head[: 64 * 1024].split(b"\0", 1)[0].decode("utf-8", "replace"))
-    files = ", ".join(sorted({f for _, _, f in d.extents if f})) or "other files"
+    d = parse_descriptor(src.head[:MAX_DESCRIPTOR].split(b"\0", 1)[0].decode("utf-8", "replace"))
+    files = short(", ".join(sorted({f for _, _, f in d.extents if f})), 1000) or "other files"
     findings = [
         Finding(
             ERROR,
@@ -106,7 +109,7 @@ def _open_sparse(src: CachedReader) -> Disk:
     (_, _, flags, capacity, grain, desc_off, desc_size, gtes, _, gd_off, _) = HEADER.unpack_from(
         read_exact(src, 0, SECTOR, "VMDK header")
     )
-    text = src.read(desc_off * SECTOR, desc_size * SECTOR) if desc_off else b""
+    text = src.read(desc_off * SECTOR, min(desc_size * SECTOR, MAX_DESCRIPTOR)) if desc_off else b""
     d = parse_descriptor(text.split(b"\0", 1)[0].decode("utf-8", "replace"))
     subformat = d.create_type or ("streamOptimized" if flags & COMPRESSED else "monolithicSparse")
     stream = subformat.lower() == "streamoptimized"
@@ -129,10 +132,19 @@ def _open_sparse(src: CachedReader) -> Disk:
             raise ImageError("truncated", _cut(src.size, f"its grain directory (byte {gd_off * SECTOR})"))
     except ImageError as e:
         return Disk("VMDK", subformat, virtual_size, None, [*findings, e.finding()])
-    if d.parent_cid not in ("", NO_PARENT) or grain == 0 or gtes == 0:  # a delta needs its parent
+    if d.parent_cid not in ("", NO_PARENT):  # a delta needs its parent
         return Disk("VMDK", subformat, virtual_size, None, findings)
+    if not 1 <= grain <= MAX_GRAIN or not 1 <= gtes <= MAX_GTES:
+        finding = Finding(
+            ERROR,
+            "corrupt",
+            f"The VMDK header declares grains of {grain} sectors and {gtes} entries per grain table "
+            f"(VMDKs use 128 and 512): the header is damaged. Export the disk again.",
+        )
+        return Disk("VMDK", subformat, virtual_size, None, [*findings, finding])
     grains = _Grains(src, flags, grain * SECTOR, gtes, gd_off)
-    return Disk("VMDK", subformat, virtual_size, UnitReader(virtual_size, grain * SECTOR, grains.read), findings)
+    guest = UnitReader(virtual_size, grain * SECTOR, grains.read, src.budget)
+    return Disk("VMDK", subformat, virtual_size, guest, findings)
 
 
 def _cut(size: int, what: str) -> str:
@@ -185,7 +197,9 @@ class _Grains:
                 "corrupt", f"The grain table points grain {index} at a bad grain marker: the VMDK is damaged."
             )
         try:
-            data = zlib.decompress(read_exact(self.src, offset + MARKER.size, size, f"grain {index}"))
+            data = self.src.budget.inflate(
+                read_exact(self.src, offset + MARKER.size, size, f"grain {index}"), self.grain
+            )
         except zlib.error as e:
             raise ImageError(
                 "corrupt", f"Grain {index} of the VMDK does not decompress ({e}): the file is damaged."
