@@ -475,3 +475,68 @@ def test_the_page_of_a_submitted_request_has_no_widget(sandbox, client_of, draft
     draft.save()
     page = client_of.get(reverse("request-upload", args=[draft.pk])).content.decode()
     assert "data-upload-widget" not in page and "drafts only" in page
+
+
+# --- hostile bodies and fields ------------------------------------------------------------------
+
+
+def raw_post(client: Client, url: str, body: bytes):
+    return client.post(url, data=body, content_type="application/json")
+
+
+def test_the_key_keeps_only_an_ascii_extension():
+    assert re.fullmatch(r"uploads/7/[0-9a-f]{32}", uploads.upload_key(7, "evil.\uff56\uff4d\uff44\uff4b"))
+    assert re.fullmatch(r"uploads/7/[0-9a-f]{32}", uploads.upload_key(7, "disk.r\u0430w"))  # Cyrillic a
+    assert re.fullmatch(r"uploads/7/[0-9a-f]{32}", uploads.upload_key(7, "disk.\u0663"))  # Arabic-Indic three
+    assert re.fullmatch(r"uploads/7/[0-9a-f]{32}\.vmdk", uploads.upload_key(7, "Web01.VMDK"))
+
+
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        (b'{"parts": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+        (b'{"parts": ' + b'{"a":' * 2500 + b"1" + b"}" * 2500 + b"}", "nested too deeply"),
+        (b'{"file_name": "a.raw", "size": ' + b"9" * 5000 + b"}", "5,000 digits"),
+        (b'{"file_name": "a.raw", "size": 1.' + b"0" * 5000 + b"}", "digits"),
+        (b'{"file_name": "a.raw", "size": NaN}', "NaN"),
+        (b'{"file_name": "a.raw", "size": -Infinity}', "Infinity"),
+        (b"\xff\xfe{}", "not JSON"),
+        (b"[1, 2]", "JSON object"),
+    ],
+)
+def test_a_hostile_body_is_a_400_with_a_message(sandbox, client_of, draft, body, says):
+    up = start(client_of, draft)
+    for url in (reverse("upload-create", args=[draft.pk]), up["urls"]["sign"], up["urls"]["complete"]):
+        refused = raw_post(client_of, url, body)
+        assert refused.status_code == 400 and says in refused.json()["error"], url
+
+
+@pytest.mark.parametrize("content_type", ["a\x00b", "\ud800", "x" * 256, ["text/plain"], 7])
+def test_create_refuses_a_content_type_that_is_not_short_ascii(sandbox, client_of, draft, content_type):
+    body = json.dumps({"file_name": "a.raw", "size": 10, "content_type": content_type}).encode()
+    refused = raw_post(client_of, reverse("upload-create", args=[draft.pk]), body)
+    assert refused.status_code == 400 and "content type" in refused.json()["error"]
+    assert not Upload.objects.exists()
+
+
+def test_a_file_name_with_a_lone_surrogate_keeps_only_its_text(sandbox, client_of, draft):
+    body = json.dumps({"file_name": "we\ud800b01.vmdk", "size": 10}).encode()
+    created = raw_post(client_of, reverse("upload-create", args=[draft.pk]), body)
+    assert created.status_code == 201 and created.json()["file_name"] == "web01.vmdk"
+
+
+def test_sign_refuses_once_the_request_left_draft(sandbox, client_of, draft):
+    up = start(client_of, draft)
+    ImportRequest.objects.filter(pk=draft.pk).update(status=ImportRequest.Status.SUBMITTED)
+    crc = uploads.crc32_b64(b"x")
+    refused = post(client_of, up["urls"]["sign"], {"parts": [{"PartNumber": 1, "ChecksumCRC32": crc}]})
+    assert refused.status_code == 409 and "no longer a draft" in refused.json()["error"]
+
+
+@pytest.mark.parametrize("etag", ['"caf\u00e9"', '"a\ud800"', '"a\x00"', "x" * 129, ""])
+def test_complete_refuses_an_etag_that_is_not_s3s(sandbox, client_of, draft, etag):
+    up = start(client_of, draft, size=1000)
+    body = json.dumps({"parts": [{"PartNumber": 1, "ETag": etag, "ChecksumCRC32": "AAAAAA=="}]}).encode()
+    refused = raw_post(client_of, up["urls"]["complete"], body)
+    assert refused.status_code == 400 and "ETag" in refused.json()["error"]
+    assert Upload.objects.get(pk=up["id"]).status == Upload.Status.UPLOADING

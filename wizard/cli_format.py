@@ -32,6 +32,8 @@ from typing import Any, Literal
 import yaml
 
 from wizard.importspec import TAG_RESOURCE_TYPE, Finding, ImportSpec, from_api_params, to_api_params, validate
+from wizard.text import MESSAGE as NOT_TEXT_MESSAGE
+from wizard.text import not_text, shown
 
 __all__ = ["IMPORT_IMAGE", "cli_option", "parse_cli_input", "to_cli_command", "to_cli_json"]
 
@@ -100,6 +102,22 @@ class _Unset:
 
 UNSET: Any = _Unset()
 
+# No ImportImage document nests deeper than 5 levels, or needs a number of more than a few
+# digits; deeper or longer ones are refused with a finding rather than read.
+MAX_DEPTH = 32
+MAX_NUMBER_CHARS = 40
+
+
+class _Unreadable:
+    """A value the document holds but that cannot be read (a number of thousands of digits, a
+    date not in the calendar): the reader reports it at its path."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def __repr__(self) -> str:
+        return self.why
+
 
 class _Object(dict[Any, Any]):
     """A decoded JSON/YAML object that remembers keys it saw more than once."""
@@ -121,6 +139,8 @@ class _Object(dict[Any, Any]):
 
 def _describe(value: Any) -> str:
     """How a user would name the kind of value they wrote."""
+    if isinstance(value, _Unreadable):
+        return value.why
     kinds: list[tuple[type | tuple[type, ...], str]] = [
         (bool, "true/false"),
         ((int, float), "a number"),
@@ -133,6 +153,7 @@ def _describe(value: Any) -> str:
 
 
 def _join(path: str, key: str) -> str:
+    key = shown(key)
     return f"{path}.{key}" if path else key
 
 
@@ -143,6 +164,9 @@ def _name(path: str) -> str:
 
 def _read_string(value: Any, path: str, errors: list[Finding]) -> Any:
     if isinstance(value, str):
+        if where := not_text(value):
+            errors.append(Finding(path, f"{_name(path)} {NOT_TEXT_MESSAGE} ({where})"))
+            return UNSET
         return value or UNSET
     errors.append(Finding(path, f"{_name(path)} must be a string, not {_describe(value)}"))
     return UNSET
@@ -156,8 +180,11 @@ def _read_boolean(value: Any, path: str, errors: list[Finding]) -> Any:
 
 
 def _read_double(value: Any, path: str, errors: list[Finding]) -> Any:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value) or UNSET
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if math.isfinite(value):
+            return float(value) or UNSET
+        errors.append(Finding(path, f"{_name(path)} must be a finite number, not {value}"))
+        return UNSET
     errors.append(Finding(path, f"{_name(path)} must be a number, not {_describe(value)}"))
     return UNSET
 
@@ -179,15 +206,21 @@ def _read_timestamp(value: Any, path: str, errors: list[Finding]) -> Any:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
             moment = None
+    try:
+        moment = (
+            None if moment is None else moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        )
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is before the first UTC moment
+        moment = None
     if moment is None:
+        got = value if isinstance(value, _Unreadable) else shown(repr(value) if isinstance(value, str) else str(value))
         errors.append(
             Finding(
                 path,
-                f"{_name(path)} must be a date and time in ISO 8601 form, e.g. 2024-01-31T12:00:00Z (got {value!r})",
+                f"{_name(path)} must be a date and time in ISO 8601 form, e.g. 2024-01-31T12:00:00Z (got {got})",
             )
         )
         return UNSET
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return UNSET if moment == EPOCH else moment
 
 
@@ -210,7 +243,7 @@ def _read_struct(value: Any, shape: Struct, path: str, errors: list[Finding]) ->
         )
         return UNSET
     for key in getattr(value, "duplicates", []):
-        errors.append(Finding(_join(path, str(key)), f"{key} is given more than once; keep one"))
+        errors.append(Finding(_join(path, str(key)), f"{shown(str(key))} is given more than once; keep one"))
     result: dict[str, Any] = {}
     for key, item in value.items():
         member = shape.members.get(key) if isinstance(key, str) else None
@@ -236,6 +269,9 @@ def _read_list(value: Any, shape: ListOf, path: str, errors: list[Finding]) -> A
 def _read(value: Any, shape: Shape, path: str, errors: list[Finding]) -> Any:
     """The value with placeholders removed, or UNSET; problems go to `errors`."""
     if value is None:
+        return UNSET
+    if isinstance(value, _Unreadable) and shape != "timestamp":
+        errors.append(Finding(path, f"{_name(path)} cannot be read: {value.why}"))
         return UNSET
     if isinstance(shape, Struct):
         return _read_struct(value, shape, path, errors)
@@ -271,8 +307,10 @@ def _check_tag_specifications(params: dict[str, Any], errors: list[Finding]) -> 
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML without anchors/aliases (a tiny document could expand enormously) and with
-    duplicate keys remembered rather than silently overwritten."""
+    """Safe YAML without anchors/aliases (a tiny document could expand enormously), at most
+    MAX_DEPTH levels deep, and with duplicate keys remembered rather than silently overwritten."""
+
+    depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -280,7 +318,18 @@ class _Loader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, "anchors and aliases (*name) are not supported here", event.start_mark
             )
-        return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"the document is nested more than {MAX_DEPTH} levels deep",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Object:
@@ -294,20 +343,72 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Object:
     return _Object(pairs)
 
 
+def _too_long(text: str) -> _Unreadable | None:
+    if len(text) > MAX_NUMBER_CHARS:
+        return _Unreadable(f"a number of {len(text):,} characters (at most {MAX_NUMBER_CHARS})")
+    return None
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    return _too_long(node.value) or yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    return _too_long(node.value) or yaml.SafeLoader.construct_yaml_float(loader, node)
+
+
+def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError):
+        return _Unreadable(f"{shown(node.value)}, which is not a date and time of the calendar")
+
+
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+
+def _depth(document: Any) -> int:
+    """How deep lists and objects nest in `document` (iteratively: it may be very deep)."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((item, level + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
+def _json_number(text: str, read: Callable[[str], Any]) -> Any:
+    return _too_long(text) or read(text)
+
+
+TOO_DEEP = f"The document is nested more than {MAX_DEPTH} levels deep: that is no ImportImage request"
 
 
 def _load(text: str, fmt: str) -> tuple[Any, list[Finding]]:
     """The decoded document, or a finding that says where the syntax is wrong."""
     if fmt == "json":
         try:
-            return json.loads(text, object_pairs_hook=_Object), []
+            document = json.loads(
+                text,
+                object_pairs_hook=_Object,
+                parse_int=lambda t: _json_number(t, int),
+                parse_float=lambda t: _json_number(t, float),
+            )
         except json.JSONDecodeError as exc:
             return None, [
                 Finding(
                     "(document)", f"The document is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
                 )
             ]
+        except RecursionError:
+            return None, [Finding("(document)", TOO_DEEP)]
+        if _depth(document) > MAX_DEPTH:
+            return None, [Finding("(document)", TOO_DEEP)]
+        return document, []
     if fmt == "yaml":
         try:
             return yaml.load(text, Loader=_Loader), []  # noqa: S506 - _Loader is a SafeLoader
@@ -315,7 +416,7 @@ def _load(text: str, fmt: str) -> tuple[Any, list[Finding]]:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(exc, "problem", None) or str(exc)
-            return None, [Finding("(document)", f"The document is not valid YAML: {problem}{where}")]
+            return None, [Finding("(document)", f"The document is not valid YAML: {shown(problem, 200)}{where}")]
     raise ValueError(f"fmt must be 'json' or 'yaml', not {fmt!r}")
 
 

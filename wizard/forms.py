@@ -2,9 +2,45 @@
 
 from __future__ import annotations
 
+from itertools import zip_longest
+from typing import Any
+
 from django import forms
 
 from wizard.models import DiskContainer
+from wizard.text import MESSAGE as NOT_TEXT_MESSAGE
+from wizard.text import not_text, validate_text
+
+
+class TextFields:
+    """Every text field of the form refuses characters that are not text (lone surrogates,
+    NUL, non-characters): no database, page or audit log takes them."""
+
+    fields: dict[str, forms.Field]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        for field in self.fields.values():
+            if isinstance(field, forms.CharField) and validate_text not in field.validators:
+                field.validators.append(validate_text)
+
+
+def error_summary(form: forms.BaseForm, limit: int = 3) -> str:
+    """The form's errors in one line, each with its field's label: for a status note that is shown
+    without the form (htmx autosave)."""
+    parts = []
+    for name, errors in form.errors.as_data().items():
+        field = form.fields.get(name)
+        label = (field.label or name.replace("_", " ").capitalize()) if field else ""
+        for error in errors:
+            if error.code == "tag":  # the rows' own errors follow
+                continue
+            parts += [f"{label}: {m.rstrip('.')}" if label else m.rstrip(".") for m in error.messages]
+    for row in getattr(form, "tag_rows", []):
+        parts += [f"tag {row['n']} {what}: {row[what + '_error']}" for what in ("key", "value") if row[what + "_error"]]
+    shown = "; ".join(parts[:limit])
+    return shown + (f" (and {len(parts) - limit} more)" if len(parts) > limit else "")
+
 
 # --- the wizard's steps: each form saves a part of the draft --------------------------------
 # Forms only check what storage needs (types, lengths); the ImportImage rules live in
@@ -14,7 +50,7 @@ from wizard.models import DiskContainer
 BLANK = [("", "(not set)")]
 
 
-class StepForm(forms.Form):
+class StepForm(TextFields, forms.Form):
     """A step's form: `values()` gives the request fields it sets."""
 
     def __init__(self, *args, request=None, **kwargs):
@@ -114,21 +150,38 @@ class DetailsForm(StepForm):
     )
     comment = forms.CharField(required=False, max_length=255, label="Comment (ClientData)")
 
+    MAX_TAG_CHARS = 1000  # far beyond AWS's 127/255 (shown as findings); only what storage needs
+
     def clean(self) -> dict:
+        """Tags as rows; a row that cannot be stored gets its error next to its key or value
+        (`tag_rows`), and nothing is saved."""
         data = super().clean()
         keys, values = self.data.getlist("tag_key"), self.data.getlist("tag_value")
-        tags = [{"Key": k.strip(), "Value": v} for k, v in zip(keys, values, strict=False) if k.strip() or v.strip()]
-        too_long = [t for t in tags if len(t["Key"]) > 1000 or len(t["Value"]) > 1000]
-        if too_long:
-            raise forms.ValidationError("A tag is far too long to store (over 1,000 characters).")
-        data["tags"] = tags
+        self.tag_rows = []
+        for key, value in zip_longest(keys, values, fillvalue=""):
+            if not (key.strip() or value.strip()):
+                continue
+            row = {"n": len(self.tag_rows) + 1, "Key": key.strip(), "Value": value}
+            row["key_error"], row["value_error"] = self._tag_problem(row["Key"]), self._tag_problem(value)
+            self.tag_rows.append(row)
+        if any(row["key_error"] or row["value_error"] for row in self.tag_rows):
+            raise forms.ValidationError("A tag cannot be saved: see its row.", code="tag")
+        data["tags"] = [{"Key": row["Key"], "Value": row["Value"]} for row in self.tag_rows]
         return data
+
+    @classmethod
+    def _tag_problem(cls, text: str) -> str:
+        if where := not_text(text):
+            return f"{NOT_TEXT_MESSAGE} ({where})"
+        if len(text) > cls.MAX_TAG_CHARS:
+            return f"is far too long to store ({len(text):,} characters; at most {cls.MAX_TAG_CHARS:,})"
+        return ""
 
     def values(self) -> dict:
         return {k: self.cleaned_data[k] for k in ("description", "role_name", "comment", "tags")}
 
 
-class DiskForm(forms.ModelForm):
+class DiskForm(TextFields, forms.ModelForm):
     """One row of the disk containers step."""
 
     class Meta:
@@ -137,23 +190,25 @@ class DiskForm(forms.ModelForm):
         labels = {"device_name": "DeviceName"}
 
 
-DiskFormSet = forms.modelformset_factory(DiskContainer, form=DiskForm, extra=0)
+# Edits the draft's disks only: a formset never adds one (disks come from the upload step),
+# whatever the management form says.
+DiskFormSet = forms.modelformset_factory(DiskContainer, form=DiskForm, extra=0, edit_only=True)
 
 
-class S3SourceForm(forms.Form):
+class S3SourceForm(TextFields, forms.Form):
     s3_bucket = forms.CharField(max_length=63, label="S3Bucket")
     s3_key = forms.CharField(max_length=1024, label="S3Key")
 
 
-class UrlSourceForm(forms.Form):
+class UrlSourceForm(TextFields, forms.Form):
     url = forms.CharField(max_length=2048, label="Url", help_text="https://... or s3://bucket/key")
 
 
-class SnapshotSourceForm(forms.Form):
+class SnapshotSourceForm(TextFields, forms.Form):
     snapshot_id = forms.CharField(max_length=32, label="SnapshotId")
 
 
-class CliImportForm(forms.Form):
+class CliImportForm(TextFields, forms.Form):
     document = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}),
@@ -176,3 +231,17 @@ class CliImportForm(forms.Form):
         if data.get("format") == "auto":
             data["format"] = "json" if data["document"].lstrip().startswith("{") else "yaml"
         return data
+
+
+class DecideForm(TextFields, forms.Form):
+    """A reviewer's decision on a submitted request."""
+
+    decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
+    reason = forms.CharField(required=False, max_length=2000, label="Reason")
+
+
+class CancelForm(TextFields, forms.Form):
+    """Cancelling a running import: the box ticked, and a reason kept in the history."""
+
+    confirm = forms.ChoiceField(choices=[("yes", "yes")], error_messages={"required": "Tick the box to confirm."})
+    reason = forms.CharField(required=False, max_length=255, label="Reason")

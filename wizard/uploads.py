@@ -52,7 +52,8 @@ class UploadError(Exception):
 def upload_key(user_id: int, file_name: str) -> str:
     """A server-chosen S3 key under the user's prefix; the file name only lends its extension."""
     ext = posixpath.splitext(file_name)[1].lower()
-    ext = ext if ext[1:].isalnum() and len(ext) <= 6 else ""
+    # ASCII letters and digits only: str.isalnum() also takes full-width and other scripts' letters.
+    ext = ext if ext[1:].isascii() and ext[1:].isalnum() and len(ext) <= 6 else ""
     return f"uploads/{user_id}/{uuid.uuid4().hex}{ext}"
 
 
@@ -85,6 +86,17 @@ def _clean_crc32(value: Any, number: int) -> str:
     except (binascii.Error, ValueError):
         pass
     raise UploadError(f"Part {number} needs its CRC32 checksum (base64 of 4 bytes).")
+
+
+def clean_content_type(content_type: Any) -> str:
+    """The browser's content type of the file, as metadata: a short printable ASCII string, or ""."""
+    if content_type is None:
+        return ""
+    if not isinstance(content_type, str):
+        raise UploadError("The content type must be a string.")
+    if len(content_type) > 255 or not (content_type.isascii() and content_type.isprintable()):
+        raise UploadError("The content type must be at most 255 printable ASCII characters.")
+    return content_type
 
 
 def clean_file_name(file_name: Any) -> str:
@@ -123,6 +135,7 @@ def start(user: Any, request: ImportRequest, *, file_name: Any, size: Any, conte
     if request.owner_id != user.pk:
         raise UploadError("Not your import request.", status=404)
     name = clean_file_name(file_name)
+    content_type = clean_content_type(content_type)
     if isinstance(size, bool) or not isinstance(size, int):
         raise UploadError("The file size is missing.")
     if size <= 0:
@@ -144,7 +157,7 @@ def start(user: Any, request: ImportRequest, *, file_name: Any, size: Any, conte
         upload_id=upload_id,
         file_name=name,
         size=size,
-        content_type=str(content_type or "")[:255],
+        content_type=clean_content_type(content_type),
     )
 
 
@@ -154,8 +167,12 @@ def start(user: Any, request: ImportRequest, *, file_name: Any, size: Any, conte
 def sign_parts(upload: Upload, parts: Any) -> dict[int, tuple[str, dict[str, str]]]:
     """Presigned PUT URLs for these parts of the upload, each for that part only, and the
     headers to send with each: `parts` is [{"PartNumber": n, "ChecksumCRC32": base64}, ...],
-    the CRC32 of each part's bytes, which the URL signs and S3 checks."""
+    the CRC32 of each part's bytes, which the URL signs and S3 checks. Only while the upload
+    is in progress and its request is still a draft."""
     _uploading(upload)
+    if upload.request is None:
+        raise UploadError("This upload belongs to no import request.", status=409)
+    _draft(upload.request)
     if not isinstance(parts, list) or not parts:
         raise UploadError("Name the parts to sign.")
     if len(parts) > MAX_SIGN_BATCH:
@@ -191,6 +208,11 @@ class Completed:
     container: DiskContainer
 
 
+def _is_etag(etag: Any) -> bool:
+    """An ETag as S3 gives them: printable ASCII, at most 128 characters."""
+    return isinstance(etag, str) and 0 < len(etag) <= 128 and etag.isascii() and etag.isprintable()
+
+
 def _clean_parts(parts: Any, upload: Upload) -> list[Part]:
     if not isinstance(parts, list) or not parts:
         raise UploadError("The list of parts is empty.")
@@ -198,7 +220,7 @@ def _clean_parts(parts: Any, upload: Upload) -> list[Part]:
     for i, part in enumerate(parts, start=1):
         number = part.get("PartNumber") if isinstance(part, dict) else None
         etag = part.get("ETag") if isinstance(part, dict) else None
-        if number != i or not isinstance(etag, str) or not etag or len(etag) > 128:
+        if number != i or not _is_etag(etag):
             raise UploadError("The parts must be numbered 1, 2, 3, … in order, each with its ETag.")
         crc = part.get("ChecksumCRC32")
         cleaned.append(Part(i, etag, checksum_crc32=_clean_crc32(crc, i) if crc is not None else ""))

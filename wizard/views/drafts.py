@@ -13,6 +13,7 @@ from wizard.cli_format import parse_cli_input
 from wizard.forms import CliImportForm
 from wizard.models import ImportRequest
 from wizard.selectors import visible_requests
+from wizard.statemachine import TransitionError
 from wizard.steps import INDEX, STEPS
 from wizard.views.wizard import step_url
 
@@ -43,7 +44,12 @@ def duplicate(request: HttpRequest, pk: int) -> HttpResponse:
 def delete(request: HttpRequest, pk: int) -> HttpResponse:
     draft = get_object_or_404(ImportRequest, pk=pk, owner=request.user, status=ImportRequest.Status.DRAFT)
     if request.method == "POST":
-        drafts.delete_draft(draft, request.user)
+        try:
+            drafts.delete_draft(draft, request.user)
+        except TransitionError:  # submitted (or deleted) by another tab meanwhile
+            draft.refresh_from_db()
+            messages.error(request, f"Not deleted: import #{pk} is {draft.get_status_display().lower()}.")
+            return redirect(draft)
         messages.success(request, f"Draft #{pk} deleted.")
         return redirect("my-drafts")
     return render(request, "drafts/confirm_delete.html", {"draft": draft})

@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
+from wizard.forms import TextFields
 from wizard.models import ImportRequest, TaskStatusChange
 from wizard.selectors import visible_events, visible_requests
 from wizard.timeline import progress_svg, stage_durations
@@ -40,10 +41,10 @@ def request_history(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-class AuditFilter(forms.Form):
-    user = forms.CharField(required=False, label="User")
-    action = forms.CharField(required=False)
-    request = forms.IntegerField(required=False, min_value=1, label="Request #")
+class AuditFilter(TextFields, forms.Form):
+    user = forms.CharField(required=False, max_length=150, label="User")
+    action = forms.CharField(required=False, max_length=64)
+    request = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1, label="Request #")
     status = forms.ChoiceField(required=False, choices=[("", "any")] + list(ImportRequest.Status.choices))
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))

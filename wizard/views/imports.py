@@ -15,7 +15,9 @@ from django.views.decorators.http import require_POST
 
 from wizard import cancelling, failures, progress, statemachine, submission
 from wizard.cli_format import to_cli_command, to_cli_json
+from wizard.forms import CancelForm, error_summary
 from wizard.models import ImportRequest
+from wizard.review import ReviewError
 from wizard.selectors import visible_requests
 from wizard.statemachine import TransitionError
 
@@ -69,8 +71,11 @@ def submit_request(request: HttpRequest, pk: int) -> HttpResponse:
     except submission.SubmitRefused as exc:
         messages.error(request, f"Not submitted: {len(exc.findings)} problem(s) to fix first, listed below.")
         return redirect("wizard-step", pk=import_request.pk, name="review")
-    except TransitionError as exc:
-        messages.error(request, str(exc))
+    except (TransitionError, ReviewError):  # deleted, or submitted by another tab, meanwhile
+        import_request.refresh_from_db()
+        messages.error(
+            request, f"Not submitted: import #{import_request.pk} is {import_request.get_status_display().lower()}."
+        )
     return redirect(import_request)
 
 
@@ -80,11 +85,12 @@ def cancel_request(request: HttpRequest, pk: int) -> HttpResponse:
     import_request = get_object_or_404(visible_requests(request.user), pk=pk)
     if import_request.owner_id != request.user.pk and not request.user.has_perm("wizard.review_importrequest"):
         raise PermissionDenied("only the requester or a reviewer may cancel an import")
-    if request.POST.get("confirm") != "yes":
-        messages.error(request, "Tick the box to confirm the cancellation.")
+    form = CancelForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Not cancelled: {error_summary(form)}.")
         return redirect(import_request)
     try:
-        cancelling.cancel(import_request, request.user, request.POST.get("reason", ""))
+        cancelling.cancel(import_request, request.user, form.cleaned_data["reason"])
         messages.success(request, "Cancellation requested; AWS is deleting the import task.")
     except cancelling.CancelError as exc:
         messages.error(request, str(exc))

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from wizard import preflight, review, sources
 from wizard.cli_format import to_cli_json
+from wizard.forms import DecideForm, error_summary
 from wizard.models import AuditEvent, ImportRequest
 
 REVIEW_PERM = "wizard.review_importrequest"
@@ -52,16 +53,17 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def decide(request: HttpRequest, pk: int) -> HttpResponse:
     req = get_object_or_404(ImportRequest, pk=pk)
+    form = DecideForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Not decided: {error_summary(form)}.")
+        return redirect("review-detail", pk=req.pk)
     try:
-        if request.POST.get("decision") == "approve":
+        if form.cleaned_data["decision"] == "approve":
             review.approve(req, request.user)
             messages.success(request, f"Approved #{req.pk}; it is being dispatched.")
-        elif request.POST.get("decision") == "reject":
-            review.reject(req, request.user, request.POST.get("reason", ""))
-            messages.success(request, f"Rejected #{req.pk}; the requester sees your reason.")
         else:
-            messages.error(request, "Choose approve or reject.")
-            return redirect("review-detail", pk=req.pk)
+            review.reject(req, request.user, form.cleaned_data["reason"])
+            messages.success(request, f"Rejected #{req.pk}; the requester sees your reason.")
     except review.ReviewError as exc:
         messages.error(request, str(exc))
         return redirect("review-detail", pk=req.pk)

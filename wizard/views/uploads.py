@@ -75,9 +75,26 @@ def json_endpoint(limit: int = MAX_BODY) -> Callable[[Callable[..., HttpResponse
     return decorate
 
 
+# No number the widget sends has more digits than a size in bytes (13) or a part number (5).
+MAX_NUMBER_DIGITS = 20
+
+
+def _number(text: str) -> int | float:
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise BadBody(f"The body holds a number of {len(text):,} digits: no size or part number is that long.")
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def _not_a_number(name: str) -> None:
+    raise BadBody(f"The body holds {name}, which is not JSON.")
+
+
 def _body(request: HttpRequest) -> dict[str, Any]:
+    """The request's JSON object; BadBody (400) for anything else, whatever it holds."""
     try:
-        data = json.loads(request.body or b"{}")
+        data = json.loads(request.body or b"{}", parse_int=_number, parse_float=_number, parse_constant=_not_a_number)
+    except RecursionError as exc:
+        raise BadBody("The body is nested too deeply: it is no call of the upload widget.") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadBody("The body is not JSON.") from exc
     if not isinstance(data, dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib import messages
@@ -22,9 +23,11 @@ from wizard.forms import (
     S3SourceForm,
     SnapshotSourceForm,
     UrlSourceForm,
+    error_summary,
 )
 from wizard.models import DiskContainer, ImportRequest
 from wizard.steps import INDEX, STEPS, step_states
+from wizard.text import shown
 
 FORMS = {"encryption": EncryptionForm, "licence": LicenceForm, "details": DetailsForm}
 
@@ -75,16 +78,26 @@ def _save(request: HttpRequest, draft: ImportRequest, name: str) -> HttpResponse
     if name in FORMS:
         form = FORMS[name](request.POST, request=draft)
         if not form.is_valid():
-            return _render(request, draft, name, form=form, status_note="Not saved: see the messages below.")
+            return _not_saved(request, draft, name, error_summary(form), form=form)
         values = form.values()
     elif name == "disks":
-        formset = DiskFormSet(request.POST, queryset=draft.disk_containers.all())
+        containers = draft.disk_containers.all()
+        tampered = _formset_problem(request.POST, containers)
+        if tampered:
+            return _not_saved(request, draft, name, tampered)
+        formset = DiskFormSet(request.POST, queryset=containers)
         if not formset.is_valid():
-            return _render(request, draft, name, formset=formset, status_note="Not saved: see the messages below.")
-        also = lambda: _save_disks(formset, request.POST.get("move", ""))  # noqa: E731
+            return _not_saved(request, draft, name, _formset_summary(formset), formset=formset)
+        move = request.POST.get("move", "")
+        if move and not MOVE.fullmatch(move):
+            return _not_saved(request, draft, name, f"no disk to move in {shown(move)!r}.", formset=formset)
+        also = lambda: _save_disks(formset, move)  # noqa: E731
     try:
         draft = drafts.save_fields(draft, request.user, version, values, step=name, also=also)
     except drafts.Conflict as conflict:
+        if conflict.current.status not in drafts.EDITABLE:  # submitted or deleted meanwhile
+            messages.error(request, f"Not saved: import #{draft.pk} is no longer a draft that can be edited.")
+            return redirect(conflict.current)
         return _render(request, draft, name, form=form, formset=formset, conflict=_conflict(conflict.current, form))
     if request.htmx and request.POST.get("nav", "") == "":
         return render(request, "wizard/_save_status.html", {"draft": draft, "note": "Saved"})
@@ -92,8 +105,44 @@ def _save(request: HttpRequest, draft: ImportRequest, name: str) -> HttpResponse
     return redirect(step_url(draft, target))
 
 
+# The move control's value: "<container id>:up" or "<container id>:down".
+MOVE = re.compile(r"([0-9]{1,18}):(up|down)")
+
+
+def _not_saved(request: HttpRequest, draft: ImportRequest, name: str, why: str, **given: Any) -> HttpResponse:
+    """The step again with its messages next to the fields and what was typed, and a status note
+    that says what was wrong (an htmx autosave shows only the note). 400 for a full page; an htmx
+    answer stays 200, since htmx shows no 4xx answer."""
+    response = _render(request, draft, name, status_note=f"Not saved: {why}", **given)
+    response.status_code = 200 if request.htmx else 400
+    return response
+
+
+def _formset_problem(post, containers) -> str:
+    """Why the posted disk rows are not exactly this draft's disks (a tampered management form,
+    another request's disk, a disk added or removed elsewhere), or ""."""
+    count = len(containers)
+    try:
+        total, initial = int(post.get("form-TOTAL_FORMS", "")), int(post.get("form-INITIAL_FORMS", ""))
+    except ValueError:
+        return "the list of disks was not sent whole; reload the page."
+    ids = sorted(post.get(f"form-{i}-id", "") for i in range(min(total, count)))
+    if total != count or initial != count or ids != sorted(str(c.pk) for c in containers):
+        return f"the disks sent are not the draft's {count} disk(s): did the list change elsewhere? Reload the page."
+    return ""
+
+
+def _formset_summary(formset) -> str:
+    parts = [str(e) for e in formset.non_form_errors()]
+    for i, form in enumerate(formset.forms):
+        summary = error_summary(form)
+        if summary:
+            parts.append(f"disk {i}: {summary}")
+    return "; ".join(parts) or "see the messages below."
+
+
 def _save_disks(formset, move: str) -> list[str]:
-    """Save the rows; `move` is "<id>:up" or "<id>:down". Returns what changed, for the audit log."""
+    """Save the rows; `move` is "<id>:up" or "<id>:down" (MOVE). Returns what changed, for the audit log."""
     changed = [f"DiskContainers[{i}]" for i, f in enumerate(formset.forms) if f.has_changed()]
     formset.save()
     if move:
@@ -101,7 +150,7 @@ def _save_disks(formset, move: str) -> list[str]:
         rows.sort(key=lambda c: (c.position, c.pk))
         ids = [c.pk for c in rows]
         pk, _, direction = move.partition(":")
-        if pk.isdigit() and int(pk) in ids:
+        if int(pk) in ids:
             i = ids.index(int(pk))
             j = i - 1 if direction == "up" else i + 1
             if 0 <= j < len(ids):
@@ -177,9 +226,9 @@ def _render(
             for i, f in enumerate(formset.forms)
         ]
     if name == "details":
-        context["tags"] = draft.tags + [{"Key": "", "Value": ""}]
-        if form is not None and form.is_bound and form.is_valid():
-            context["tags"] = form.cleaned_data["tags"] + [{"Key": "", "Value": ""}]
+        # What was typed, with each row's errors, when the form came back; else what is saved.
+        rows = getattr(form, "tag_rows", None) if form is not None and form.is_bound else None
+        context["tags"] = (draft.tags if rows is None else rows) + [{"Key": "", "Value": ""}]
     if name == "encryption":
         context["keys"], context["keys_error"] = _safe(kms.list_keys)
     if name == "upload":
