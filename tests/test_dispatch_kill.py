@@ -180,6 +180,7 @@ def app_env(tmp_path, faulty_sandbox) -> dict[str, str]:
         "Q_WORKERS": str(Q_WORKERS),
         "Q_TIMEOUT": str(Q_TIMEOUT),
         "Q_RETRY": str(Q_RETRY),
+        "WIZARD_INSPECT_SECONDS": "5",  # under Q_RETRY (wizard.settings)
         "WIZARD_POLL_SECONDS": "0.5",
         "WIZARD_MAX_ACTIVE_IMPORTS": str(REQUESTS),  # every request at once: the clock stands still
         "PYTHONUNBUFFERED": "1",

@@ -260,6 +260,10 @@ def limit(memory_mb: int, cpu_seconds: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
 
 
+# A child that fails with its peak address space at this share of the limit ran out of memory.
+NEAR_LIMIT = 0.75
+
+
 def usage() -> dict[str, int]:
     """What this process used, for the log: peak address space and peak resident set, KiB."""
     figures = {}
@@ -313,6 +317,12 @@ def main() -> int:
         send({"report": report, "usage": usage()})
     except MemoryError:
         os._exit(EXIT_MEMORY)
+    except BaseException:
+        # Out of address space, the interpreter or a C library may fail in other ways (a
+        # SystemError while importing, a thread that cannot start): near the limit, it was memory.
+        if usage().get("VmPeak", 0) >= NEAR_LIMIT * int(job["memory_mb"]) * 1024:
+            os._exit(EXIT_MEMORY)
+        raise
     return 0
 
 

@@ -94,9 +94,9 @@ def inspect_container(container: DiskContainer) -> dict | None:
 def stale_after() -> timedelta:
     """How long a pending inspection may wait: its task's timeout plus django-q2's `retry`, by
     when a task taken by a worker that died has been delivered again (ORM broker)."""
-    from wizard.tasks import INSPECT_MARGIN_SECONDS
+    from wizard.tasks import inspect_margin_seconds
 
-    seconds = math.ceil(settings.WIZARD_INSPECT_SECONDS) + INSPECT_MARGIN_SECONDS + settings.Q_RETRY
+    seconds = math.ceil(settings.WIZARD_INSPECT_SECONDS) + inspect_margin_seconds() + settings.Q_RETRY
     return timedelta(seconds=seconds)
 
 

@@ -182,8 +182,10 @@ IMPORT_POLL_SECONDS = float(os.environ.get("WIZARD_POLL_SECONDS", "3"))
 # The inspection task's own timeout is these seconds + 30, so they must stay under Q_RETRY - 30.
 WIZARD_INSPECT_SECONDS = float(os.environ.get("WIZARD_INSPECT_SECONDS", "30"))
 WIZARD_INSPECT_MEMORY_MB = int(os.environ.get("WIZARD_INSPECT_MEMORY_MB", "256"))
-if WIZARD_INSPECT_SECONDS + 30 >= Q_RETRY:
-    raise ValueError(f"WIZARD_INSPECT_SECONDS ({WIZARD_INSPECT_SECONDS}) must be under Q_RETRY - 30 ({Q_RETRY - 30})")
+# The inspection task's own timeout (the child's limit plus a margin, wizard.tasks) must stay
+# under Q_RETRY, else a task still running would be delivered to a second worker.
+if WIZARD_INSPECT_SECONDS + 2 > Q_RETRY:
+    raise ValueError(f"WIZARD_INSPECT_SECONDS ({WIZARD_INSPECT_SECONDS}) must be under Q_RETRY - 2 ({Q_RETRY - 2})")
 # A task whose status has not changed for this long is flagged as stalled on its page.
 STALL_MINUTES = float(os.environ.get("WIZARD_STALL_MINUTES", "60"))
 # Links in emails point here.

@@ -21,8 +21,13 @@ from wizard.models import WorkerLease
 # A poller that died with its worker is replaced by the next kick after this long.
 LEASE_SECONDS = 90
 # The inspection task may run this much longer than its child's wall-clock limit (starting the
-# child, storing the report); settings checks that the sum stays under Q_RETRY.
-INSPECT_MARGIN_SECONDS = 30
+# child, storing the report: SQLite's busy timeout is 20 s), as far as Q_RETRY leaves room.
+
+
+def inspect_margin_seconds() -> int:
+    return max(1, min(30, int(settings.Q_RETRY - math.ceil(settings.WIZARD_INSPECT_SECONDS)) - 1))
+
+
 # When AWS keeps throttling, the pause between polls doubles up to this.
 MAX_BACKOFF_SECONDS = 60
 BACKOFF_KEY = "wizard:poller-backoff"
@@ -115,7 +120,7 @@ def enqueue_inspection(container_id: int, asked_at: str) -> None:
         container_id,
         asked_at,
         task_name=f"inspect-{container_id}",
-        timeout=math.ceil(settings.WIZARD_INSPECT_SECONDS) + INSPECT_MARGIN_SECONDS,
+        timeout=math.ceil(settings.WIZARD_INSPECT_SECONDS) + inspect_margin_seconds(),
     )
 
 

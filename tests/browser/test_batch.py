@@ -88,7 +88,8 @@ def test_a_batch_goes_from_a_manifest_through_one_review_to_completed(stack, bro
     batch_url = page.url
     rows = page.locator("#batch-items tbody tr")
     expect(rows).to_have_count(VMS)
-    expect(page.locator("#batch-totals [data-status=submitted] .count")).to_have_text(str(VMS))
+    # Each is submitted once the worker has inspected its image (a child process each: seconds).
+    expect(page.locator("#batch-totals [data-status=submitted] .count")).to_have_text(str(VMS), timeout=180_000)
 
     # One review for the whole batch.
     reviewer = log_in(browser, stack, "reviewer")
