@@ -23,7 +23,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.template.response import TemplateResponse
 
-from wizard import audit, review
+from wizard import audit, drafts, review
 from wizard.importspec import bucket_name_problem
 from wizard.models import (
     AuditEvent,
@@ -90,19 +90,7 @@ class ImportRequestAdmin(ReadOnlyAdmin):
             {
                 "fields": (
                     "client_token",
-                    "description",
-                    "architecture",
-                    "platform",
-                    "boot_mode",
-                    "license_type",
-                    "usage_operation",
-                    "hypervisor",
-                    "encrypted",
-                    "kms_key_id",
-                    "role_name",
-                    "license_configuration_arns",
-                    "tags",
-                    "comment",
+                    *drafts.SPEC_FIELDS,
                     "upload_start",
                     "upload_end",
                     "upload_size",
