@@ -6,9 +6,14 @@
  * completes each multipart upload, presigns every part's URL and lists the parts S3 holds;
  * the browser only PUTs the parts' bytes to S3.
  *
- * Integrity: before a part is sent, a Web Worker computes its CRC32; the part's URL signs
- * it (header x-amz-checksum-crc32), so S3 takes exactly those bytes, and at the end the
- * server checks the object's checksum against the parts' CRC32s.
+ * Integrity: before a part is sent, a Web Worker (static/js/crc32-worker.js) reads it from
+ * the file and computes its CRC32; the part's URL signs it (header x-amz-checksum-crc32),
+ * and the PUT sends the very buffer the worker read, so S3 takes exactly those bytes and
+ * each part is read from the file once. At the end the server checks the object's checksum
+ * against the parts' CRC32s.
+ *
+ * Speed: the next parts are read, checksummed and signed (several in one call) while the
+ * ones in flight are sent, so a part's turn starts with its PUT.
  *
  * Resume: each started upload is remembered in localStorage under the request, the file's
  * name, size and modification time. After a reload, picking the same file again asks the
@@ -24,7 +29,13 @@
   var MiB = 1024 * 1024;
   var MAX_PARTS = 10000;
   var MAX_SIZE = 5 * 1024 * 1024 * MiB; // 5 TiB, S3's largest object
-  var PARALLEL = 6; // parts (and signing calls) in flight: the browser's connections per host
+  // Parts in flight: 6, the connections a browser opens to one host over HTTP/1.1 (more would
+  // only wait in the browser); `aws s3 cp` is run with the same in bench/upload.
+  var PARALLEL = 6;
+  var MAX_SIGN_BATCH = 100; // part URLs per signing call (wizard.uploads.MAX_SIGN_BATCH)
+  var SIGN_CALLS = 2; // signing calls on their way at once, per file
+  var HOLD_PART_BYTES = 32 * MiB; // larger parts (files over 320 GiB) are not held in memory
+  var READ_AHEAD_BYTES = 64 * MiB; // parts read and signed ahead of the ones in flight, at most
   var SAVE_EVERY_MS = 2000; // how often the parts' checksums are written down for a resume
   var RETRY_DELAYS = [0, 1000, 3000, 5000, 10000]; // per part, inside Uppy
   var AUTO_RETRY_SECONDS = [3, 10, 20, 30, 60]; // the whole file, after Uppy gave up
@@ -59,112 +70,103 @@
     return error;
   }
 
-  /* CRC32 (IEEE, as zlib and S3 compute it), eight bytes at a time, read as two 32-bit
-   * words (about 1.5 GB/s in V8). Runs in a Web Worker; the factory's source is also the
-   * worker's. */
-  function crc32Factory() {
-    var T = [], n, k, c;
-    for (k = 0; k < 8; k++) T.push(new Int32Array(256));
-    for (n = 0; n < 256; n++) {
-      c = n;
-      for (k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320 ^ (c >>> 1) : c >>> 1;
-      T[0][n] = c;
-    }
-    for (k = 1; k < 8; k++) {
-      for (n = 0; n < 256; n++) T[k][n] = (T[k - 1][n] >>> 8) ^ T[0][T[k - 1][n] & 0xff];
-    }
-    var T0 = T[0], T1 = T[1], T2 = T[2], T3 = T[3], T4 = T[4], T5 = T[5], T6 = T[6], T7 = T[7];
-    var littleEndian = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-    function update(crc, b) {
-      var i = 0, len = b.length, words = 0, w, j, x, y;
-      if (littleEndian) {
-        while (i < len && ((b.byteOffset + i) & 3)) crc = T0[(crc ^ b[i++]) & 0xff] ^ (crc >>> 8);
-        words = Math.floor((len - i) / 8) * 2;
-        w = new Int32Array(b.buffer, b.byteOffset + i, words);
-        for (j = 0; j < words; j += 2) {
-          x = crc ^ w[j];
-          y = w[j + 1];
-          crc = T7[x & 0xff] ^ T6[(x >>> 8) & 0xff] ^ T5[(x >>> 16) & 0xff] ^ T4[x >>> 24] ^
-            T3[y & 0xff] ^ T2[(y >>> 8) & 0xff] ^ T1[(y >>> 16) & 0xff] ^ T0[y >>> 24];
-        }
-        i += words * 4;
-      }
-      while (i < len) crc = T0[(crc ^ b[i++]) & 0xff] ^ (crc >>> 8);
-      return crc;
-    }
-    /* The CRC32 of a Blob, read 4 MiB at a time (far faster than its stream's small
-     * chunks), as S3 writes it: base64 of its 4 big-endian bytes. */
-    return function crc32OfBlob(blob) {
-      var piece = 4 * 1024 * 1024, offset = 0, crc = -1;
-      function next() {
-        if (offset >= blob.size) {
-          crc = (crc ^ -1) >>> 0;
-          return Promise.resolve(btoa(String.fromCharCode(crc >>> 24, (crc >>> 16) & 0xff, (crc >>> 8) & 0xff, crc & 0xff)));
-        }
-        var slice = blob.slice(offset, Math.min(offset + piece, blob.size));
-        offset += piece;
-        return slice.arrayBuffer().then(function (buffer) {
-          crc = update(crc, new Uint8Array(buffer));
-          return next();
-        });
-      }
-      return next();
-    };
-  }
-
-  function crcWorkerMain() {
-    /* global crc32Factory */
-    var crc32OfBlob = crc32Factory();
-    self.onmessage = function (event) {
-      crc32OfBlob(event.data.blob).then(function (crc) {
-        self.postMessage({ id: event.data.id, crc: crc });
-      }, function (error) {
-        self.postMessage({ id: event.data.id, error: String(error) });
-      });
-    };
-  }
-
-  /* A few workers computing CRC32s; in the page itself if workers cannot start. */
-  function CrcPool(size) {
+  /* CRC32s in a few Web Workers (static/js/crc32-worker.js, a same-origin static file).
+   * `read(blob)` answers {crc, buffer}: the part's bytes, read once, as the ArrayBuffer the
+   * PUT then sends; `crc(blob)` only the CRC32 (a part sent before a reload, or one too large
+   * to hold). */
+  function CrcPool(url, size) {
     this.jobs = new Map();
     this.next = 0;
+    this.engine = '';
     this.workers = [];
-    try {
-      var source = 'var crc32Factory = ' + crc32Factory.toString() + ';\n(' + crcWorkerMain.toString() + ')();';
-      var url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
-      for (var i = 0; i < size; i++) {
-        var worker = new Worker(url);
-        worker.onmessage = this.done.bind(this);
-        this.workers.push(worker);
-      }
-    } catch (e) {
-      this.workers = [];
-      this.inPage = crc32Factory();
+    var self = this;
+    for (var i = 0; i < size; i++) {
+      var worker = new Worker(url);
+      worker.onmessage = this.done.bind(this);
+      worker.onerror = function (event) { self.failAll(event.message || 'the checksum worker did not start'); };
+      this.workers.push(worker);
     }
   }
 
-  CrcPool.prototype.of = function (blob) {
-    if (!this.workers.length) return this.inPage(blob);
+  CrcPool.prototype.run = function (blob, keep) {
     var self = this, id = ++this.next;
     return new Promise(function (resolve, reject) {
       self.jobs.set(id, { resolve: resolve, reject: reject });
-      self.workers[id % self.workers.length].postMessage({ id: id, blob: blob });
+      self.workers[id % self.workers.length].postMessage({ id: id, blob: blob, keep: keep });
     });
+  };
+
+  CrcPool.prototype.read = function (blob) { return this.run(blob, true); };
+  CrcPool.prototype.crc = function (blob) {
+    return this.run(blob, false).then(function (answer) { return answer.crc; });
   };
 
   CrcPool.prototype.done = function (event) {
     var job = this.jobs.get(event.data.id);
     this.jobs.delete(event.data.id);
     if (!job) return;
-    if (event.data.error) job.reject(new Error('The file could not be read: ' + event.data.error));
-    else job.resolve(event.data.crc);
+    if (event.data.error) { job.reject(new Error('The file could not be read: ' + event.data.error)); return; }
+    this.engine = event.data.engine;
+    if (this.onEngine) this.onEngine(this.engine);
+    job.resolve({ crc: event.data.crc, buffer: event.data.buffer || null });
+  };
+
+  CrcPool.prototype.failAll = function (message) {
+    var jobs = this.jobs;
+    this.jobs = new Map();
+    jobs.forEach(function (job) { job.reject(new Error('The file could not be read: ' + message)); });
   };
 
   var crcPool = null;
-  function crc32(blob) {
-    if (!crcPool) crcPool = new CrcPool(Math.min(4, Math.max(2, (navigator.hardwareConcurrency || 2) - 1)));
-    return crcPool.of(blob);
+  function crcWorkers(url) {
+    if (!crcPool) {
+      crcPool = new CrcPool(url, Math.min(4, Math.max(2, (navigator.hardwareConcurrency || 2) - 1)));
+      // Which CRC32 ran ("wasm" or "js"), for the benches and tests.
+      crcPool.onEngine = function (engine) {
+        document.querySelectorAll('[data-upload-widget]').forEach(function (root) { root.dataset.crcEngine = engine; });
+      };
+    }
+    return crcPool;
   }
+
+  /* Signing calls for one upload, several parts in each (the endpoint takes up to 100):
+   * parts whose CRC32 is known wait here while SIGN_CALLS calls are on their way, then go
+   * together in the next. */
+  function Signer(widget, upload) {
+    this.widget = widget;
+    this.upload = upload;
+    this.waiting = [];
+    this.calls = 0;
+  }
+
+  Signer.prototype.sign = function (number, crc) {
+    var self = this;
+    return new Promise(function (resolve, reject) {
+      self.waiting.push({ number: number, crc: crc, resolve: resolve, reject: reject });
+      self.flush();
+    });
+  };
+
+  Signer.prototype.flush = function () {
+    if (this.calls >= SIGN_CALLS || !this.waiting.length) return;
+    var self = this, batch = this.waiting.splice(0, MAX_SIGN_BATCH);
+    this.calls += 1;
+    this.widget.call('POST', this.upload.urls.sign, {
+      parts: batch.map(function (p) { return { PartNumber: p.number, ChecksumCRC32: p.crc }; }),
+    }).then(function (answer) {
+      var at = performance.now();
+      batch.forEach(function (p) {
+        var n = String(p.number);
+        p.resolve({ method: 'PUT', url: answer.urls[n], headers: answer.headers[n], expires: answer.expires_in,
+          signedAt: at });
+      });
+    }, function (error) {
+      batch.forEach(function (p) { p.reject(error); });
+    }).then(function () {
+      self.calls -= 1;
+      self.flush();
+    });
+  };
 
   var store = {
     key: function (requestId, file) {
@@ -196,6 +198,7 @@
     this.root = root;
     this.requestId = root.dataset.request;
     this.createUrl = root.dataset.createUrl;
+    this.crcWorkerUrl = root.dataset.crcWorker;
     this.csrf = root.dataset.csrf || '';
     this.list = root.querySelector('[data-files]');
     this.notice = root.querySelector('[data-notice]');
@@ -215,6 +218,7 @@
       getChunkSize: function (file) { return partSize(file.size); },
       createMultipartUpload: function (file) { return self.create(file); },
       signPart: function (file, opts) { return self.signPart(file, opts); },
+      uploadPartBytes: uploadPartBytes,
       listParts: function (file, opts) { return self.listParts(file, opts); },
       completeMultipartUpload: function (file, opts) { return self.complete(file, opts); },
       // Uppy aborts an upload when a part fails for good; we keep it to resume, and
@@ -298,20 +302,81 @@
     return st.upload;
   };
 
-  /* A part's presigned URL, for its bytes: their CRC32 first (S3 will check it), then the URL. */
+  /* A part's presigned URL, for its bytes: their CRC32 first (S3 will check it), then the URL.
+   * The part is read once: the worker hands back its bytes with the CRC32, and the PUT
+   * (uploadPartBytes) sends that buffer. The next parts are read and signed ahead, while
+   * this one is on its way, so that a part's turn starts with its PUT (see prepare()). */
   Widget.prototype.signPart = function (file, opts) {
-    var self = this, upload = this.uploadOf(file), st = this.files.get(file.id);
-    var known = st && st.crcs[opts.partNumber];
-    var checksum = known ? Promise.resolve(known) : crc32(opts.body);
-    return checksum.then(function (crc) {
-      if (st && !known) { st.crcs[opts.partNumber] = crc; self.remember(st); }
-      return self.call('POST', upload.urls.sign, { parts: [{ PartNumber: opts.partNumber, ChecksumCRC32: crc }] },
-        opts.signal);
-    }).then(function (answer) {
-      var n = String(opts.partNumber);
-      return { method: 'PUT', url: answer.urls[n], headers: answer.headers[n], expires: answer.expires_in };
+    var st = this.files.get(file.id), n = opts.partNumber;
+    this.uploadOf(file);
+    if (!st) throw HttpError('This upload is unknown here: pick the file again.', 409);
+    var ready = this.prepare(file, st, n, opts.body); // first: the workers take jobs in turn
+    st.ahead.delete(n);
+    if (n > st.furthest) { // moving on (not a part sent again): read the next ones ahead
+      st.furthest = n;
+      var last = Math.ceil(file.size / partSize(file.size));
+      for (var k = n + 1; k <= Math.min(last, n + this.aheadOf(file)); k++) if (!st.held.has(k)) this.prepare(file, st, k);
+    }
+    return ready.then(function (prepared) {
+      // A URL read ahead and kept past half its life (a pause, an outage) is signed anew.
+      if (performance.now() - prepared.signature.signedAt > prepared.signature.expires * 500) {
+        return st.signer.sign(n, st.crcs[n]).then(function (signature) {
+          return Object.assign(signature, { body: prepared.body });
+        });
+      }
+      return Object.assign({}, prepared.signature, { body: prepared.body });
     });
   };
+
+  /* Part n, read (its bytes kept when small enough) and signed: a promise of {signature,
+   * body}, body being the part's bytes or null (the PUT then reads the Blob). Parts whose
+   * CRC32 is already known (resumed, sent again) are signed without being read. */
+  Widget.prototype.prepare = function (file, st, n, blob) {
+    if (st.ahead.has(n)) return st.ahead.get(n);
+    var self = this;
+    if (!st.signer) st.signer = new Signer(this, st.upload);
+    var known = st.crcs[n];
+    var read = known ? Promise.resolve({ crc: known, buffer: null }) : this.readPart(file, n, blob);
+    var ready = read.then(function (part) {
+      if (!known) { st.crcs[n] = part.crc; self.remember(st); }
+      return st.signer.sign(n, part.crc).then(function (signature) {
+        return { signature: signature, body: part.buffer };
+      });
+    });
+    ready.catch(function () { if (st.ahead.get(n) === ready) st.ahead.delete(n); });
+    st.ahead.set(n, ready);
+    return ready;
+  };
+
+  Widget.prototype.readPart = function (file, n, blob) {
+    var size = file.size, partBytes = partSize(size);
+    blob = blob || file.data.slice((n - 1) * partBytes, Math.min(n * partBytes, size));
+    var pool = crcWorkers(this.crcWorkerUrl);
+    if (partBytes > HOLD_PART_BYTES) { // too large to hold: its CRC32 now, the Blob read again to send it
+      return pool.crc(blob).then(function (crc) { return { crc: crc, buffer: null }; });
+    }
+    return pool.read(blob);
+  };
+
+  /* How many parts are read and signed ahead of the one starting: as many as are in flight,
+   * within READ_AHEAD_BYTES of memory. */
+  Widget.prototype.aheadOf = function (file) {
+    var partBytes = partSize(file.size);
+    return partBytes > HOLD_PART_BYTES ? 0 : Math.max(1, Math.min(PARALLEL, Math.floor(READ_AHEAD_BYTES / partBytes)));
+  };
+
+  /* The PUT of a part: Uppy's own XHR, with the bytes signPart read when it has them. */
+  function uploadPartBytes(opts) {
+    var body = opts.signature.body;
+    if (!body) return window.Uppy.AwsS3.uploadPartBytes(opts);
+    opts.signature.body = null; // sent once; a part sent again is signed (and read) again
+    return window.Uppy.AwsS3.uploadPartBytes(Object.assign({}, opts, { body: body, size: body.byteLength }));
+  }
+
+  /* Forget the parts read ahead (their memory) once a file is done, failed or cancelled. */
+  function dropAhead(st) {
+    if (st) { st.ahead = new Map(); st.furthest = 0; }
+  }
 
   Widget.prototype.listParts = function (file, opts) {
     var self = this, upload = this.uploadOf(file);
@@ -321,6 +386,7 @@
         var held = answer.parts.reduce(function (sum, p) { return sum + p.Size; }, 0);
         st.resetSpeed = true; // the parts already in S3 are not this session's speed
         st.resumedParts = answer.parts.length;
+        st.held = new Set(answer.parts.map(function (p) { return p.PartNumber; }));
         self.render(st, {
           state: 'Resuming: ' + answer.parts.length + ' of ' + upload.part_count + ' parts (' +
             formatBytes(held) + ') already in S3',
@@ -332,10 +398,11 @@
 
   /* Every part's CRC32, computing again any not written down (sent before a reload). */
   Widget.prototype.partChecksums = function (file, st, numbers) {
-    var crcs = st.crcs, size = file.size, partBytes = partSize(size);
+    var self = this, crcs = st.crcs, size = file.size, partBytes = partSize(size);
     return Promise.all(numbers.map(function (n) {
       if (crcs[n]) return crcs[n];
-      return crc32(file.data.slice((n - 1) * partBytes, Math.min(n * partBytes, size))).then(function (crc) {
+      var blob = file.data.slice((n - 1) * partBytes, Math.min(n * partBytes, size));
+      return crcWorkers(self.crcWorkerUrl).crc(blob).then(function (crc) {
         crcs[n] = crc;
         return crc;
       });
@@ -433,6 +500,7 @@
   Widget.prototype.addFiles = function (files) {
     var self = this;
     this.say('');
+    if (files.length) crcWorkers(this.crcWorkerUrl); // they start while the upload is created
     var ready = files.map(function (file) {
       var id;
       try {
@@ -442,7 +510,7 @@
         return Promise.resolve();
       }
       var st = { id: id, name: file.name, size: file.size, storeKey: store.key(self.requestId, file), phase: 'uploading',
-        samples: [], retries: 0, crcs: {} };
+        samples: [], retries: 0, crcs: {}, ahead: new Map(), held: new Set(), furthest: 0, signer: null };
       self.files.set(id, st);
       self.addRow(st);
       return self.resumeState(st);
@@ -549,6 +617,7 @@
   Widget.prototype.onSuccess = function (file, response) {
     var st = this.files.get(file.id);
     var answer = (response && response.body) || {};
+    dropAhead(st);
     if (st) {
       window.clearTimeout(st.saveTimer);
       store.remove(st.storeKey);
@@ -569,6 +638,7 @@
   Widget.prototype.onError = function (file, error) {
     var st = this.files.get(file.id);
     if (!st || st.phase === 'cancelled') return;
+    dropAhead(st);
     var status = error && (error.status !== undefined ? error.status : error.source && error.source.status);
     var fromServer = error && error.name === 'HttpError'; // else from S3, or the network
     var final = status === 400 || status === 401 || status === 403 || status === 404 || status === 409 ||
@@ -616,6 +686,7 @@
     var self = this;
     window.clearTimeout(st.retryTimer);
     this.render(st, { phase: 'cancelled', state: 'Cancelling…', speed: 0 });
+    dropAhead(st);
     if (this.uppy.getFile(st.id)) this.uppy.removeFile(st.id); // stops the parts in flight
     window.clearTimeout(st.saveTimer);
     store.remove(st.storeKey);
