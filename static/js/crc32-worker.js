@@ -2,11 +2,11 @@
  * computes its CRC32 (IEEE, as zlib and S3 compute it) off the page's main thread.
  *
  * Message in:  {id, blob, keep}   (blob: the part, a slice of the picked File)
- * Message out: {id, crc, buffer?, engine} or {id, error}
+ * Message out: {id, crc, body?, engine} or {id, error}
  *   crc:    base64 of the CRC32's 4 big-endian bytes (what S3's x-amz-checksum-crc32 holds);
- *   buffer: with `keep`, the part's bytes as one ArrayBuffer, transferred (not copied) back to
- *           the page, which sends that same buffer as the PUT's body: each part is read from
- *           the file once, and S3 checks the CRC32 of exactly the bytes that were read;
+ *   body:   with `keep`, the bytes read, as a Blob in memory (not the file's: they were read
+ *           from it once), which the page sends as the PUT's body: each part is read from the
+ *           file once, and S3 checks the CRC32 of exactly the bytes that were read;
  *   engine: "wasm" (hash-wasm's CRC32 in WebAssembly) or "js" (crc-32, pure JavaScript: where
  *           the page's Content-Security-Policy has no 'wasm-unsafe-eval', or no WebAssembly).
  * Without `keep` (parts larger than the widget holds in memory), the part is read 8 MiB at a
@@ -73,12 +73,10 @@ self.onmessage = function (event) {
     return engine.then(function (hasher) {
       return crcOf(hasher, job.blob, job.keep).then(function (result) {
         var answer = { id: job.id, crc: result.crc, engine: hasher.name };
-        if (result.buffer) {
-          answer.buffer = result.buffer;
-          self.postMessage(answer, [result.buffer]);
-        } else {
-          self.postMessage(answer);
-        }
+        // The bytes read, as a Blob held in memory: copied here, off the page's main thread
+        // (an ArrayBuffer PUT body costs the main thread a copy of its own in XHR.send).
+        if (result.buffer) answer.body = new Blob([result.buffer]);
+        self.postMessage(answer);
       });
     }).catch(function (error) {
       self.postMessage({ id: job.id, error: String((error && error.message) || error) });

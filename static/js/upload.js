@@ -8,7 +8,7 @@
  *
  * Integrity: before a part is sent, a Web Worker (static/js/crc32-worker.js) reads it from
  * the file and computes its CRC32; the part's URL signs it (header x-amz-checksum-crc32),
- * and the PUT sends the very buffer the worker read, so S3 takes exactly those bytes and
+ * and the PUT sends the very bytes the worker read, so S3 takes exactly those bytes and
  * each part is read from the file once. At the end the server checks the object's checksum
  * against the parts' CRC32s.
  *
@@ -71,7 +71,7 @@
   }
 
   /* CRC32s in a few Web Workers (static/js/crc32-worker.js, a same-origin static file).
-   * `read(blob)` answers {crc, buffer}: the part's bytes, read once, as the ArrayBuffer the
+   * `read(blob)` answers {crc, body}: the part's bytes, read once, as the in-memory Blob the
    * PUT then sends; `crc(blob)` only the CRC32 (a part sent before a reload, or one too large
    * to hold). */
   function CrcPool(url, size) {
@@ -108,7 +108,7 @@
     if (event.data.error) { job.reject(new Error('The file could not be read: ' + event.data.error)); return; }
     this.engine = event.data.engine;
     if (this.onEngine) this.onEngine(this.engine);
-    job.resolve({ crc: event.data.crc, buffer: event.data.buffer || null });
+    job.resolve({ crc: event.data.crc, body: event.data.body || null });
   };
 
   CrcPool.prototype.failAll = function (message) {
@@ -304,7 +304,7 @@
 
   /* A part's presigned URL, for its bytes: their CRC32 first (S3 will check it), then the URL.
    * The part is read once: the worker hands back its bytes with the CRC32, and the PUT
-   * (uploadPartBytes) sends that buffer. The next parts are read and signed ahead, while
+   * (uploadPartBytes) sends those. The next parts are read and signed ahead, while
    * this one is on its way, so that a part's turn starts with its PUT (see prepare()). */
   Widget.prototype.signPart = function (file, opts) {
     var st = this.files.get(file.id), n = opts.partNumber;
@@ -329,18 +329,18 @@
   };
 
   /* Part n, read (its bytes kept when small enough) and signed: a promise of {signature,
-   * body}, body being the part's bytes or null (the PUT then reads the Blob). Parts whose
+   * body}, body being the bytes read or null (the PUT then reads the file's slice). Parts whose
    * CRC32 is already known (resumed, sent again) are signed without being read. */
   Widget.prototype.prepare = function (file, st, n, blob) {
     if (st.ahead.has(n)) return st.ahead.get(n);
     var self = this;
     if (!st.signer) st.signer = new Signer(this, st.upload);
     var known = st.crcs[n];
-    var read = known ? Promise.resolve({ crc: known, buffer: null }) : this.readPart(file, n, blob);
+    var read = known ? Promise.resolve({ crc: known, body: null }) : this.readPart(file, n, blob);
     var ready = read.then(function (part) {
       if (!known) { st.crcs[n] = part.crc; self.remember(st); }
       return st.signer.sign(n, part.crc).then(function (signature) {
-        return { signature: signature, body: part.buffer };
+        return { signature: signature, body: part.body };
       });
     });
     ready.catch(function () { if (st.ahead.get(n) === ready) st.ahead.delete(n); });
@@ -353,7 +353,7 @@
     blob = blob || file.data.slice((n - 1) * partBytes, Math.min(n * partBytes, size));
     var pool = crcWorkers(this.crcWorkerUrl);
     if (partBytes > HOLD_PART_BYTES) { // too large to hold: its CRC32 now, the Blob read again to send it
-      return pool.crc(blob).then(function (crc) { return { crc: crc, buffer: null }; });
+      return pool.crc(blob).then(function (crc) { return { crc: crc, body: null }; });
     }
     return pool.read(blob);
   };
@@ -370,7 +370,7 @@
     var body = opts.signature.body;
     if (!body) return window.Uppy.AwsS3.uploadPartBytes(opts);
     opts.signature.body = null; // sent once; a part sent again is signed (and read) again
-    return window.Uppy.AwsS3.uploadPartBytes(Object.assign({}, opts, { body: body, size: body.byteLength }));
+    return window.Uppy.AwsS3.uploadPartBytes(Object.assign({}, opts, { body: body, size: body.size }));
   }
 
   /* Forget the parts read ahead (their memory) once a file is done, failed or cancelled. */
