@@ -8,8 +8,8 @@
  *
  * Integrity: before a part is sent, a Web Worker (static/js/crc32-worker.js) reads it from
  * the file and computes its CRC32; the part's URL signs it (header x-amz-checksum-crc32),
- * and the PUT sends the very bytes the worker read, so S3 takes exactly those bytes and
- * each part is read from the file once. At the end the server checks the object's checksum
+ * and that worker PUTs the very bytes it read (off the main thread), so S3 takes exactly
+ * those bytes and each part is read from the file once. At the end the server checks the object's checksum
  * against the parts' CRC32s.
  *
  * Speed: the next parts are read, checksummed and signed (several in one call) while the
@@ -70,12 +70,14 @@
     return error;
   }
 
-  /* CRC32s in a few Web Workers (static/js/crc32-worker.js, a same-origin static file).
-   * `read(blob)` answers {crc, body}: the part's bytes, read once, as the in-memory Blob the
-   * PUT then sends; `crc(blob)` only the CRC32 (a part sent before a reload, or one too large
-   * to hold). */
+  /* A few part workers (static/js/crc32-worker.js, a same-origin static file). `read(blob)`
+   * answers {crc, body}: the part is read once in a worker, which keeps its bytes; body is a
+   * handle on them whose put() sends them to S3 from that worker (off the main thread) and
+   * drop() lets them go unsent. `crc(blob)` answers only the CRC32 (a part sent before a
+   * reload, or one too large to hold). */
   function CrcPool(url, size) {
     this.jobs = new Map();
+    this.puts = new Map();
     this.next = 0;
     this.engine = '';
     this.workers = [];
@@ -89,10 +91,10 @@
   }
 
   CrcPool.prototype.run = function (blob, keep) {
-    var self = this, id = ++this.next;
+    var self = this, id = ++this.next, worker = this.workers[id % this.workers.length];
     return new Promise(function (resolve, reject) {
-      self.jobs.set(id, { resolve: resolve, reject: reject });
-      self.workers[id % self.workers.length].postMessage({ id: id, blob: blob, keep: keep });
+      self.jobs.set(id, { resolve: resolve, reject: reject, worker: worker, size: blob.size });
+      worker.postMessage({ op: 'read', id: id, blob: blob, keep: keep });
     });
   };
 
@@ -102,19 +104,90 @@
   };
 
   CrcPool.prototype.done = function (event) {
-    var job = this.jobs.get(event.data.id);
-    this.jobs.delete(event.data.id);
+    var data = event.data;
+    var sent = this.puts.get(data.id);
+    if (sent) { sent(data); return; }
+    var job = this.jobs.get(data.id);
+    this.jobs.delete(data.id);
     if (!job) return;
-    if (event.data.error) { job.reject(new Error('The file could not be read: ' + event.data.error)); return; }
-    this.engine = event.data.engine;
+    if (data.error) { job.reject(new Error('The file could not be read: ' + data.error)); return; }
+    this.engine = data.engine;
     if (this.onEngine) this.onEngine(this.engine);
-    job.resolve({ crc: event.data.crc, body: event.data.body || null });
+    job.resolve({ crc: data.crc, body: data.held ? new HeldPart(this, job.worker, data.id, job.size) : null });
   };
 
   CrcPool.prototype.failAll = function (message) {
     var jobs = this.jobs;
     this.jobs = new Map();
     jobs.forEach(function (job) { job.reject(new Error('The file could not be read: ' + message)); });
+  };
+
+  /* A part's bytes held in the worker that read them. */
+  function HeldPart(pool, worker, id, size) {
+    this.pool = pool;
+    this.worker = worker;
+    this.id = id;
+    this.size = size;
+  }
+
+  HeldPart.prototype.drop = function () { this.worker.postMessage({ op: 'drop', id: this.id }); };
+
+  /* Uppy's uploadPartBytes, the PUT made by the worker: the same answers and errors as
+   * Uppy's own (AwsS3.uploadPartBytes), so that its retries work alike. */
+  HeldPart.prototype.put = function (opts) {
+    var self = this, pool = this.pool, signature = opts.signature, signal = opts.signal;
+    return new Promise(function (resolve, reject) {
+      function onAbort() { self.worker.postMessage({ op: 'abort', id: self.id }); }
+      if (signal) {
+        if (signal.aborted) { self.drop(); reject(new DOMException('The operation was aborted', 'AbortError')); return; }
+        signal.addEventListener('abort', onAbort);
+      }
+      pool.puts.set(self.id, function (data) {
+        if (data.progress) { if (opts.onProgress) opts.onProgress({ loaded: data.progress.loaded, lengthComputable: true }); return; }
+        pool.puts.delete(self.id);
+        if (signal) signal.removeEventListener('abort', onAbort);
+        var error;
+        if (data.failed === 'abort') { reject(new DOMException('The operation was aborted', 'AbortError')); return; }
+        if (data.failed === 'timeout') {
+          error = new Error('Request has expired');
+          error.source = { status: 403 };
+          reject(error);
+          return;
+        }
+        if (data.failed) {
+          error = new Error('Unknown error');
+          error.source = { status: 0 };
+          reject(error);
+          return;
+        }
+        var status = data.put.status;
+        if (status < 200 || status >= 300) {
+          error = new Error(status === 403 && /<Message>Request has expired<\/Message>/.test(data.put.text)
+            ? 'Request has expired' : 'Non 2xx');
+          error.source = { status: status, responseText: data.put.text };
+          reject(error);
+          return;
+        }
+        var headers = { __proto__: null };
+        data.put.headers.trim().split(/[\r\n]+/).forEach(function (line) {
+          var at = line.indexOf(': ');
+          if (at > 0) headers[line.slice(0, at).toLowerCase()] = line.slice(at + 2);
+        });
+        if (opts.onProgress) opts.onProgress({ loaded: self.size, lengthComputable: true });
+        if (!headers.etag) {
+          error = new Error('S3 sent no ETag: the bucket\'s CORS must expose it.');
+          error.source = { status: 0 };
+          reject(error);
+          return;
+        }
+        if (opts.onComplete) opts.onComplete(headers.etag);
+        resolve(Object.assign({}, headers, { ETag: headers.etag }));
+      });
+      self.worker.postMessage({
+        op: 'put', id: self.id, method: signature.method || 'PUT', url: signature.url, headers: signature.headers || {},
+        timeout: typeof signature.expires === 'number' ? signature.expires * 1000 : 0,
+      });
+    });
   };
 
   var crcPool = null;
@@ -324,6 +397,7 @@
           return Object.assign(signature, { body: prepared.body });
         });
       }
+      if (opts.signal && opts.signal.aborted && prepared.body) prepared.body.drop(); // Uppy will not send it
       return Object.assign({}, prepared.signature, { body: prepared.body });
     });
   };
@@ -365,17 +439,23 @@
     return partBytes > HOLD_PART_BYTES ? 0 : Math.max(1, Math.min(PARALLEL, Math.floor(READ_AHEAD_BYTES / partBytes)));
   };
 
-  /* The PUT of a part: Uppy's own XHR, with the bytes signPart read when it has them. */
+  /* The PUT of a part: from the worker holding the bytes signPart read, when it holds them;
+   * else Uppy's own XHR of the file's slice (a part sent again, or too large to hold). */
   function uploadPartBytes(opts) {
-    var body = opts.signature.body;
-    if (!body) return window.Uppy.AwsS3.uploadPartBytes(opts);
-    opts.signature.body = null; // sent once; a part sent again is signed (and read) again
-    return window.Uppy.AwsS3.uploadPartBytes(Object.assign({}, opts, { body: body, size: body.size }));
+    var held = opts.signature.body;
+    if (!held) return window.Uppy.AwsS3.uploadPartBytes(opts);
+    opts.signature.body = null; // sent once; a part sent again reads the file's slice
+    return held.put(opts);
   }
 
   /* Forget the parts read ahead (their memory) once a file is done, failed or cancelled. */
   function dropAhead(st) {
-    if (st) { st.ahead = new Map(); st.furthest = 0; }
+    if (!st) return;
+    st.ahead.forEach(function (ready) {
+      ready.then(function (prepared) { if (prepared.body) prepared.body.drop(); }, function () { /* nothing held */ });
+    });
+    st.ahead = new Map();
+    st.furthest = 0;
   }
 
   Widget.prototype.listParts = function (file, opts) {
