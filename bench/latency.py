@@ -9,6 +9,7 @@ from the server is held `ms` milliseconds before it is passed on; interim answer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 CHUNK = 1 << 20
@@ -29,7 +30,11 @@ class DelayProxy:
             async with server:
                 await server.serve_forever()
 
-        threading.Thread(target=lambda: self.loop.run_until_complete(main()), daemon=True).start()
+        def serve() -> None:
+            with contextlib.suppress(RuntimeError):  # close() stops the loop under serve_forever
+                self.loop.run_until_complete(main())
+
+        threading.Thread(target=serve, daemon=True).start()
         started.wait(10)
 
     @property
