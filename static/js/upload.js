@@ -415,6 +415,9 @@
       if (!known) { st.crcs[n] = part.crc; self.remember(st); }
       return st.signer.sign(n, part.crc).then(function (signature) {
         return { signature: signature, body: part.body };
+      }, function (error) {
+        if (part.body) part.body.drop(); // signed again later, its bytes read again then
+        throw error;
       });
     });
     ready.catch(function () { if (st.ahead.get(n) === ready) st.ahead.delete(n); });
