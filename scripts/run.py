@@ -167,6 +167,10 @@ def main() -> int:
                 "wizard.logs.GunicornLogger",
                 "--graceful-timeout",
                 "10",
+                # Longer than gunicorn's 2 s: clients that reuse a connection (pollers, load) do not
+                # race its closing (bench/load saw those resets).
+                "--keep-alive",
+                "5",
                 "--no-control-socket",
             ],
             env,

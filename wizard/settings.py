@@ -317,7 +317,9 @@ UPLOAD_ORIGINS = env_list(
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'none'"],
-        "script-src": ["'self'"],
+        # 'wasm-unsafe-eval' lets the upload widget's worker compile its CRC32 WebAssembly
+        # (static/vendor/hash-wasm); it allows no eval of scripts. Without it, a pure-JS CRC32.
+        "script-src": ["'self'", "'wasm-unsafe-eval'"],
         "style-src": ["'self'"],
         "img-src": ["'self'"],
         "font-src": ["'self'"],

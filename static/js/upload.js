@@ -6,9 +6,14 @@
  * completes each multipart upload, presigns every part's URL and lists the parts S3 holds;
  * the browser only PUTs the parts' bytes to S3.
  *
- * Integrity: before a part is sent, a Web Worker computes its CRC32; the part's URL signs
- * it (header x-amz-checksum-crc32), so S3 takes exactly those bytes, and at the end the
- * server checks the object's checksum against the parts' CRC32s.
+ * Integrity: before a part is sent, a Web Worker (static/js/crc32-worker.js) reads it from
+ * the file and computes its CRC32; the part's URL signs it (header x-amz-checksum-crc32),
+ * and that worker PUTs the very bytes it read (off the main thread), so S3 takes exactly
+ * those bytes and each part is read from the file once. At the end the server checks the object's checksum
+ * against the parts' CRC32s.
+ *
+ * Speed: the next parts are read, checksummed and signed (several in one call) while the
+ * ones in flight are sent, so a part's turn starts with its PUT.
  *
  * Resume: each started upload is remembered in localStorage under the request, the file's
  * name, size and modification time. After a reload, picking the same file again asks the
@@ -24,7 +29,13 @@
   var MiB = 1024 * 1024;
   var MAX_PARTS = 10000;
   var MAX_SIZE = 5 * 1024 * 1024 * MiB; // 5 TiB, S3's largest object
-  var PARALLEL = 6; // parts (and signing calls) in flight: the browser's connections per host
+  // Parts in flight: 6, the connections a browser opens to one host over HTTP/1.1 (more would
+  // only wait in the browser); `aws s3 cp` is run with the same in bench/upload.
+  var PARALLEL = 6;
+  var MAX_SIGN_BATCH = 100; // part URLs per signing call (wizard.uploads.MAX_SIGN_BATCH)
+  var SIGN_CALLS = 2; // signing calls on their way at once, per file
+  var HOLD_PART_BYTES = 32 * MiB; // larger parts (files over 320 GiB) are not held in memory
+  var READ_AHEAD_BYTES = 64 * MiB; // parts read and signed ahead of the ones in flight, at most
   var SAVE_EVERY_MS = 2000; // how often the parts' checksums are written down for a resume
   var RETRY_DELAYS = [0, 1000, 3000, 5000, 10000]; // per part, inside Uppy
   var AUTO_RETRY_SECONDS = [3, 10, 20, 30, 60]; // the whole file, after Uppy gave up
@@ -59,46 +70,176 @@
     return error;
   }
 
-  /* A few workers computing CRC32s (static/js/crc32.js, also the worker's script); in the page
-   * itself if workers cannot start. */
-  function CrcPool(size) {
+  /* A few part workers (static/js/crc32-worker.js, a same-origin static file). `read(blob)`
+   * answers {crc, body}: the part is read once in a worker, which keeps its bytes; body is a
+   * handle on them whose put() sends them to S3 from that worker (off the main thread) and
+   * drop() lets them go unsent. `crc(blob)` answers only the CRC32 (a part sent before a
+   * reload, or one too large to hold). */
+  function CrcPool(url, size) {
     this.jobs = new Map();
+    this.puts = new Map();
     this.next = 0;
+    this.engine = '';
     this.workers = [];
-    try {
-      for (var i = 0; i < size; i++) {
-        var worker = new Worker(window.ImportCrc32.workerUrl);
-        worker.onmessage = this.done.bind(this);
-        this.workers.push(worker);
-      }
-    } catch (e) {
-      this.workers = [];
-      this.inPage = window.ImportCrc32.factory();
+    var self = this;
+    for (var i = 0; i < size; i++) {
+      var worker = new Worker(url);
+      worker.onmessage = this.done.bind(this);
+      worker.onerror = function (event) { self.failAll(event.message || 'the checksum worker did not start'); };
+      this.workers.push(worker);
     }
   }
 
-  CrcPool.prototype.of = function (blob) {
-    if (!this.workers.length) return this.inPage(blob);
-    var self = this, id = ++this.next;
+  CrcPool.prototype.run = function (blob, keep) {
+    var self = this, id = ++this.next, worker = this.workers[id % this.workers.length];
     return new Promise(function (resolve, reject) {
-      self.jobs.set(id, { resolve: resolve, reject: reject });
-      self.workers[id % self.workers.length].postMessage({ id: id, blob: blob });
+      self.jobs.set(id, { resolve: resolve, reject: reject, worker: worker, size: blob.size });
+      worker.postMessage({ op: 'read', id: id, blob: blob, keep: keep });
     });
   };
 
+  CrcPool.prototype.read = function (blob) { return this.run(blob, true); };
+  CrcPool.prototype.crc = function (blob) {
+    return this.run(blob, false).then(function (answer) { return answer.crc; });
+  };
+
   CrcPool.prototype.done = function (event) {
-    var job = this.jobs.get(event.data.id);
-    this.jobs.delete(event.data.id);
+    var data = event.data;
+    var sent = this.puts.get(data.id);
+    if (sent) { sent(data); return; }
+    var job = this.jobs.get(data.id);
+    this.jobs.delete(data.id);
     if (!job) return;
-    if (event.data.error) job.reject(new Error('The file could not be read: ' + event.data.error));
-    else job.resolve(event.data.crc);
+    if (data.error) { job.reject(new Error('The file could not be read: ' + data.error)); return; }
+    this.engine = data.engine;
+    if (this.onEngine) this.onEngine(this.engine);
+    job.resolve({ crc: data.crc, body: data.held ? new HeldPart(this, job.worker, data.id, job.size) : null });
+  };
+
+  CrcPool.prototype.failAll = function (message) {
+    var jobs = this.jobs;
+    this.jobs = new Map();
+    jobs.forEach(function (job) { job.reject(new Error('The file could not be read: ' + message)); });
+  };
+
+  /* A part's bytes held in the worker that read them. */
+  function HeldPart(pool, worker, id, size) {
+    this.pool = pool;
+    this.worker = worker;
+    this.id = id;
+    this.size = size;
+  }
+
+  HeldPart.prototype.drop = function () { this.worker.postMessage({ op: 'drop', id: this.id }); };
+
+  /* Uppy's uploadPartBytes, the PUT made by the worker: the same answers and errors as
+   * Uppy's own (AwsS3.uploadPartBytes), so that its retries work alike. */
+  HeldPart.prototype.put = function (opts) {
+    var self = this, pool = this.pool, signature = opts.signature, signal = opts.signal;
+    return new Promise(function (resolve, reject) {
+      function onAbort() { self.worker.postMessage({ op: 'abort', id: self.id }); }
+      if (signal) {
+        if (signal.aborted) { self.drop(); reject(new DOMException('The operation was aborted', 'AbortError')); return; }
+        signal.addEventListener('abort', onAbort);
+      }
+      pool.puts.set(self.id, function (data) {
+        if (data.progress) { if (opts.onProgress) opts.onProgress({ loaded: data.progress.loaded, lengthComputable: true }); return; }
+        pool.puts.delete(self.id);
+        if (signal) signal.removeEventListener('abort', onAbort);
+        var error;
+        if (data.failed === 'abort') { reject(new DOMException('The operation was aborted', 'AbortError')); return; }
+        if (data.failed === 'timeout') {
+          error = new Error('Request has expired');
+          error.source = { status: 403 };
+          reject(error);
+          return;
+        }
+        if (data.failed) {
+          error = new Error('Unknown error');
+          error.source = { status: 0 };
+          reject(error);
+          return;
+        }
+        var status = data.put.status;
+        if (status < 200 || status >= 300) {
+          error = new Error(status === 403 && /<Message>Request has expired<\/Message>/.test(data.put.text)
+            ? 'Request has expired' : 'Non 2xx');
+          error.source = { status: status, responseText: data.put.text };
+          reject(error);
+          return;
+        }
+        var headers = { __proto__: null };
+        data.put.headers.trim().split(/[\r\n]+/).forEach(function (line) {
+          var at = line.indexOf(': ');
+          if (at > 0) headers[line.slice(0, at).toLowerCase()] = line.slice(at + 2);
+        });
+        if (opts.onProgress) opts.onProgress({ loaded: self.size, lengthComputable: true });
+        if (!headers.etag) {
+          error = new Error('S3 sent no ETag: the bucket\'s CORS must expose it.');
+          error.source = { status: 0 };
+          reject(error);
+          return;
+        }
+        if (opts.onComplete) opts.onComplete(headers.etag);
+        resolve(Object.assign({}, headers, { ETag: headers.etag }));
+      });
+      self.worker.postMessage({
+        op: 'put', id: self.id, method: signature.method || 'PUT', url: signature.url, headers: signature.headers || {},
+        timeout: typeof signature.expires === 'number' ? signature.expires * 1000 : 0,
+      });
+    });
   };
 
   var crcPool = null;
-  function crc32(blob) {
-    if (!crcPool) crcPool = new CrcPool(Math.min(4, Math.max(2, (navigator.hardwareConcurrency || 2) - 1)));
-    return crcPool.of(blob);
+  function crcWorkers(url) {
+    if (!crcPool) {
+      crcPool = new CrcPool(url, Math.min(4, Math.max(2, (navigator.hardwareConcurrency || 2) - 1)));
+      // Which CRC32 ran ("wasm" or "js"), for the benches and tests.
+      crcPool.onEngine = function (engine) {
+        document.querySelectorAll('[data-upload-widget]').forEach(function (root) { root.dataset.crcEngine = engine; });
+      };
+    }
+    return crcPool;
   }
+
+  /* Signing calls for one upload, several parts in each (the endpoint takes up to 100):
+   * parts whose CRC32 is known wait here while SIGN_CALLS calls are on their way, then go
+   * together in the next. */
+  function Signer(widget, upload) {
+    this.widget = widget;
+    this.upload = upload;
+    this.waiting = [];
+    this.calls = 0;
+  }
+
+  Signer.prototype.sign = function (number, crc) {
+    var self = this;
+    return new Promise(function (resolve, reject) {
+      self.waiting.push({ number: number, crc: crc, resolve: resolve, reject: reject });
+      self.flush();
+    });
+  };
+
+  Signer.prototype.flush = function () {
+    if (this.calls >= SIGN_CALLS || !this.waiting.length) return;
+    var self = this, batch = this.waiting.splice(0, MAX_SIGN_BATCH);
+    this.calls += 1;
+    this.widget.call('POST', this.upload.urls.sign, {
+      parts: batch.map(function (p) { return { PartNumber: p.number, ChecksumCRC32: p.crc }; }),
+    }).then(function (answer) {
+      var at = performance.now();
+      batch.forEach(function (p) {
+        var n = String(p.number);
+        p.resolve({ method: 'PUT', url: answer.urls[n], headers: answer.headers[n], expires: answer.expires_in,
+          signedAt: at });
+      });
+    }, function (error) {
+      batch.forEach(function (p) { p.reject(error); });
+    }).then(function () {
+      self.calls -= 1;
+      self.flush();
+    });
+  };
 
   var store = {
     key: function (requestId, file) {
@@ -130,6 +271,7 @@
     this.root = root;
     this.requestId = root.dataset.request;
     this.createUrl = root.dataset.createUrl;
+    this.crcWorkerUrl = root.dataset.crcWorker;
     this.csrf = root.dataset.csrf || '';
     this.list = root.querySelector('[data-files]');
     this.notice = root.querySelector('[data-notice]');
@@ -149,6 +291,7 @@
       getChunkSize: function (file) { return partSize(file.size); },
       createMultipartUpload: function (file) { return self.create(file); },
       signPart: function (file, opts) { return self.signPart(file, opts); },
+      uploadPartBytes: uploadPartBytes,
       listParts: function (file, opts) { return self.listParts(file, opts); },
       completeMultipartUpload: function (file, opts) { return self.complete(file, opts); },
       // Uppy aborts an upload when a part fails for good; we keep it to resume, and
@@ -232,20 +375,91 @@
     return st.upload;
   };
 
-  /* A part's presigned URL, for its bytes: their CRC32 first (S3 will check it), then the URL. */
+  /* A part's presigned URL, for its bytes: their CRC32 first (S3 will check it), then the URL.
+   * The part is read once: the worker hands back its bytes with the CRC32, and the PUT
+   * (uploadPartBytes) sends those. The next parts are read and signed ahead, while
+   * this one is on its way, so that a part's turn starts with its PUT (see prepare()). */
   Widget.prototype.signPart = function (file, opts) {
-    var self = this, upload = this.uploadOf(file), st = this.files.get(file.id);
-    var known = st && st.crcs[opts.partNumber];
-    var checksum = known ? Promise.resolve(known) : crc32(opts.body);
-    return checksum.then(function (crc) {
-      if (st && !known) { st.crcs[opts.partNumber] = crc; self.remember(st); }
-      return self.call('POST', upload.urls.sign, { parts: [{ PartNumber: opts.partNumber, ChecksumCRC32: crc }] },
-        opts.signal);
-    }).then(function (answer) {
-      var n = String(opts.partNumber);
-      return { method: 'PUT', url: answer.urls[n], headers: answer.headers[n], expires: answer.expires_in };
+    var st = this.files.get(file.id), n = opts.partNumber;
+    this.uploadOf(file);
+    if (!st) throw HttpError('This upload is unknown here: pick the file again.', 409);
+    var ready = this.prepare(file, st, n, opts.body); // first: the workers take jobs in turn
+    st.ahead.delete(n);
+    if (n > st.furthest) { // moving on (not a part sent again): read the next ones ahead
+      st.furthest = n;
+      var last = Math.ceil(file.size / partSize(file.size));
+      for (var k = n + 1; k <= Math.min(last, n + this.aheadOf(file)); k++) if (!st.held.has(k)) this.prepare(file, st, k);
+    }
+    return ready.then(function (prepared) {
+      // A URL read ahead and kept past half its life (a pause, an outage) is signed anew.
+      if (performance.now() - prepared.signature.signedAt > prepared.signature.expires * 500) {
+        return st.signer.sign(n, st.crcs[n]).then(function (signature) {
+          return Object.assign(signature, { body: prepared.body });
+        });
+      }
+      if (opts.signal && opts.signal.aborted && prepared.body) prepared.body.drop(); // Uppy will not send it
+      return Object.assign({}, prepared.signature, { body: prepared.body });
     });
   };
+
+  /* Part n, read (its bytes kept when small enough) and signed: a promise of {signature,
+   * body}, body being the bytes read or null (the PUT then reads the file's slice). Parts whose
+   * CRC32 is already known (resumed, sent again) are signed without being read. */
+  Widget.prototype.prepare = function (file, st, n, blob) {
+    if (st.ahead.has(n)) return st.ahead.get(n);
+    var self = this;
+    if (!st.signer) st.signer = new Signer(this, st.upload);
+    var known = st.crcs[n];
+    var read = known ? Promise.resolve({ crc: known, body: null }) : this.readPart(file, n, blob);
+    var ready = read.then(function (part) {
+      if (!known) { st.crcs[n] = part.crc; self.remember(st); }
+      return st.signer.sign(n, part.crc).then(function (signature) {
+        return { signature: signature, body: part.body };
+      }, function (error) {
+        if (part.body) part.body.drop(); // signed again later, its bytes read again then
+        throw error;
+      });
+    });
+    ready.catch(function () { if (st.ahead.get(n) === ready) st.ahead.delete(n); });
+    st.ahead.set(n, ready);
+    return ready;
+  };
+
+  Widget.prototype.readPart = function (file, n, blob) {
+    var size = file.size, partBytes = partSize(size);
+    blob = blob || file.data.slice((n - 1) * partBytes, Math.min(n * partBytes, size));
+    var pool = crcWorkers(this.crcWorkerUrl);
+    if (partBytes > HOLD_PART_BYTES) { // too large to hold: its CRC32 now, the Blob read again to send it
+      return pool.crc(blob).then(function (crc) { return { crc: crc, body: null }; });
+    }
+    return pool.read(blob);
+  };
+
+  /* How many parts are read and signed ahead of the one starting: as many as are in flight,
+   * within READ_AHEAD_BYTES of memory. */
+  Widget.prototype.aheadOf = function (file) {
+    var partBytes = partSize(file.size);
+    return partBytes > HOLD_PART_BYTES ? 0 : Math.max(1, Math.min(PARALLEL, Math.floor(READ_AHEAD_BYTES / partBytes)));
+  };
+
+  /* The PUT of a part: from the worker holding the bytes signPart read, when it holds them;
+   * else Uppy's own XHR of the file's slice (a part sent again, or too large to hold). */
+  function uploadPartBytes(opts) {
+    var held = opts.signature.body;
+    if (!held) return window.Uppy.AwsS3.uploadPartBytes(opts);
+    opts.signature.body = null; // sent once; a part sent again reads the file's slice
+    return held.put(opts);
+  }
+
+  /* Forget the parts read ahead (their memory) once a file is done, failed or cancelled. */
+  function dropAhead(st) {
+    if (!st) return;
+    st.ahead.forEach(function (ready) {
+      ready.then(function (prepared) { if (prepared.body) prepared.body.drop(); }, function () { /* nothing held */ });
+    });
+    st.ahead = new Map();
+    st.furthest = 0;
+  }
 
   Widget.prototype.listParts = function (file, opts) {
     var self = this, upload = this.uploadOf(file);
@@ -255,6 +469,7 @@
         var held = answer.parts.reduce(function (sum, p) { return sum + p.Size; }, 0);
         st.resetSpeed = true; // the parts already in S3 are not this session's speed
         st.resumedParts = answer.parts.length;
+        st.held = new Set(answer.parts.map(function (p) { return p.PartNumber; }));
         self.render(st, {
           state: 'Resuming: ' + answer.parts.length + ' of ' + upload.part_count + ' parts (' +
             formatBytes(held) + ') already in S3',
@@ -266,10 +481,11 @@
 
   /* Every part's CRC32, computing again any not written down (sent before a reload). */
   Widget.prototype.partChecksums = function (file, st, numbers) {
-    var crcs = st.crcs, size = file.size, partBytes = partSize(size);
+    var self = this, crcs = st.crcs, size = file.size, partBytes = partSize(size);
     return Promise.all(numbers.map(function (n) {
       if (crcs[n]) return crcs[n];
-      return crc32(file.data.slice((n - 1) * partBytes, Math.min(n * partBytes, size))).then(function (crc) {
+      var blob = file.data.slice((n - 1) * partBytes, Math.min(n * partBytes, size));
+      return crcWorkers(self.crcWorkerUrl).crc(blob).then(function (crc) {
         crcs[n] = crc;
         return crc;
       });
@@ -367,6 +583,7 @@
   Widget.prototype.addFiles = function (files) {
     var self = this;
     this.say('');
+    if (files.length) crcWorkers(this.crcWorkerUrl); // they start while the upload is created
     var ready = files.map(function (file) {
       var id;
       try {
@@ -376,7 +593,7 @@
         return Promise.resolve();
       }
       var st = { id: id, name: file.name, size: file.size, storeKey: store.key(self.requestId, file), phase: 'uploading',
-        samples: [], retries: 0, crcs: {} };
+        samples: [], retries: 0, crcs: {}, ahead: new Map(), held: new Set(), furthest: 0, signer: null };
       self.files.set(id, st);
       self.addRow(st);
       return self.resumeState(st);
@@ -483,6 +700,7 @@
   Widget.prototype.onSuccess = function (file, response) {
     var st = this.files.get(file.id);
     var answer = (response && response.body) || {};
+    dropAhead(st);
     if (st) {
       window.clearTimeout(st.saveTimer);
       store.remove(st.storeKey);
@@ -503,6 +721,7 @@
   Widget.prototype.onError = function (file, error) {
     var st = this.files.get(file.id);
     if (!st || st.phase === 'cancelled') return;
+    dropAhead(st);
     var status = error && (error.status !== undefined ? error.status : error.source && error.source.status);
     var fromServer = error && error.name === 'HttpError'; // else from S3, or the network
     var final = status === 400 || status === 401 || status === 403 || status === 404 || status === 409 ||
@@ -550,6 +769,7 @@
     var self = this;
     window.clearTimeout(st.retryTimer);
     this.render(st, { phase: 'cancelled', state: 'Cancelling…', speed: 0 });
+    dropAhead(st);
     if (this.uppy.getFile(st.id)) this.uppy.removeFile(st.id); // stops the parts in flight
     window.clearTimeout(st.saveTimer);
     store.remove(st.storeKey);

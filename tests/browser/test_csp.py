@@ -95,7 +95,7 @@ def test_every_page_works_under_the_policy_and_none_is_violated(stack, browser, 
     expect(demo.page).to_have_url(re.compile(r"/edit/upload/$"))
     pk = re.search(r"/imports/(\d+)/edit/", demo.page.url)[1]
 
-    # The upload widget: Uppy, the CRC32 worker from static/js/crc32.js, parts PUT to the sandbox.
+    # The upload widget: Uppy, the part worker static/js/crc32-worker.js (CRC32, PUT), parts to the sandbox.
     expect(demo.page.locator("[data-upload-widget]")).to_have_attribute("data-ready", "true")
     demo.page.set_input_files("[data-upload-widget] input[type=file]", str(image))
     expect(demo.page.locator("#container-list")).to_contain_text("csp01.raw", timeout=60_000)

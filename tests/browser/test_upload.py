@@ -6,10 +6,12 @@ sandbox's S3 as they would to AWS.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
 import time
+import zlib
 
 import boto3
 import pytest
@@ -59,8 +61,10 @@ def s3(stack: Stack):
     )
 
 
-def open_upload_page(browser, stack: Stack, pk: int):
+def open_upload_page(browser, stack: Stack, pk: int, init_script: str = ""):
     page = log_in(browser, stack, "demo")
+    if init_script:
+        page.add_init_script(init_script)
     page.set_default_timeout(20_000)
     page.on("dialog", lambda dialog: dialog.accept())  # "leave the page?" while uploading
     page.goto(f"{stack.url}/imports/{pk}/upload/")
@@ -142,10 +146,11 @@ def test_after_a_reload_the_same_file_sends_only_its_missing_parts(stack, browse
     # Parts 1 and 2 reach S3; parts 3 to 5 are held on their way, until the reload drops them.
     held = []
     page.route(re.compile(r"[?&]partNumber=[345](&|$)"), lambda route: held.append(route))
+    before = upload_ids(stack)
     page.locator("[data-upload-widget] input[type=file]").set_input_files(str(image))
-    expect(page.locator(".upload-file .upload-state")).to_have_text("Uploading")
-    upload = wait_for_parts(stack, count=2)
-    assert len(held) == 3
+    expect(page.locator(".upload-file .upload-state")).to_have_text("Uploading", timeout=30_000)
+    upload = wait_for_parts(stack, count=2, besides=before)
+    wait_for_held(page, held, 3)
 
     page.reload()
     page.unroute_all(behavior="ignoreErrors")
@@ -180,12 +185,28 @@ FORGET_CHECKSUMS = """() => {
 }"""
 
 
-def wait_for_parts(stack: Stack, count: int, timeout: float = 30) -> dict:
-    """The one multipart upload in progress, once S3 holds `count` of its parts."""
+def wait_for_held(page, held: list, count: int, timeout: float = 60) -> None:
+    """Until `count` part PUTs are held by the page's route."""
+    deadline = time.monotonic() + timeout
+    while len(held) < count and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(held) == count
+
+
+def upload_ids(stack: Stack) -> set[str]:
+    """The multipart uploads S3 holds now (those of earlier tests on the same stack)."""
+    uploads = s3(stack).list_multipart_uploads(Bucket="import-wizard-uploads").get("Uploads", [])
+    return {u["UploadId"] for u in uploads}
+
+
+def wait_for_parts(stack: Stack, count: int, besides: set[str], timeout: float = 60) -> dict:
+    """The one multipart upload in progress (not one of `besides`), once S3 holds `count` of its parts."""
     client = s3(stack)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for upload in client.list_multipart_uploads(Bucket="import-wizard-uploads").get("Uploads", []):
+            if upload["UploadId"] in besides:
+                continue
             parts = client.list_parts(Bucket="import-wizard-uploads", Key=upload["Key"], UploadId=upload["UploadId"])
             if len(parts.get("Parts", [])) >= count:
                 return upload
@@ -197,8 +218,9 @@ def test_cancel_aborts_the_upload_in_s3(stack, browser, image):
     pk = make_draft(stack)
     page = open_upload_page(browser, stack, pk)
     page.route(re.compile(r"[?&]partNumber=[345](&|$)"), lambda route: None)  # held: never sent
+    before = upload_ids(stack)
     page.locator("[data-upload-widget] input[type=file]").set_input_files(str(image))
-    upload = wait_for_parts(stack, count=2)
+    upload = wait_for_parts(stack, count=2, besides=before)
 
     page.locator(".upload-file .upload-cancel").click()
 
@@ -223,11 +245,10 @@ def test_dropped_connections_are_sent_again(stack, browser, image):
     page.route(
         re.compile(r"[?&]partNumber=[345](&|$)"), lambda route: held.append(route) if holding[0] else route.continue_()
     )
+    before = upload_ids(stack)
     page.locator("[data-upload-widget] input[type=file]").set_input_files(str(image))
-    wait_for_parts(stack, count=2)
-    deadline = time.monotonic() + 10
-    while len(held) < 3 and time.monotonic() < deadline:
-        page.wait_for_timeout(100)
+    wait_for_parts(stack, count=2, besides=before)
+    wait_for_held(page, held, 3)
 
     holding[0] = False
     for route in held:  # the connections of parts 3 to 5 drop
@@ -237,3 +258,71 @@ def test_dropped_connections_are_sent_again(stack, browser, image):
     expect(row).to_have_class(re.compile(r"\bis-complete\b"), timeout=60_000)
     assert sorted(puts) == [1, 2, 3, 3, 4, 4, 5, 5]  # each dropped part sent again, the others once
     expect(page.locator("#upload-containers")).to_contain_text("web01.raw")
+
+
+COUNT_READS = """
+// Which parts the page asks its workers to read, and the part PUTs the page itself sends.
+window.partReads = [];
+window.pagePuts = 0;
+const postMessage = Worker.prototype.postMessage;
+Worker.prototype.postMessage = function (message, ...rest) {
+  if (message && message.op === 'read') window.partReads.push({size: message.blob.size, keep: message.keep});
+  return postMessage.call(this, message, ...rest);
+};
+const open = XMLHttpRequest.prototype.open;
+XMLHttpRequest.prototype.open = function (method, url, ...rest) {
+  if (method === 'PUT' && /[?&]partNumber=/.test(url)) window.pagePuts++;
+  return open.call(this, method, url, ...rest);
+};
+"""
+
+
+def test_each_part_is_read_from_the_file_once_and_sent_as_read(stack, browser, tmp_path):
+    size = 17 * MIB  # parts of 8, 8 and 1 MiB
+    image = tmp_path / "small.raw"
+    image.write_bytes(os.urandom(size))
+    pk = make_draft(stack)
+    page = open_upload_page(browser, stack, pk, init_script=COUNT_READS)
+    puts = part_puts(page)
+    page.locator("[data-upload-widget] input[type=file]").set_input_files(str(image))
+
+    row = page.locator(".upload-file")
+    expect(row).to_have_class(re.compile(r"\bis-complete\b"), timeout=60_000)
+    # One read per part, each handed back to be sent (none read again for its checksum)...
+    reads = page.evaluate("window.partReads")
+    assert sorted(r["size"] for r in reads) == [1 * MIB, 8 * MIB, 8 * MIB]
+    assert all(r["keep"] for r in reads)
+    # ... and sent by the worker that read it (none from the page's main thread), once each.
+    assert page.evaluate("window.pagePuts") == 0
+    assert sorted(puts) == [1, 2, 3]
+    expect(page.locator("[data-upload-widget]")).to_have_attribute("data-crc-engine", "wasm")
+
+
+def test_where_webassembly_may_not_run_the_checksums_are_computed_in_javascript(stack, browser, tmp_path):
+    size = 9 * MIB
+    image = tmp_path / "small.raw"
+    image.write_bytes(os.urandom(size))
+    pk = make_draft(stack)
+    page = open_upload_page(browser, stack, pk)
+    # The worker's script under a policy without 'wasm-unsafe-eval': WebAssembly cannot compile.
+    page.route(
+        re.compile(r"/static/js/crc32-worker\.js"),
+        lambda route: route.fulfill(
+            response=route.fetch(),
+            headers={"Content-Type": "text/javascript", "Content-Security-Policy": "script-src 'self'"},
+        ),
+    )
+    page.evaluate("document.body.addEventListener('upload-completed', (e) => { window.completedDetail = e.detail; })")
+    page.locator("[data-upload-widget] input[type=file]").set_input_files(str(image))
+
+    row = page.locator(".upload-file")
+    expect(row).to_have_class(re.compile(r"\bis-complete\b"), timeout=60_000)
+    expect(page.locator("[data-upload-widget]")).to_have_attribute("data-crc-engine", "js")
+    # S3 took the parts with the checksums computed in JavaScript, and the object's is theirs.
+    key = page.evaluate("window.completedDetail.key")
+    head = s3(stack).head_object(Bucket="import-wizard-uploads", Key=key, ChecksumMode="ENABLED")
+    assert head["ContentLength"] == size
+    data = image.read_bytes()
+    parts = [zlib.crc32(data[: 8 * MIB]), zlib.crc32(data[8 * MIB :])]
+    composite = zlib.crc32(b"".join(c.to_bytes(4, "big") for c in parts))
+    assert head["ChecksumCRC32"].split("-")[0] == base64.b64encode(composite.to_bytes(4, "big")).decode()

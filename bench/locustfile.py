@@ -1,0 +1,179 @@
+"""The users of bench/load (locust): requesters walking the wizard, reviewers approving.
+
+Run by bench/load (headless, against a stack it started); not on its own. The accounts,
+their grants and the image in the sandbox bucket are made by bench/load first; their
+names come in the environment: LOAD_REQUESTERS (count), LOAD_BUCKET, LOAD_KEY.
+
+Each requester, again and again: opens "new import", starts a draft, adds the granted S3
+image as its disk, walks every step (each step's page, an autosave of its fields as htmx
+sends it, then "next"), submits, and polls its request's progress partial a few times as the
+page does. Each reviewer: opens the review queue, opens the oldest request waiting and
+approves it. A third kind of user fetches a static file: the anchor of every page's times.
+Requests are named by page type ("step: disks", "autosave: disks", "progress partial").
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from html.parser import HTMLParser
+
+from locust import HttpUser, between, task
+
+REQUESTERS = int(os.environ.get("LOAD_REQUESTERS", "40"))
+BUCKET = os.environ.get("LOAD_BUCKET", "import-wizard-uploads")
+KEY = os.environ.get("LOAD_KEY", "load/disk.raw")
+STEPS = ["upload", "disks", "encryption", "licence", "details", "review"]
+numbers = itertools.count(1)
+
+
+class FormFields(HTMLParser):
+    """The fields of a page's step form (inputs, selects, textareas) with their current values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, list[str]] = {}
+        self.in_form = False
+        self.select: str | None = None
+        self.textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "form" and (a.get("id") == "step-form" or "step" in (a.get("class") or "") or a.get("hx-post")):
+            self.in_form = True
+        if not self.in_form:
+            return
+        name = a.get("name")
+        if tag == "input" and name:
+            kind = (a.get("type") or "text").lower()
+            if kind in ("submit", "button", "file"):
+                return
+            if kind in ("checkbox", "radio") and "checked" not in a:
+                return
+            self.fields.setdefault(name, []).append(a.get("value") or ("on" if kind == "checkbox" else ""))
+        elif tag == "select" and name:
+            self.select = name
+            self.fields.setdefault(name, [])
+        elif tag == "option" and self.select and "selected" in a:
+            self.fields[self.select].append(a.get("value") or "")
+        elif tag == "textarea" and name:
+            self.textarea = name
+            self.fields[name] = [""]
+
+    def handle_data(self, data: str) -> None:
+        if self.textarea:
+            self.fields[self.textarea][0] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self.select = None
+        elif tag == "textarea":
+            self.textarea = None
+        elif tag == "form":
+            self.in_form = False
+
+
+def fields_of(html: str) -> dict[str, list[str]]:
+    parser = FormFields()
+    parser.feed(html)
+    return parser.fields
+
+
+def token_of(html: str) -> str:
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    return found[1] if found else ""
+
+
+class LoggedIn(HttpUser):
+    abstract = True
+    username = ""
+
+    def on_start(self) -> None:
+        page = self.client.get("/login/", name="login page")
+        self.client.post(
+            "/login/",
+            data={"username": self.username, "password": self.username, "csrfmiddlewaretoken": token_of(page.text)},
+            headers={"Referer": self.host + "/login/"},
+            name="login",
+        )
+        self.token = self.client.cookies.get("csrftoken", "")
+
+    def post(self, path: str, data: dict, name: str, htmx: bool = False, **kw):
+        headers = {"Referer": self.host + path, "X-CSRFToken": self.token}
+        if htmx:
+            headers["HX-Request"] = "true"
+        return self.client.post(
+            path, data={"csrfmiddlewaretoken": self.token, **data}, headers=headers, name=name, **kw
+        )
+
+
+class Requester(LoggedIn):
+    weight = 8
+    wait_time = between(0.5, 1.5)
+
+    def on_start(self) -> None:
+        self.username = f"load-requester-{(next(numbers) - 1) % REQUESTERS + 1}"
+        super().on_start()
+
+    @task
+    def one_import(self) -> None:
+        self.client.get("/imports/new/", name="new import")
+        with self.post("/imports/start/", {}, name="start draft", catch_response=True) as started:
+            found = re.search(r"/imports/(\d+)/edit/", started.url or "")
+            if not found:
+                started.failure("no draft")
+                return
+        pk = int(found[1])
+        self.post(f"/imports/{pk}/sources/", {"kind": "s3", "s3_bucket": BUCKET, "s3_key": KEY}, name="add S3 source")
+        for name in STEPS:
+            page = self.client.get(f"/imports/{pk}/edit/{name}/", name=f"step: {name}")
+            if name == "review":
+                break
+            fields = fields_of(page.text)
+            fields.pop("csrfmiddlewaretoken", None)
+            if name == "details":
+                fields["description"] = [f"load test {pk}"]
+            fields["nav"] = [""]
+            saved = self.post(f"/imports/{pk}/edit/{name}/", fields, name=f"autosave: {name}", htmx=True)
+            version = re.search(r'name="version" id="version" value="(\d+)"', saved.text)
+            if version:
+                fields["version"] = [version[1]]
+            fields["nav"] = ["next"]
+            self.post(f"/imports/{pk}/edit/{name}/", fields, name=f"next: {name}")
+        with self.post(f"/imports/{pk}/submit/", {}, name="submit", catch_response=True) as answer:
+            if "Waiting for a reviewer" not in answer.text:
+                answer.failure("not submitted")
+        for _ in range(3):
+            self.client.get(f"/imports/{pk}/progress/", headers={"HX-Request": "true"}, name="progress partial")
+            self.wait()
+        self.client.get(f"/imports/{pk}/", name="request page")
+
+
+class Reviewer(LoggedIn):
+    weight = 1
+    wait_time = between(1, 2)
+
+    def on_start(self) -> None:
+        self.username = "load-reviewer"
+        super().on_start()
+
+    @task
+    def approve_one(self) -> None:
+        queue = self.client.get("/review/", name="review queue")
+        waiting = re.findall(r'href="/review/(\d+)/"', queue.text)
+        if not waiting:
+            return
+        pk = min(int(p) for p in waiting)
+        self.client.get(f"/review/{pk}/", name="review detail")
+        # Another reviewer may have decided it meanwhile: that is not an error.
+        self.post(f"/review/{pk}/decide/", {"decision": "approve"}, name="approve")
+
+
+class StaticFile(HttpUser):
+    weight = 1
+    wait_time = between(0.5, 1.5)
+
+    @task
+    def css(self) -> None:
+        self.client.get("/static/css/wizard.css", name="static file (anchor)")
