@@ -85,3 +85,44 @@ def test_only_in_the_sandbox_and_only_when_on(demo_users, settings):
 def test_it_needs_the_demo_users(transactional_db, sandbox):
     with pytest.raises(CommandError, match="demo_users"):
         seed()
+
+
+@pytest.mark.slow
+def test_make_run_seeds_in_the_background_and_a_second_start_adds_nothing(tmp_path):
+    """The whole stack: seeded once it is up; Ctrl-C stops the seeding with the parts; a second
+    start adds nothing."""
+    import re
+    import time
+
+    from tests.stack import Stack, pid_alive
+
+    def until_in_log(stack, text: str, count: int = 1, seconds: float = 180) -> None:
+        deadline = time.monotonic() + seconds
+        while stack.log().count(text) < count:
+            assert "demo data failed" not in stack.log(), stack.log()[-4000:]
+            assert time.monotonic() < deadline, stack.log()[-4000:]
+            time.sleep(0.3)
+
+    stack = Stack(tmp_path / "stack", WIZARD_DEMO_DATA="1")
+    try:
+        stack.start()
+        until_in_log(stack, "[run] demo data done")
+        assert re.search(r"demo data: 7 added in [\d.]+ s", stack.log())
+        stack.interrupt()
+        stack.start()
+        until_in_log(stack, "[run] demo data done", count=2)
+        assert stack.log().split("[run] stopped")[-1].count("demo data: already there, nothing added") == 1
+        stack.interrupt()
+    finally:
+        stack.kill()
+
+    early = Stack(tmp_path / "early", WIZARD_DEMO_DATA="1")
+    try:
+        early.start()
+        until_in_log(early, "started demo data in the background")
+        pid = int(re.search(r"started demo data in the background \(pid (\d+)\)", early.log())[1])
+        early.interrupt()  # Ctrl-C while it seeds (it takes seconds): it stops with the parts
+        assert f"stopping demo data (pid {pid})" in early.log()
+        assert not pid_alive(pid) and "[run] stopped" in early.log()
+    finally:
+        early.kill()
