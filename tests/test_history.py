@@ -129,6 +129,7 @@ def test_the_audit_log_links_batches_and_requests_only_for_those_who_may_see_the
     req = ImportRequest.objects.create(owner=requester)
     batch = Batch.objects.create(owner=reviewer, name="b", source="api")
     audit.record("batch approved", req, actor=reviewer, details={"batch": batch.pk, "done": [req.pk, 999999]})
+    audit.record("batch approved", req, actor=reviewer, details={"batch": 10**30, "done": [2**63, -1]})  # no such ids
     client.force_login(reviewer)
     page = client.get(reverse("audit-log")).content.decode()
     assert f'<a href="/batches/{batch.pk}/">batch #{batch.pk}</a>' in page
@@ -158,3 +159,21 @@ def test_the_csv_keeps_the_raw_fields_as_json_and_adds_the_sentence(client, revi
     assert by_action["rejected"][9].startswith(f"rita rejected #{req.pk}: =HYPERLINK(1).")
     assert by_action["=cmd|' /C calc'!A0"][9].startswith("The system — =cmd")
     assert by_action["withdrawn"][9].startswith(f"'@sum withdrew #{req.pk}")
+
+
+def test_amis_link_to_the_ec2_console_on_real_aws_and_stay_plain_in_the_sandbox(client, requester, settings):
+    req = ImportRequest.objects.create(owner=requester, status=ImportRequest.Status.COMPLETED)
+    audit.record(
+        "completed",
+        req,
+        before={"status": "importing"},
+        after={"status": "completed"},
+        details={"image_id": "ami-0123456789abcdef0", "import_task_id": "import-ami-0123456789abcdef0"},
+    )
+    client.force_login(requester)
+    page = client.get(reverse("request-history", args=[req.pk])).content.decode()
+    assert '<span class="id">ami-0123456789abcdef0</span>' in page and "console.aws.amazon.com" not in page
+    settings.AWS_SANDBOX, settings.AWS_REGION = False, "eu-west-1"
+    page = client.get(reverse("request-history", args=[req.pk])).content.decode()
+    console = "https://eu-west-1.console.aws.amazon.com/ec2/home?region=eu-west-1#ImageDetails:imageId="
+    assert f'<a href="{console}ami-0123456789abcdef0">ami-0123456789abcdef0</a>' in page

@@ -131,7 +131,7 @@ def _int(v: Any) -> int | None:
     if isinstance(v, bool):
         return None
     if isinstance(v, int):
-        return v
+        return v if abs(v) < 2**63 else None  # a database id fits 64 bits; a larger one names nothing
     if isinstance(v, str) and v.isascii() and v.isdigit() and len(v) < 19:
         return int(v)
     return None
