@@ -3,7 +3,8 @@
 `make run` calls this after installing requirements. It migrates, creates the demo
 users (sandbox only), then starts each part in its own session so that Ctrl-C reaches
 only this supervisor, which signals each part's main pid (SIGTERM), waits, and kills
-what is left. If any part dies, the others are stopped too.
+what is left. If any part dies, the others are stopped too. Once every part is up, it seeds
+the demo requests in the background (sandbox only, WIZARD_DEMO_DATA; `manage.py demo_data`).
 
 Environment (see README): WEB_HOST, WEB_PORT, WIZARD_SANDBOX, SANDBOX_HOST,
 SANDBOX_PORT, SANDBOX_IMPORT_SECONDS, WEB_WORKERS, plus everything wizard.settings reads.
@@ -64,6 +65,7 @@ def port_free(host: str, port: int) -> bool:
 class Supervisor:
     def __init__(self) -> None:
         self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.jobs: list[tuple[str, subprocess.Popen]] = []  # one-off commands beside the parts
         self.stopping = False
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -72,10 +74,29 @@ class Supervisor:
         log(f"started {name} (pid {proc.pid})")
         return proc
 
+    def start_job(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        """A command that runs once while the parts serve (the demo data): its end, even a failed
+        one, stops nothing; Ctrl-C stops it with the parts."""
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)
+        self.jobs.append((name, proc))
+        log(f"started {name} in the background (pid {proc.pid})")
+
+    def _reap_jobs(self) -> None:
+        for name, proc in list(self.jobs):
+            if proc.poll() is not None:
+                self.jobs.remove((name, proc))
+                log(f"{name} done" if proc.returncode == 0 else f"{name} failed (exit {proc.returncode}): see above")
+
     def stop(self) -> None:
         if self.stopping:
             return
         self.stopping = True
+        for name, proc in self.jobs:
+            if proc.poll() is None:
+                log(f"stopping {name} (pid {proc.pid})")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         # In reverse order of start, one after the other: the worker finishes its
         # current AWS call before the sandbox it talks to goes away.
         for name, proc in reversed(self.procs):
@@ -100,6 +121,7 @@ class Supervisor:
                     log(f"{name} exited with code {proc.returncode}; stopping the others")
                     self.stop()
                     return 1
+            self._reap_jobs()
             time.sleep(0.5)
         return 0
 
@@ -182,6 +204,10 @@ def main() -> int:
     log(f"Import Wizard is up: http://{web_host}:{web_port}/  (Ctrl-C stops everything)")
     if sandbox:
         log(f"sandbox AWS: http://{sandbox_host}:{sandbox_port}  (log in as demo/demo or reviewer/reviewer)")
+        if env_bool("WIZARD_DEMO_DATA", True):
+            # Demo requests in every state, through the running stack (its worker inspects and
+            # dispatches them): in the background, so the start does not wait for it.
+            sup.start_job("demo data", [PYTHON, "manage.py", "demo_data"], env)
     return sup.wait()
 
 

@@ -44,6 +44,7 @@ class Stack:
             "SANDBOX_IMPORT_SECONDS": "8",
             "WIZARD_POLL_SECONDS": "0.5",
             "WEB_WORKERS": "1",
+            "WIZARD_DEMO_DATA": "0",  # tests start from an empty application unless they ask for the demo data
             **env,
         }
         for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"):

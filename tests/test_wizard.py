@@ -87,6 +87,16 @@ def test_autosave_answers_htmx_with_the_new_version(alice, draft):
     assert draft.description == "db01" and draft.tags == [{"Key": "team", "Value": "infra"}]
 
 
+def test_an_autosave_never_navigates_even_with_a_focused_buttons_nav(alice, draft):
+    """htmx adds the last focused submit button (Tab onto "Back") to the autosave's values."""
+    response = post(alice, draft, "details", {"description": "db01", "nav": "back"}, HTTP_HX_REQUEST="true")
+    assert (
+        response.status_code == 200 and "Saved" in response.content.decode() and "<h1" not in response.content.decode()
+    )
+    draft.refresh_from_db()
+    assert draft.description == "db01"
+
+
 def test_a_rule_breaking_value_is_saved_and_shown_next_to_its_field(alice, draft):
     post(alice, draft, "encryption", {"kms_key_id": "alias/my-key", "nav": "stay"})
     draft.refresh_from_db()

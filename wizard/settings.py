@@ -167,6 +167,8 @@ else:
 # In the sandbox, boto3 talks to the local moto server with throw-away credentials;
 # otherwise it uses the standard credential chain against real AWS.
 AWS_SANDBOX = env_bool("WIZARD_SANDBOX", True)
+# `make run` seeds demo requests in every state (manage.py demo_data): in the sandbox only.
+DEMO_DATA = AWS_SANDBOX and env_bool("WIZARD_DEMO_DATA", True)
 SANDBOX_HOST = os.environ.get("SANDBOX_HOST", "127.0.0.1")
 SANDBOX_PORT = int(os.environ.get("SANDBOX_PORT", "5000"))
 AWS_REGION = os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))

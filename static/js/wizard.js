@@ -6,6 +6,10 @@
  * - button[data-add-tag] / button[data-remove-tag]: add a row of tag fields (a blank copy of
  *   the last), or empty and remove the row (the only row is emptied); the step form autosaves.
  * - button[data-kms-arn]: puts that key's ARN in the KMS key field and ticks Encrypted.
+ * - [data-announce][data-announce-to=ID]: a region htmx polls (the progress partial, the batch
+ *   dashboard) says in one line where it stands; after each swap that line goes to the live
+ *   region ID, outside the swapped element, when it changed: a screen reader hears each new
+ *   stage once, not every poll (a live region inside the swapped element would be replaced whole).
  */
 (function () {
   'use strict';
@@ -52,6 +56,25 @@
     if (encrypted) encrypted.checked = true;
     changed(field);
   }
+
+  var announced = {};
+
+  function announce() {
+    document.querySelectorAll('[data-announce][data-announce-to]').forEach(function (element) {
+      var to = element.dataset.announceTo;
+      var line = element.dataset.announce;
+      var region = document.getElementById(to);
+      if (announced[to] === undefined) {
+        announced[to] = line;  // what the page said when it loaded: nothing new to read out
+      } else if (announced[to] !== line && region) {
+        announced[to] = line;
+        region.textContent = line;
+      }
+    });
+  }
+
+  document.addEventListener('DOMContentLoaded', announce);
+  document.addEventListener('htmx:afterSettle', announce);
 
   document.addEventListener('click', function (event) {
     var button = event.target.closest && event.target.closest('button');

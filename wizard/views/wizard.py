@@ -99,7 +99,9 @@ def _save(request: HttpRequest, draft: ImportRequest, name: str) -> HttpResponse
             messages.error(request, f"Not saved: import #{draft.pk} is no longer a draft that can be edited.")
             return redirect(conflict.current)
         return _render(request, draft, name, form=form, formset=formset, conflict=_conflict(conflict.current, form))
-    if request.htmx and request.POST.get("nav", "") == "":
+    # An htmx POST is an autosave: it never navigates, even when it carries a button's `nav` (htmx
+    # sends the last focused submit button's value: Tab onto "Back" while a change is saving).
+    if request.htmx:
         return render(request, "wizard/_save_status.html", {"draft": draft, "note": "Saved"})
     target = _target(name, request.POST.get("nav", ""))
     return redirect(step_url(draft, target))
