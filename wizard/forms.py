@@ -6,10 +6,22 @@ from itertools import zip_longest
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 
 from wizard.models import DiskContainer
 from wizard.text import MESSAGE as NOT_TEXT_MESSAGE
-from wizard.text import not_text, validate_text
+from wizard.text import NOT_TEXT, not_text
+
+
+def validate_text(value: object) -> None:
+    """Form validator: refuse a value with characters that are not text, saying which and where.
+    (NUL is left to Django's own validator of every CharField, which says "Null characters are not allowed.")"""
+    if not isinstance(value, str):
+        return
+    found = next((m for m in NOT_TEXT.finditer(value) if m[0] != "\x00"), None)
+    if found:
+        where = f"U+{ord(found[0]):04X} at position {found.start() + 1}"
+        raise ValidationError(f"This value {NOT_TEXT_MESSAGE} ({where}).", code="not_text")
 
 
 class TextFields:

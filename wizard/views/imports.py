@@ -87,7 +87,7 @@ def cancel_request(request: HttpRequest, pk: int) -> HttpResponse:
         raise PermissionDenied("only the requester or a reviewer may cancel an import")
     form = CancelForm(request.POST)
     if not form.is_valid():
-        messages.error(request, f"Not cancelled: {error_summary(form)}.")
+        messages.error(request, f"Not cancelled, nothing was sent to AWS: {error_summary(form)}.")
         return redirect(import_request)
     try:
         cancelling.cancel(import_request, request.user, form.cleaned_data["reason"])
