@@ -20,6 +20,8 @@ from typing import Any
 from wizard.models import ImportRequest
 
 ARROW = " → "
+# Keys told first, in this order, when an event changes several; the others follow by name.
+FIRST_KEYS = ("status", "Status", "StatusMessage", "Progress")
 MAX_VALUE = 160  # characters of one value in a sentence; the raw event has all of it
 MAX_ITEMS = 8  # values of a list, changes of an event, ids of a batch outcome
 
@@ -210,7 +212,9 @@ def changes(
             return []
         return [show("", before), ARROW, show("", after)]
     b, a = flatten(_dict(before)), flatten(_dict(after))
-    keys = list(dict.fromkeys([*b, *a]))
+    # A fixed order: PostgreSQL's jsonb keeps a dict's keys in its own order, not the written one.
+    rank = {key: i for i, key in enumerate(FIRST_KEYS)}
+    keys = sorted({*b, *a}, key=lambda k: (rank.get(k.rsplit(".", 1)[-1], len(rank)), k))
     parts: list[Part] = []
     shown = 0
     for key in keys:

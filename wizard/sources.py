@@ -170,6 +170,8 @@ def grants_of(user) -> list[SourceGrant]:
 def _own_upload(user, bucket: str, key: str) -> Upload | None:
     if user is None or not getattr(user, "pk", None) or not bucket or not key:
         return None
+    if "\x00" in bucket or "\x00" in key:
+        return None  # no upload is named so (and PostgreSQL refuses NUL in a query's text)
     return Upload.objects.filter(owner=user, status=Upload.Status.COMPLETED, bucket=bucket, key=key).first()
 
 
