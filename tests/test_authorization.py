@@ -72,6 +72,8 @@ MATRIX = [
     ("GET", "batch-review-list", None, {"anonymous": LOGIN, "reviewer": 200, "admin": 200, "*": 403}),
     ("GET", "batch-review", "batch", {"anonymous": LOGIN, "reviewer": 200, "admin": 200, "*": 403}),
     ("POST", "batch-review", "batch", {"anonymous": LOGIN, "reviewer": 302, "admin": 302, "*": 403}),
+    # A loose upload (an image for a batch): anyone who may make requests (400: this body is no JSON).
+    ("POST", "upload-create-loose", None, {"anonymous": 401, "auditor": 403, "*": 400}),
     ("GET", "api-tokens", None, {"anonymous": LOGIN, "*": 200}),
     ("POST", "api-token-revoke", "token", {"anonymous": LOGIN, "requester_a": 302, "*": 404}),
 ]

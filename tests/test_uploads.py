@@ -540,3 +540,60 @@ def test_complete_refuses_an_etag_that_is_not_s3s(sandbox, client_of, draft, eta
     refused = raw_post(client_of, up["urls"]["complete"], body)
     assert refused.status_code == 400 and "ETag" in refused.json()["error"]
     assert Upload.objects.get(pk=up["id"]).status == Upload.Status.UPLOADING
+
+
+# --- loose uploads: images for a batch ------------------------------------------------------------
+
+
+def start_loose(client: Client, name: str = "vm.raw", size: int = 3 * MIB):
+    return post(client, reverse("upload-create-loose"), {"file_name": name, "size": size})
+
+
+def test_a_loose_upload_becomes_one_vm_of_a_batch(
+    sandbox, client_of, requester, other, django_capture_on_commit_callbacks
+):
+    answers = []
+    for name in ("web01.raw", "db01.raw"):
+        started = start_loose(client_of, name)
+        assert started.status_code == 201, started.content
+        up = started.json()
+        assert up["request"] is None and up["key"].startswith(f"uploads/{requester.pk}/")
+        parts = put_parts(client_of, up, [3 * MIB])
+        done = post(client_of, up["urls"]["complete"], {"parts": parts})
+        assert done.status_code == 200, done.content
+        assert done.json()["container"] is None
+        answers.append(up)
+    # Nobody else may touch them, and completing again changes nothing.
+    assert (
+        post(other, answers[0]["urls"]["sign"], {"parts": [{"PartNumber": 1, "ChecksumCRC32": "AAAAAA=="}]}).status_code
+        == 404
+    )
+    assert post(client_of, answers[0]["urls"]["complete"], {"parts": []}).json()["container"] is None
+    events = AuditEvent.objects.filter(action="upload completed")
+    assert events.count() == 2 and {e.request for e in events} == {None}
+    assert {e.details["file_name"] for e in events} == {"web01.raw", "db01.raw"}
+
+    page = client_of.get(reverse("batch-new"))
+    assert b'data-create-url="/uploads/"' in page.content and b"web01.raw" in page.content
+    with django_capture_on_commit_callbacks(execute=True):
+        made = client_of.post(
+            reverse("batch-new"), {"name": "wave 1", "format": "csv", "uploads": [a["id"] for a in answers]}
+        )
+    assert made.status_code == 302, made.content.decode()[-2000:]
+    requests_made = ImportRequest.objects.filter(owner=requester).order_by("pk")
+    assert [r.description for r in requests_made] == ["web01.raw", "db01.raw"]
+    assert [r.disk_containers.get().s3_key for r in requests_made] == [a["key"] for a in answers]
+
+
+def test_a_loose_upload_needs_a_requester(sandbox, db):
+    auditor = Client()
+    auditor.force_login(make_user("carol", "auditor"))
+    assert start_loose(auditor).status_code == 403
+    assert start_loose(Client()).status_code == 401
+    assert not Upload.objects.exists()
+
+
+@pytest.mark.parametrize("body, says", [({"size": 5}, "file"), ({"file_name": "x.raw", "size": 0}, "empty")])
+def test_a_loose_upload_refuses_what_it_cannot_upload(sandbox, client_of, body, says):
+    answer = post(client_of, reverse("upload-create-loose"), body)
+    assert answer.status_code == 400 and says in answer.json()["error"]

@@ -8,6 +8,7 @@ urlpatterns = [
     path("imports/<int:pk>/upload/", uploads.page, name="request-upload"),
     path("imports/<int:pk>/upload/containers/", uploads.containers, name="request-upload-containers"),
     path("imports/<int:pk>/uploads/", uploads.create, name="upload-create"),
+    path("uploads/", uploads.create_loose, name="upload-create-loose"),
     path("uploads/<int:upload_id>/", uploads.detail, name="upload-detail"),
     path("uploads/<int:upload_id>/sign/", uploads.sign, name="upload-sign"),
     path("uploads/<int:upload_id>/parts/", uploads.parts, name="upload-parts"),

@@ -130,9 +130,10 @@ def _uploading(upload: Upload) -> None:
 # --- start -----------------------------------------------------------------------------
 
 
-def start(user: Any, request: ImportRequest, *, file_name: Any, size: Any, content_type: Any = "") -> Upload:
-    """Start a multipart upload of one image for the user's draft `request`."""
-    if request.owner_id != user.pk:
+def start(user: Any, request: ImportRequest | None, *, file_name: Any, size: Any, content_type: Any = "") -> Upload:
+    """Start a multipart upload of one image for the user's draft `request`, or (None) a loose
+    one: an image to choose for a batch, one request each, once it is complete."""
+    if request is not None and request.owner_id != user.pk:
         raise UploadError("Not your import request.", status=404)
     name = clean_file_name(file_name)
     content_type = clean_content_type(content_type)
@@ -142,7 +143,8 @@ def start(user: Any, request: ImportRequest, *, file_name: Any, size: Any, conte
         raise UploadError(f"{name} is empty.")
     if size > MAX_SIZE:
         raise UploadError(f"{name} is larger than 5 TiB, the largest object S3 stores.")
-    _draft(request)
+    if request is not None:
+        _draft(request)
     bucket = settings.IMPORT_BUCKET
     key = upload_key(user.pk, name)
     try:
@@ -168,11 +170,10 @@ def sign_parts(upload: Upload, parts: Any) -> dict[int, tuple[str, dict[str, str
     """Presigned PUT URLs for these parts of the upload, each for that part only, and the
     headers to send with each: `parts` is [{"PartNumber": n, "ChecksumCRC32": base64}, ...],
     the CRC32 of each part's bytes, which the URL signs and S3 checks. Only while the upload
-    is in progress and its request is still a draft."""
+    is in progress and its request (if it has one: see `start`) is still a draft."""
     _uploading(upload)
-    if upload.request is None:
-        raise UploadError("This upload belongs to no import request.", status=409)
-    _draft(upload.request)
+    if upload.request is not None:
+        _draft(upload.request)
     if not isinstance(parts, list) or not parts:
         raise UploadError("Name the parts to sign.")
     if len(parts) > MAX_SIGN_BATCH:
@@ -205,7 +206,7 @@ def list_parts(upload: Upload) -> list[Part]:
 @dataclass(frozen=True)
 class Completed:
     upload: Upload
-    container: DiskContainer
+    container: DiskContainer | None  # None for a loose upload (see `start`)
 
 
 def _is_etag(etag: Any) -> bool:
@@ -258,14 +259,14 @@ def complete(upload: Upload, user: Any, parts: Any) -> Completed:
     `parts` is the browser's list of {PartNumber, ETag, ChecksumCRC32}. The object S3 made
     (HEAD) must have the size the browser declared at the start and the checksum the parts'
     CRC32s make; otherwise the object is deleted, the upload marked failed and no container
-    made. Completing twice answers the same container.
+    made. Completing twice answers the same container. A loose upload (no request) gets no
+    container: it waits, complete, to be chosen for a batch.
     """
     if upload.status == Upload.Status.COMPLETED:
         return Completed(upload, _container_of(upload))
     _uploading(upload)
-    if upload.request is None:
-        raise UploadError("This upload belongs to no import request.", status=409)
-    _draft(upload.request)
+    if upload.request is not None:
+        _draft(upload.request)
     cleaned = _with_checksums(_clean_parts(parts, upload), upload)
 
     try:
@@ -318,7 +319,9 @@ def complete(upload: Upload, user: Any, parts: Any) -> Completed:
     return _attach(upload, user, etag or info.etag, expected if info.checksum_crc32 else "")
 
 
-def _container_of(upload: Upload) -> DiskContainer:
+def _container_of(upload: Upload) -> DiskContainer | None:
+    if upload.request_id is None and not DiskContainer.objects.filter(upload=upload).exists():
+        return None  # a loose upload, for a batch
     container = DiskContainer.objects.filter(upload=upload).first()
     if container is None:
         raise UploadError("This upload is complete but is no longer one of the request's disks.", status=409)
@@ -332,7 +335,9 @@ def _attach(upload: Upload, user: Any, etag: str, crc32: str = "") -> Completed:
         if locked.status == Upload.Status.COMPLETED:  # a concurrent call won
             return Completed(locked, _container_of(locked))
         _uploading(locked)
-        request = _draft(locked.request, lock=True)  # type: ignore[arg-type]
+        if locked.request is None:
+            return Completed(_complete_loose(locked, user, etag, crc32, now), None)
+        request = _draft(locked.request, lock=True)
         last = request.disk_containers.aggregate(last=Max("position"))["last"]
         container = DiskContainer.objects.create(
             request=request,
@@ -369,6 +374,28 @@ def _attach(upload: Upload, user: Any, etag: str, crc32: str = "") -> Completed:
     # The image itself, before anyone relies on it: queued for the worker (pending until its report is in).
     preflight.inspect_container(container)
     return Completed(locked, container)
+
+
+def _complete_loose(upload: Upload, user: Any, etag: str, crc32: str, now: Any) -> Upload:
+    """Mark a loose upload complete (inside `_attach`'s transaction): audited, no container yet."""
+    upload.status = Upload.Status.COMPLETED
+    upload.etag = etag[:128]
+    upload.completed_at = now
+    upload.checksum_crc32 = crc32
+    upload.save(update_fields=["status", "etag", "completed_at", "checksum_crc32"])
+    audit.record(
+        "upload completed",
+        actor=user,
+        details={
+            "upload": upload.pk,
+            "key": upload.key,
+            "file_name": upload.file_name,
+            "size_bytes": upload.size,
+            "etag": upload.etag,
+            "checksum_crc32": crc32,
+        },
+    )
+    return upload
 
 
 def _update_client_data(request: ImportRequest, upload: Upload) -> None:
@@ -452,6 +479,6 @@ def _fail(
     upload.status = Upload.Status.ABORTED
 
 
-def unfinished(request: ImportRequest, user: Any) -> list[Upload]:
-    """The user's uploads for this request still in progress (to resume or discard)."""
+def unfinished(request: ImportRequest | None, user: Any) -> list[Upload]:
+    """The user's uploads for this request (None: loose ones) still in progress (to resume or discard)."""
     return list(Upload.objects.filter(request=request, owner=user, status=Upload.Status.UPLOADING))

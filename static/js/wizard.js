@@ -10,6 +10,8 @@
  *   dashboard) says in one line where it stands; after each swap that line goes to the live
  *   region ID, outside the swapped element, when it changed: a screen reader hears each new
  *   stage once, not every poll (a live region inside the swapped element would be replaced whole).
+ * - [data-batch-uploads=NAME]: an image uploaded loose (for a batch, no container) becomes a
+ *   ticked checkbox NAME=<upload id> in it, at the top of the images to choose.
  */
 (function () {
   'use strict';
@@ -73,6 +75,27 @@
     });
   }
 
+  function chooseUploaded(event) {
+    var upload = event.detail || {};
+    var list = document.querySelector('[data-batch-uploads]');
+    if (!list || upload.container !== null || !upload.id) return;
+    var input = list.querySelector('input[value="' + String(upload.id).replace(/\D/g, '') + '"]');
+    if (!input) {
+      var label = document.createElement('label');
+      input = document.createElement('input');
+      input.type = 'checkbox';
+      input.name = list.dataset.batchUploads;
+      input.value = upload.id;
+      label.appendChild(input);
+      label.appendChild(document.createTextNode(' ' + upload.file_name + ' (' + upload.size.toLocaleString('en') + ' bytes, just now)'));
+      var row = document.createElement('div');
+      row.appendChild(label);
+      list.insertBefore(row, list.firstChild);
+    }
+    input.checked = true;
+  }
+
+  document.addEventListener('upload-completed', chooseUploaded);
   document.addEventListener('DOMContentLoaded', announce);
   document.addEventListener('htmx:afterSettle', announce);
 

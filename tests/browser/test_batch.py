@@ -112,3 +112,26 @@ def test_a_batch_goes_from_a_manifest_through_one_review_to_completed(stack, bro
     assert len(tables) >= 2 and others == [batch_url], others
     expect(rows).to_have_count(VMS)
     expect(page.locator("#batch-items td.stage").first).to_have_text("completed")
+
+
+def test_images_uploaded_in_one_go_become_a_batch(stack, browser, tmp_path):
+    """Several files picked at once on the batch page: each goes to S3 through the widget,
+    is ticked as soon as it is uploaded, and becomes one VM (request) of the batch."""
+    files = []
+    for name in ("app01.raw", "app02.raw", "app03.raw"):
+        path = tmp_path / name
+        path.write_bytes(raw_mbr(2 * 1024 * 1024))
+        files.append(str(path))
+    page = log_in(browser, stack, "demo")
+    page.goto(stack.url + "/batches/new/")
+    page.locator("[data-upload-widget] input[type=file]").set_input_files(files)
+    done = page.locator(".upload-file.is-complete")
+    expect(done).to_have_count(3, timeout=60_000)
+    ticked = page.locator("#batch-uploads input[type=checkbox]:checked")
+    expect(ticked).to_have_count(3)
+    page.fill("#id_name", "uploaded in one go")
+    page.click("#create-batch")
+    expect(page).to_have_url(re.compile(r"/batches/\d+/$"), timeout=60_000)
+    expect(page.locator("#batch-items tbody tr")).to_have_count(3)
+    for name in ("app01.raw", "app02.raw", "app03.raw"):
+        expect(page.locator("#batch-items")).to_contain_text(name)

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from wizard import batches
+from wizard import batches, uploads
 from wizard.api import tokens
 from wizard.manifest import MAX_BYTES, MAX_ROWS
 from wizard.models import ApiToken, Batch, BatchItem, ImportRequest, Upload
@@ -147,7 +147,13 @@ def batch_new(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "batches/new.html",
-        {"form": form, "manifest": manifest, "max_rows": MAX_ROWS, "max_kib": MAX_BYTES // 1024},
+        {
+            "form": form,
+            "manifest": manifest,
+            "max_rows": MAX_ROWS,
+            "max_kib": MAX_BYTES // 1024,
+            "unfinished": uploads.unfinished(None, request.user),
+        },
     )
 
 

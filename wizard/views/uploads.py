@@ -143,7 +143,11 @@ def page(request: HttpRequest, pk: int) -> HttpResponse:
 
         return redirect_to_login(request.get_full_path())
     req = _own_request(request, pk)
-    return render(request, "uploads/page.html", {"req": req, "containers": req.disk_containers.all()})
+    return render(
+        request,
+        "uploads/page.html",
+        {"req": req, "containers": req.disk_containers.all(), "unfinished": uploads.unfinished(req, request.user)},
+    )
 
 
 @require_GET
@@ -167,6 +171,23 @@ def create(request: HttpRequest, pk: int) -> HttpResponse:
     upload = uploads.start(
         request.user,
         req,
+        file_name=data.get("file_name"),
+        size=data.get("size"),
+        content_type=data.get("content_type", ""),
+    )
+    return JsonResponse(upload_json(upload), status=201)
+
+
+@require_POST
+@json_endpoint()
+def create_loose(request: HttpRequest) -> HttpResponse:
+    """POST {file_name, size, content_type?} → 201 a loose upload: an image for a batch (no request yet)."""
+    if not request.user.has_perm("wizard.add_importrequest"):
+        return _error("You may not make import requests.", 403)
+    data = _body(request)
+    upload = uploads.start(
+        request.user,
+        None,
         file_name=data.get("file_name"),
         size=data.get("size"),
         content_type=data.get("content_type", ""),
@@ -216,6 +237,8 @@ def complete(request: HttpRequest, upload_id: int) -> HttpResponse:
     data = _body(request)
     done = uploads.complete(upload, request.user, data.get("parts"))
     c = done.container
+    if c is None:  # a loose upload: complete, waiting to be chosen for a batch
+        return JsonResponse({**upload_json(done.upload), "container": None})
     return JsonResponse(
         {
             **upload_json(done.upload),

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from wizard import drafts, preflight, sources
+from wizard import drafts, preflight, sources, uploads
 from wizard.aws import kms, vmimport
 from wizard.cli_format import to_cli_command, to_cli_json
 from wizard.forms import (
@@ -234,6 +234,7 @@ def _render(
     if name == "encryption":
         context["keys"], context["keys_error"] = _safe(kms.list_keys)
     if name == "upload":
+        context["unfinished"] = uploads.unfinished(draft, request.user)
         forms = {"s3": S3SourceForm(), "url": UrlSourceForm(), "snapshot": SnapshotSourceForm(), **(source_forms or {})}
         context.update(s3_form=forms["s3"], url_form=forms["url"], snapshot_form=forms["snapshot"])
         context["snapshots"], context["snapshots_error"] = _safe(lambda: sources.permitted_snapshots(request.user))
