@@ -109,6 +109,11 @@ def text(action, **kw):
             "demo uploaded web01.raw (20.0 MiB) to #7 as disk 1 (RAW).",
         ),
         (
+            "upload completed",
+            dict(actor="demo", request=None, details={"file_name": "vm1.raw", "size_bytes": 1 << 20}),
+            "demo uploaded vm1.raw (1.0 MiB), to choose for a batch.",
+        ),
+        (
             "image inspected",
             dict(
                 request=7,

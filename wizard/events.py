@@ -339,6 +339,8 @@ def _upload_completed(e: Event) -> list[Part]:
     d = e.details
     fmt = _str(d, "format")
     crc = _str(d, "checksum_crc32")
+    if e.request is None and "container" not in d:  # a loose upload, an image for a batch
+        return [e.who, f" uploaded {_file(d)}, to choose for a batch", f", CRC32 {crc}" if crc else "", "."]
     return [
         e.who,
         f" uploaded {_file(d)} to ",
