@@ -14,7 +14,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from tests.conftest import make_user
-from wizard import uploads
+from wizard import drafts, uploads
 from wizard.models import AuditEvent, DiskContainer, ImportRequest, Upload
 from wizard.views import uploads as views
 
@@ -96,9 +96,9 @@ def test_part_size_lets_10000_parts_cover_5_tib():
 
 
 def test_the_format_comes_from_the_extension():
-    assert uploads.guess_format("Web01.VMDK") == "VMDK"
-    assert uploads.guess_format("disk.img") == "RAW"
-    assert uploads.guess_format("disk.qcow2") == ""
+    assert drafts.guess_format("Web01.VMDK") == "VMDK"
+    assert drafts.guess_format("disk.img") == "RAW"
+    assert drafts.guess_format("disk.qcow2") == ""
 
 
 # --- create ----------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Max
 
 from wizard import audit, importspec, sources, statemachine
 from wizard.models import DiskContainer, ImportRequest
@@ -232,7 +232,7 @@ def add_container(request: ImportRequest, user, **fields: Any) -> DiskContainer:
     if fields.get("url") and not fields.get("format"):
         fields["format"] = guess_format(fields["url"])
     with transaction.atomic():
-        position = request.disk_containers.count()
+        position = next_position(request)
         container = DiskContainer.objects.create(request=request, position=position, **fields)
         audit.record(
             "disk added", request, actor=user, details={"position": position, "source": container.source_label}
@@ -244,10 +244,24 @@ def remove_container(request: ImportRequest, user, container: DiskContainer) -> 
     with transaction.atomic():
         label = container.source_label
         container.delete()
-        for position, other in enumerate(request.disk_containers.order_by("position", "pk")):
-            if other.position != position:
-                DiskContainer.objects.filter(pk=other.pk).update(position=position)
+        renumber(request)
         audit.record("disk removed", request, actor=user, details={"source": label})
+
+
+def next_position(request: ImportRequest) -> int:
+    """The position of a disk added last (0, 1, ... with no gaps: see `renumber`)."""
+    last = request.disk_containers.aggregate(last=Max("position"))["last"]
+    return 0 if last is None else last + 1
+
+
+def renumber(request: ImportRequest, order: list[int] | None = None) -> None:
+    """Positions 0, 1, ... for the request's disks: in `order` (container ids), else as they stand."""
+    containers = {c.pk: c for c in request.disk_containers.order_by("position", "pk")}
+    ids = [pk for pk in (order or []) if pk in containers]
+    ids += [pk for pk in containers if pk not in ids]
+    for position, pk in enumerate(ids):
+        if containers[pk].position != position:
+            DiskContainer.objects.filter(pk=pk).update(position=position)
 
 
 FORMAT_BY_EXTENSION = {".ova": "OVA", ".vmdk": "VMDK", ".vhd": "VHD", ".vhdx": "VHDX", ".raw": "RAW", ".img": "RAW"}

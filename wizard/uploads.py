@@ -24,13 +24,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
-from wizard import audit, preflight
+from wizard import audit, drafts, preflight
 from wizard.aws import multipart
 from wizard.aws.multipart import MultipartError, Part
-from wizard.drafts import guess_format
 from wizard.models import DiskContainer, ImportRequest, Upload
 
 MIB = 1024**2
@@ -338,11 +336,10 @@ def _attach(upload: Upload, user: Any, etag: str, crc32: str = "") -> Completed:
         if locked.request is None:
             return Completed(_complete_loose(locked, user, etag, crc32, now), None)
         request = _draft(locked.request, lock=True)
-        last = request.disk_containers.aggregate(last=Max("position"))["last"]
         container = DiskContainer.objects.create(
             request=request,
-            position=0 if last is None else last + 1,
-            format=guess_format(locked.file_name),
+            position=drafts.next_position(request),
+            format=drafts.guess_format(locked.file_name),
             s3_bucket=locked.bucket,
             s3_key=locked.key,
             upload=locked,

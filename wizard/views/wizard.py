@@ -25,7 +25,7 @@ from wizard.forms import (
     UrlSourceForm,
     error_summary,
 )
-from wizard.models import DiskContainer, ImportRequest
+from wizard.models import ImportRequest
 from wizard.steps import INDEX, STEPS, step_states
 from wizard.text import shown
 
@@ -91,7 +91,7 @@ def _save(request: HttpRequest, draft: ImportRequest, name: str) -> HttpResponse
         move = request.POST.get("move", "")
         if move and not MOVE.fullmatch(move):
             return _not_saved(request, draft, name, f"no disk to move in {shown(move)!r}.", formset=formset)
-        also = lambda: _save_disks(formset, move)  # noqa: E731
+        also = lambda: _save_disks(draft, formset, move)  # noqa: E731
     try:
         draft = drafts.save_fields(draft, request.user, version, values, step=name, also=also)
     except drafts.Conflict as conflict:
@@ -143,7 +143,7 @@ def _formset_summary(formset) -> str:
     return "; ".join(parts) or "see the messages below."
 
 
-def _save_disks(formset, move: str) -> list[str]:
+def _save_disks(draft: ImportRequest, formset, move: str) -> list[str]:
     """Save the rows; `move` is "<id>:up" or "<id>:down" (MOVE). Returns what changed, for the audit log."""
     changed = [f"DiskContainers[{i}]" for i, f in enumerate(formset.forms) if f.has_changed()]
     formset.save()
@@ -158,8 +158,7 @@ def _save_disks(formset, move: str) -> list[str]:
             if 0 <= j < len(ids):
                 ids[i], ids[j] = ids[j], ids[i]
                 changed.append("DiskContainers order")
-        for position, container_id in enumerate(ids):
-            DiskContainer.objects.filter(pk=container_id).update(position=position)
+        drafts.renumber(draft, ids)
     return changed
 
 
