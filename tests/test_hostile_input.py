@@ -258,7 +258,7 @@ def page_forms(world: World) -> dict[tuple[str, str], list[PageForm]]:
     for pk in world.ids["pk"][:3]:
         pages += [(world.alice, f"/imports/{pk}/"), (world.rita, f"/review/{pk}/"), (world.rita, f"/imports/{pk}/")]
         pages += [(world.alice, f"/imports/{pk}/edit/{step.name}/") for step in STEPS]
-    pages += [(world.alice, f"/imports/{world.draft.pk}/delete/"), (world.alice, f"/imports/{world.draft.pk}/upload/")]
+    pages += [(world.alice, f"/imports/{world.draft.pk}/delete/")]
     for user, path in pages:
         client = Client(raise_request_exception=False)
         client.force_login(user)

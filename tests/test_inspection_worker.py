@@ -278,7 +278,6 @@ def test_every_page_that_shows_a_report_polls_while_pending(pending, client, req
         reverse("wizard-step", args=[pending.request_id, "upload"]),
         reverse("wizard-step", args=[pending.request_id, "disks"]),
         reverse("wizard-step", args=[pending.request_id, "review"]),
-        reverse("request-upload", args=[pending.request_id]),
     ):
         assert poll in client.get(url).content.decode(), url
     partial = client.get(reverse("container-inspection", args=[pending.pk])).content.decode()

@@ -208,7 +208,7 @@ def test_another_user_gets_404_on_every_call(sandbox, client_of, other, draft):
     assert other.get(urls["self"]).status_code == 404
     assert post(other, urls["complete"], {"parts": [{"PartNumber": 1, "ETag": '"x"'}]}).status_code == 404
     assert post(other, urls["abort"]).status_code == 404
-    assert other.get(reverse("request-upload", args=[draft.pk])).status_code == 404
+    assert other.get(reverse("wizard-step", args=[draft.pk, "upload"])).status_code == 404
     assert Upload.objects.get(pk=up["id"]).status == Upload.Status.UPLOADING
     assert (up["key"], up["upload_id"]) in multipart_uploads(sandbox)
 
@@ -219,7 +219,7 @@ def test_without_a_session_the_calls_answer_401(sandbox, client_of, draft):
 
     assert post(anonymous, up["urls"]["sign"], {"parts": [1]}).status_code == 401
     assert anonymous.get(up["urls"]["parts"]).status_code == 401
-    assert anonymous.get(reverse("request-upload", args=[draft.pk])).status_code == 302
+    assert anonymous.get(reverse("wizard-step", args=[draft.pk, "upload"])).status_code == 302
 
 
 def test_posts_need_the_csrf_token(sandbox, requester, draft):
@@ -230,7 +230,7 @@ def test_posts_need_the_csrf_token(sandbox, requester, draft):
 
     assert post(client, url, body).status_code == 403
 
-    page = client.get(reverse("request-upload", args=[draft.pk]))
+    page = client.get(reverse("wizard-step", args=[draft.pk, "upload"]))
     token = re.search(r'data-csrf="([^"]+)"', page.content.decode())[1]
     assert post(client, url, body, HTTP_X_CSRFTOKEN=token).status_code == 201
 
@@ -256,7 +256,8 @@ def test_list_returns_the_parts_s3_holds(sandbox, client_of, draft):
 def test_complete_makes_the_object_and_adds_a_container(
     sandbox, client_of, draft, requester, django_capture_on_commit_callbacks
 ):
-    DiskContainer.objects.create(request=draft, position=0, format="VHD", s3_bucket="b", s3_key="k", size_bytes=GIB_4)
+    first = Upload.objects.create(owner=requester, request=draft, bucket="b", key="k", file_name="a.vhd", size=GIB_4)
+    DiskContainer.objects.create(request=draft, position=0, format="VHD", s3_bucket="b", s3_key="k", upload=first)
     up = start(client_of, draft, name="data.vmdk", size=10 * MIB)
     parts = put_parts(client_of, up, [8 * MIB, 2 * MIB])
 
@@ -454,27 +455,23 @@ def test_a_big_body_is_refused_before_anything_reads_it(sandbox, requester, draf
 
 
 def test_the_page_shows_the_widget_and_the_disks(sandbox, client_of, draft):
-    DiskContainer.objects.create(
-        request=draft, format="VHD", s3_bucket="b", s3_key="uploads/1/x.vhd", file_name="x.vhd"
-    )
+    DiskContainer.objects.create(request=draft, format="VHD", s3_bucket="b", s3_key="uploads/1/x.vhd")
     unfinished = start(client_of, draft, name="half.vmdk")
 
-    page = client_of.get(reverse("request-upload", args=[draft.pk])).content.decode()
+    page = client_of.get(reverse("wizard-step", args=[draft.pk, "upload"])).content.decode()
 
     assert "data-upload-widget" in page and f'data-create-url="{reverse("upload-create", args=[draft.pk])}"' in page
     assert "vendor/uppy/uppy.min.js" in page and "js/upload.js" in page
-    assert 'hx-trigger="upload-completed from:body"' in page
+    assert 'hx-trigger="upload-completed from:body' in page  # the disks are shown again after each upload
     assert "s3://b/uploads/1/x.vhd" in page
     assert f'data-unfinished="{unfinished["id"]}"' in page
-    partial = client_of.get(reverse("request-upload-containers", args=[draft.pk])).content.decode()
-    assert "x.vhd" in partial and "<html" not in partial
 
 
 def test_the_page_of_a_submitted_request_has_no_widget(sandbox, client_of, draft):
     draft.status = ImportRequest.Status.SUBMITTED
     draft.save()
-    page = client_of.get(reverse("request-upload", args=[draft.pk])).content.decode()
-    assert "data-upload-widget" not in page and "drafts only" in page
+    page = client_of.get(reverse("wizard-step", args=[draft.pk, "upload"]), follow=True).content.decode()
+    assert "data-upload-widget" not in page
 
 
 # --- hostile bodies and fields ------------------------------------------------------------------

@@ -72,7 +72,18 @@ class ReadOnlyInline(admin.TabularInline):
 
 class DiskContainerInline(ReadOnlyInline):
     model = DiskContainer
-    fields = ("position", "format", "s3_bucket", "s3_key", "url", "snapshot_id", "device_name", "file_name")
+    fields = (
+        "position",
+        "format",
+        "s3_bucket",
+        "s3_key",
+        "url",
+        "snapshot_id",
+        "device_name",
+        "file_name",
+        "size_bytes",
+    )
+    readonly_fields = ("file_name", "size_bytes")  # its Upload's
 
 
 @admin.register(ImportRequest)

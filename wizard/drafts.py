@@ -201,9 +201,7 @@ def duplicate(request: ImportRequest, user) -> tuple[ImportRequest, list[str]]:
     )
     for (original, _), new in zip(kept, copy.disk_containers.all(), strict=True):
         if original.upload is not None and original.upload.owner_id == user.pk:
-            DiskContainer.objects.filter(pk=new.pk).update(
-                file_name=original.file_name, size_bytes=original.size_bytes, upload=original.upload_id
-            )
+            DiskContainer.objects.filter(pk=new.pk).update(upload=original.upload_id)
     return copy, dropped
 
 

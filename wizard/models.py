@@ -178,14 +178,21 @@ class DiskContainer(models.Model):
     inspected_at = models.DateTimeField(null=True, blank=True)
     # "" (nothing to inspect, e.g. a snapshot), "pending" (queued for the worker), "done".
     inspection_status = models.CharField(max_length=16, blank=True)
-    file_name = models.CharField(max_length=255, blank=True)
-    size_bytes = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["position", "pk"]
 
     def __str__(self) -> str:
         return f"{self.format} {self.source_label}"
+
+    # An image uploaded here: its Upload holds the file's name and size (not copied here).
+    @property
+    def file_name(self) -> str:
+        return self.upload.file_name if self.upload_id and self.upload else ""
+
+    @property
+    def size_bytes(self) -> int | None:
+        return self.upload.size if self.upload_id and self.upload else None
 
     @property
     def source_label(self) -> str:

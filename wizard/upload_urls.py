@@ -1,12 +1,10 @@
-"""URLs of the upload widget: its page and the JSON calls it makes (wizard.views.uploads)."""
+"""URLs of the upload widget's JSON calls (wizard.views.uploads); the widget lives on the wizard's upload step."""
 
 from django.urls import path
 
 from wizard.views import uploads
 
 urlpatterns = [
-    path("imports/<int:pk>/upload/", uploads.page, name="request-upload"),
-    path("imports/<int:pk>/upload/containers/", uploads.containers, name="request-upload-containers"),
     path("imports/<int:pk>/uploads/", uploads.create, name="upload-create"),
     path("uploads/", uploads.create_loose, name="upload-create-loose"),
     path("uploads/<int:upload_id>/", uploads.detail, name="upload-detail"),

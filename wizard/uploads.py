@@ -343,8 +343,6 @@ def _attach(upload: Upload, user: Any, etag: str, crc32: str = "") -> Completed:
             s3_bucket=locked.bucket,
             s3_key=locked.key,
             upload=locked,
-            file_name=locked.file_name,
-            size_bytes=locked.size,
         )
         locked.status = Upload.Status.COMPLETED
         locked.etag = etag[:128]
@@ -398,7 +396,7 @@ def _complete_loose(upload: Upload, user: Any, etag: str, crc32: str, now: Any) 
 def _update_client_data(request: ImportRequest, upload: Upload) -> None:
     """ClientData: the first upload's start, the last one's end, and the size of every disk
     uploaded (GiB), including any that reached the draft another way."""
-    total = sum(c.size_bytes or 0 for c in request.disk_containers.all())
+    total = sum(c.size_bytes or 0 for c in request.disk_containers.select_related("upload"))
     start_at = upload.created_at if request.upload_start is None else min(request.upload_start, upload.created_at)
     end_at = upload.completed_at if request.upload_end is None else max(request.upload_end, upload.completed_at)
     request.upload_start = start_at

@@ -142,7 +142,7 @@ def test_every_page_works_under_the_policy_and_none_is_violated(stack, browser, 
     expect(demo.page.locator("#request-status")).to_have_text("Waiting for review")
     demo.collect()
 
-    for path in ("/imports/", "/drafts/", "/imports/cli/", f"/imports/{pk}/upload/", f"/imports/{pk}/history/"):
+    for path in ("/imports/", "/drafts/", "/imports/cli/", f"/imports/{pk}/edit/upload/", f"/imports/{pk}/history/"):
         demo.visit(path)
     demo.visit("/audit/")
 

@@ -67,7 +67,7 @@ def open_upload_page(browser, stack: Stack, pk: int, init_script: str = ""):
         page.add_init_script(init_script)
     page.set_default_timeout(20_000)
     page.on("dialog", lambda dialog: dialog.accept())  # "leave the page?" while uploading
-    page.goto(f"{stack.url}/imports/{pk}/upload/")
+    page.goto(f"{stack.url}/imports/{pk}/edit/upload/")
     expect(page.locator("[data-upload-widget]")).to_have_attribute("data-ready", "true")
     return page
 
@@ -134,8 +134,8 @@ def test_an_image_goes_to_s3_in_parts_and_becomes_a_disk(stack, browser, image):
     # The event other parts of the page listen to, and the disks list it refreshed.
     detail = page.evaluate("window.completedDetail")
     assert detail["container"]["file_name"] == "web01.raw" and detail["container"]["size_bytes"] == SIZE
-    expect(page.locator("#upload-containers")).to_contain_text("web01.raw")
-    expect(page.locator("#upload-containers")).to_contain_text(detail["key"])
+    expect(page.locator("#sources")).to_contain_text("web01.raw")
+    expect(page.locator("#sources")).to_contain_text(detail["key"])
     head = s3(stack).head_object(Bucket="import-wizard-uploads", Key=detail["key"])
     assert head["ContentLength"] == SIZE
 
@@ -169,7 +169,7 @@ def test_after_a_reload_the_same_file_sends_only_its_missing_parts(stack, browse
     expect(row).to_have_class(re.compile(r"\bis-complete\b"), timeout=60_000)
     assert sorted(puts) == [3, 4, 5]
     expect(hint).to_be_hidden()
-    expect(page.locator("#upload-containers")).to_contain_text(upload["Key"])
+    expect(page.locator("#sources")).to_contain_text(upload["Key"])
     head = s3(stack).head_object(Bucket="import-wizard-uploads", Key=upload["Key"])
     assert head["ContentLength"] == SIZE
     # The object is the file: the parts sent before the reload are in their places.
@@ -233,7 +233,7 @@ def test_cancel_aborts_the_upload_in_s3(stack, browser, image):
     page.reload()
     expect(page.locator("[data-upload-widget]")).to_have_attribute("data-ready", "true")
     expect(page.locator("[data-hints]")).to_be_hidden()  # nothing left to resume
-    expect(page.locator("#upload-containers")).to_contain_text("No disk yet")
+    expect(page.locator("#sources")).to_contain_text("No disk yet")
 
 
 def test_dropped_connections_are_sent_again(stack, browser, image):
@@ -257,7 +257,7 @@ def test_dropped_connections_are_sent_again(stack, browser, image):
     row = page.locator(".upload-file")
     expect(row).to_have_class(re.compile(r"\bis-complete\b"), timeout=60_000)
     assert sorted(puts) == [1, 2, 3, 3, 4, 4, 5, 5]  # each dropped part sent again, the others once
-    expect(page.locator("#upload-containers")).to_contain_text("web01.raw")
+    expect(page.locator("#sources")).to_contain_text("web01.raw")
 
 
 COUNT_READS = """

@@ -43,7 +43,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     spec = import_request.to_spec()
     context = _progress_context(import_request)
     context.update(
-        containers=import_request.disk_containers.all(),
+        containers=import_request.disk_containers.select_related("upload"),
         cli_json=to_cli_json(spec),
         cli_command=to_cli_command(spec, multiline=True),
         can_cancel=statemachine.can_cancel(import_request)

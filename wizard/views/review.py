@@ -38,7 +38,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
         "review/detail.html",
         {
             "req": req,
-            "containers": req.disk_containers.all(),
+            "containers": req.disk_containers.select_related("upload"),
             "provenance": sources.provenances(req),
             "findings": preflight.all_findings(req, check_aws=True),
             "api_json": to_cli_json(spec),

@@ -1,4 +1,4 @@
-"""The upload widget's page and its JSON endpoints (thin: the work is in wizard.uploads).
+"""The upload widget's JSON endpoints (thin: the work is in wizard.uploads).
 
 Every endpoint answers JSON, needs a logged-in user, finds uploads and requests only among
 the user's own (404 otherwise), and refuses bodies larger than it could need before
@@ -14,7 +14,7 @@ from functools import wraps
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -102,6 +102,10 @@ def _body(request: HttpRequest) -> dict[str, Any]:
     return data
 
 
+def _own_request(request: HttpRequest, pk: int) -> ImportRequest:
+    return get_object_or_404(ImportRequest, pk=pk, owner=request.user)
+
+
 def _own_upload(request: HttpRequest, upload_id: int) -> Upload:
     return get_object_or_404(Upload.objects.select_related("request"), pk=upload_id, owner=request.user)
 
@@ -126,37 +130,6 @@ def upload_json(upload: Upload) -> dict[str, Any]:
             "abort": reverse("upload-abort", args=[upload.pk]),
         },
     }
-
-
-# --- pages ---------------------------------------------------------------------------------
-
-
-def _own_request(request: HttpRequest, pk: int) -> ImportRequest:
-    return get_object_or_404(ImportRequest, pk=pk, owner=request.user)
-
-
-@require_GET
-def page(request: HttpRequest, pk: int) -> HttpResponse:
-    """Upload images to a draft: the widget and the draft's disks."""
-    if not request.user.is_authenticated:
-        from django.contrib.auth.views import redirect_to_login
-
-        return redirect_to_login(request.get_full_path())
-    req = _own_request(request, pk)
-    return render(
-        request,
-        "uploads/page.html",
-        {"req": req, "containers": req.disk_containers.all(), "unfinished": uploads.unfinished(req, request.user)},
-    )
-
-
-@require_GET
-def containers(request: HttpRequest, pk: int) -> HttpResponse:
-    """The draft's disks (htmx partial, refreshed on `upload-completed`)."""
-    if not request.user.is_authenticated:
-        return _error("Log in again: your session has ended.", 401)
-    req = _own_request(request, pk)
-    return render(request, "uploads/_containers.html", {"req": req, "containers": req.disk_containers.all()})
 
 
 # --- JSON endpoints ------------------------------------------------------------------------

@@ -208,12 +208,12 @@ def _render(
         "status_note": status_note,
         "prev": STEPS[INDEX[name] - 1] if INDEX[name] > 0 else None,
         "next": STEPS[INDEX[name] + 1] if INDEX[name] < len(STEPS) - 1 else None,
-        "containers": draft.disk_containers.all(),
+        "containers": draft.disk_containers.select_related("upload"),
     }
     if name in FORMS:
         context["form"] = form or FORMS[name](initial=FORMS[name].initial_for(draft), request=draft)
     if name == "disks":
-        formset = formset or DiskFormSet(queryset=draft.disk_containers.all())
+        formset = formset or DiskFormSet(queryset=draft.disk_containers.select_related("upload"))
         context["formset"] = formset
         context["disk_rows"] = [
             (
