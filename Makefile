@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/wizard
 
-.PHONY: install run test lint system
+.PHONY: install run test lint types system
 
 # Reinstall only when requirements.txt changed: a second `make run` starts in seconds.
 $(STAMP): requirements.txt
@@ -28,9 +28,13 @@ lint: install
 	$(BIN)/ruff check --quiet .
 	$(BIN)/ruff format --check --quiet .
 
+# Then mypy with django-stubs at zero findings (pyproject.toml: strict for the pure modules).
+types: install
+	$(BIN)/mypy
+
 # First every database test again on PostgreSQL (skipped with a note where none runs;
 # required in CI), then the whole suite on the default configuration.
-test: install system lint
+test: install system lint types
 	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
 	  echo "== database tests on PostgreSQL =="; \
 	  DB_TESTS_ONLY=1 DATABASE_URL=$(POSTGRES_TEST_URL) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not browser"; \

@@ -10,8 +10,9 @@ from __future__ import annotations
 import posixpath
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from .reader import CachedReader, Reader, SliceReader, read_exact
 from .report import ERROR, INFO, MAX_SIZE, WARNING, Finding, ImageError, ImageReport, OvaDisk, OvaInfo, human, short
@@ -139,7 +140,7 @@ def _capacity(value: str, units: str) -> int | None:
     number, base, exponent = int(value), int(m[1] or 1), int(m[2] or 0)
     if base > 1 and exponent * (base.bit_length() - 1) + number.bit_length() > 64:
         raise CapacityError(f"{short(value, 30)} * {base}^{exponent}")
-    capacity = number * base**exponent
+    capacity: int = number * base**exponent
     if capacity > MAX_SIZE:
         raise CapacityError(f"{short(value, 30)} * {base}^{exponent}")
     return capacity
@@ -147,12 +148,13 @@ def _capacity(value: str, units: str) -> int | None:
 
 def _parse_xml(data: bytes) -> ET.Element:
     """The OVF's tree, refused past MAX_ELEMENTS elements or MAX_DEPTH levels."""
-    parser = ET.XMLPullParser(("start", "end"))
+    parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(("start", "end"))
     depth = elements = 0
-    root = None
+    root: ET.Element | None = None
     for at in range(0, len(data), 8 * 1024):  # in small pieces, so that the limits stop it early
         parser.feed(data[at : at + 8 * 1024])
-        for event, el in parser.read_events():
+        # only "start" and "end" were asked for: each event is (name, element)
+        for event, el in cast("Iterator[tuple[str, ET.Element]]", parser.read_events()):
             if event == "end":
                 depth -= 1
                 continue
@@ -182,7 +184,8 @@ def parse_ovf(data: bytes, members: dict[str, Member]) -> tuple[OvaInfo, int]:
             "ova-invalid", f'The OVF descriptor is not valid XML ({e}). VM Import: "{UNSUPPORTED_OVA}".'
         ) from e
     files = {_attr(f, "id"): f for f in root.iter() if _local(f.tag) == "File"}
-    disks, count = [], 0
+    disks: list[OvaDisk] = []
+    count = 0
     for d in (el for el in root.iter() if _local(el.tag) == "Disk"):
         count += 1
         if len(disks) >= MAX_LISTED_DISKS:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.db.models import QuerySet
+from django.forms import BaseModelFormSet
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -17,22 +21,26 @@ from wizard.aws import kms, vmimport
 from wizard.cli_format import to_cli_command, to_cli_json
 from wizard.forms import (
     DetailsForm,
+    DiskForm,
     DiskFormSet,
     EncryptionForm,
     LicenceForm,
     S3SourceForm,
     SnapshotSourceForm,
+    StepForm,
     UrlSourceForm,
     error_summary,
 )
-from wizard.models import ImportRequest
+from wizard.http import AuthenticatedHttpRequest
+from wizard.models import DiskContainer, ImportRequest
 from wizard.steps import INDEX, STEPS, step_states
 from wizard.text import shown
 
+T = TypeVar("T")
 FORMS = {"encryption": EncryptionForm, "licence": LicenceForm, "details": DetailsForm}
 
 
-def _draft(request: HttpRequest, pk: int) -> ImportRequest:
+def _draft(request: AuthenticatedHttpRequest, pk: int) -> ImportRequest:
     return get_object_or_404(ImportRequest, pk=pk, owner=request.user, status__in=drafts.EDITABLE)
 
 
@@ -43,13 +51,13 @@ def step_url(draft: ImportRequest, name: str) -> str:
 @login_required
 @permission_required("wizard.add_importrequest", raise_exception=True)
 @require_POST
-def start(request: HttpRequest) -> HttpResponse:
+def start(request: AuthenticatedHttpRequest) -> HttpResponse:
     draft = drafts.create_draft(request.user)
     return redirect(step_url(draft, "upload"))
 
 
 @login_required
-def step(request: HttpRequest, pk: int, name: str) -> HttpResponse:
+def step(request: AuthenticatedHttpRequest, pk: int, name: str) -> HttpResponse:
     if name not in INDEX:
         raise Http404("no such step")
     draft = get_object_or_404(ImportRequest, pk=pk, owner=request.user)
@@ -66,7 +74,7 @@ def step(request: HttpRequest, pk: int, name: str) -> HttpResponse:
     return _render(request, draft, name)
 
 
-def _save(request: HttpRequest, draft: ImportRequest, name: str) -> HttpResponse:
+def _save(request: AuthenticatedHttpRequest, draft: ImportRequest, name: str) -> HttpResponse:
     """Save the step's fields (compare-and-set on the draft's version), then go where asked."""
     try:
         version = int(request.POST.get("version", ""))
@@ -111,7 +119,9 @@ def _save(request: HttpRequest, draft: ImportRequest, name: str) -> HttpResponse
 MOVE = re.compile(r"([0-9]{1,18}):(up|down)")
 
 
-def _not_saved(request: HttpRequest, draft: ImportRequest, name: str, why: str, **given: Any) -> HttpResponse:
+def _not_saved(
+    request: AuthenticatedHttpRequest, draft: ImportRequest, name: str, why: str, **given: Any
+) -> HttpResponse:
     """The step again with its messages next to the fields and what was typed, and a status note
     that says what was wrong (an htmx autosave shows only the note). 400 for a full page; an htmx
     answer stays 200, since htmx shows no 4xx answer."""
@@ -120,7 +130,7 @@ def _not_saved(request: HttpRequest, draft: ImportRequest, name: str, why: str, 
     return response
 
 
-def _formset_problem(post, containers) -> str:
+def _formset_problem(post: QueryDict, containers: QuerySet[DiskContainer]) -> str:
     """Why the posted disk rows are not exactly this draft's disks (a tampered management form,
     another request's disk, a disk added or removed elsewhere), or ""."""
     count = len(containers)
@@ -134,7 +144,7 @@ def _formset_problem(post, containers) -> str:
     return ""
 
 
-def _formset_summary(formset) -> str:
+def _formset_summary(formset: BaseModelFormSet[DiskContainer, DiskForm]) -> str:
     parts = [str(e) for e in formset.non_form_errors()]
     for i, form in enumerate(formset.forms):
         summary = error_summary(form)
@@ -143,12 +153,12 @@ def _formset_summary(formset) -> str:
     return "; ".join(parts) or "see the messages below."
 
 
-def _save_disks(draft: ImportRequest, formset, move: str) -> list[str]:
+def _save_disks(draft: ImportRequest, formset: BaseModelFormSet[DiskContainer, DiskForm], move: str) -> list[str]:
     """Save the rows; `move` is "<id>:up" or "<id>:down" (MOVE). Returns what changed, for the audit log."""
     changed = [f"DiskContainers[{i}]" for i, f in enumerate(formset.forms) if f.has_changed()]
     formset.save()
     if move:
-        rows = list(formset.queryset.model.objects.filter(pk__in=[f.instance.pk for f in formset.forms]))
+        rows = list(DiskContainer.objects.filter(pk__in=[f.instance.pk for f in formset.forms]))
         rows.sort(key=lambda c: (c.position, c.pk))
         ids = [c.pk for c in rows]
         pk, _, direction = move.partition(":")
@@ -173,7 +183,7 @@ def _target(name: str, nav: str) -> str:
     return name
 
 
-def _conflict(current: ImportRequest, form) -> dict[str, Any]:
+def _conflict(current: ImportRequest, form: StepForm | None) -> dict[str, Any]:
     """What the other tab saved, beside what this one typed, for the fields of this step."""
     rows = []
     if form is not None and form.is_valid():
@@ -185,14 +195,14 @@ def _conflict(current: ImportRequest, form) -> dict[str, Any]:
 
 
 def _render(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     draft: ImportRequest,
     name: str,
-    form=None,
-    formset=None,
-    conflict=None,
+    form: StepForm | None = None,
+    formset: BaseModelFormSet[DiskContainer, DiskForm] | None = None,
+    conflict: dict[str, Any] | None = None,
     status_note: str = "",
-    source_forms=None,
+    source_forms: dict[str, forms.Form] | None = None,
 ) -> HttpResponse:
     findings = preflight.all_findings(draft, check_aws=name in ("encryption", "review"))
     context: dict[str, Any] = {
@@ -247,7 +257,7 @@ def _render(
     return render(request, template, context)
 
 
-def _safe(lookup):
+def _safe(lookup: Callable[[], list[T]]) -> tuple[list[T], str]:
     """An AWS look-up for a picker: its result, or a message instead of a broken page."""
     try:
         return lookup(), ""
@@ -262,7 +272,7 @@ SOURCE_FIELD = {"s3": "s3_key", "url": "url", "snapshot": "snapshot_id"}
 
 @login_required
 @require_POST
-def add_source(request: HttpRequest, pk: int) -> HttpResponse:
+def add_source(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """Add a disk container from an S3 object, a URL or a snapshot; or remove one.
 
     A source the user may not import (wizard.sources) is refused next to its field, with
@@ -302,7 +312,7 @@ def _with_status(response: HttpResponse, status: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def dry_run(request: HttpRequest, pk: int) -> HttpResponse:
+def dry_run(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     draft = _draft(request, pk)
     try:
         permitted, message = vmimport.dry_run(draft.to_api_params())
