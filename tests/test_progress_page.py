@@ -284,7 +284,9 @@ def _in_memory(req_fields: dict, task_fields: dict | None):
     """A request (and its task) as the view reads them, without the database."""
     start = timezone.make_aware(timezone.datetime(2026, 1, 1, 12, 0, 0))
     req = ImportRequest(pk=7, **req_fields)
-    if task_fields is not None:
+    if task_fields is None:
+        ImportRequest._meta.get_field("import_task").set_cached_value(req, None)  # no task, and no query
+    else:
         fields = {"created_at": start, "changed_at": start, **task_fields}
         req.import_task = ImportTask(pk=7, request_id=7, **fields)
     return req
