@@ -1,0 +1,61 @@
+"""Many rows written with one statement executed for all of them (DB-API executemany).
+
+For the poller's busy cycles (1,000 changed tasks: their rows, 1,000 TaskStatusChange and
+1,000 audit events). QuerySet.bulk_update builds a CASE WHEN per row and field, and
+bulk_create prepares and compiles every value; both cost more Python than the database's
+work (0.75 s for 2,000 inserted rows, seconds for 1,000 updates on this machine). Here the
+SQL is built once and each value is prepared once by its field's kind: datetimes and JSON as
+the backend wants them, other values (str, int, None, a pk) as they are.
+
+No signals, no save(), no auto_now: the caller passes every value. Runs in the caller's
+transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from django.db import connection, models
+
+
+def _preparer(field: models.Field) -> Callable[[Any], Any]:
+    if isinstance(field, models.JSONField):
+        return lambda value: field.get_db_prep_save(value, connection)
+    if isinstance(field, models.DateTimeField):
+        return connection.ops.adapt_datetimefield_value
+    return lambda value: value
+
+
+def _columns(model: type[models.Model], fields: Sequence[str]) -> tuple[list[str], list[Callable[[Any], Any]]]:
+    meta = model._meta
+    resolved = [meta.get_field(name) for name in fields]
+    return [connection.ops.quote_name(f.column) for f in resolved], [_preparer(f) for f in resolved]
+
+
+def insert_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """INSERT one row per sequence of values, in the order of `fields` (attnames: `task_id`)."""
+    columns, prepare = _columns(model, fields)
+    params = [[p(v) for p, v in zip(prepare, row, strict=True)] for row in rows]
+    if not params:
+        return
+    sql = "INSERT INTO {} ({}) VALUES ({})".format(
+        connection.ops.quote_name(model._meta.db_table), ", ".join(columns), ", ".join(["%s"] * len(columns))
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def update_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """UPDATE by primary key: each sequence is the values of `fields`, then the pk."""
+    columns, prepare = _columns(model, fields)
+    params = [[*(p(v) for p, v in zip(prepare, row[:-1], strict=True)), row[-1]] for row in rows]
+    if not params:
+        return
+    sql = "UPDATE {} SET {} WHERE {} = %s".format(
+        connection.ops.quote_name(model._meta.db_table),
+        ", ".join(f"{c} = %s" for c in columns),
+        connection.ops.quote_name(model._meta.pk.column),
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
