@@ -237,8 +237,8 @@ def test_a_value_the_database_refuses_holds_up_no_other_task(followed, sandbox, 
     culprit = followed[CULPRIT]
     real = vmimport.describe_import_image_tasks
 
-    def describe(ids):
-        for d in real(ids):
+    def describe(ids, ec2=None):
+        for d in real(ids, ec2):
             yield {**d, "Progress": "-7"} if d["ImportTaskId"] == culprit.import_task_id else d
 
     monkeypatch.setattr(vmimport, "describe_import_image_tasks", describe)

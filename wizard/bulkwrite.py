@@ -21,7 +21,7 @@ from django.db import connection, models
 
 def _preparer(field: models.Field) -> Callable[[Any], Any]:
     if isinstance(field, models.JSONField):
-        return lambda value: field.get_db_prep_save(value, connection)
+        return lambda value: connection.ops.adapt_json_value(value, field.encoder)
     if isinstance(field, models.DateTimeField):
         return connection.ops.adapt_datetimefield_value
     return lambda value: value

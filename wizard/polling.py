@@ -37,7 +37,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from wizard import audit, audit_checkpoint, bulkwrite, dispatch_queue
-from wizard.aws import vmimport
+from wizard.aws import clients, vmimport
 from wizard.models import ImportRequest, ImportTask, TaskStatusChange
 from wizard.statemachine import change_status
 
@@ -102,7 +102,7 @@ def poll_once() -> int:
     tasks = active_tasks()
     if not tasks:
         return 0
-    poll = Poll()
+    poll = Poll(ec2=clients.client("ec2"))  # one client for the cycle's calls
     batched = [t for t in tasks if not t.attention]
     try:
         for start in range(0, len(batched), vmimport.DESCRIBE_BATCH):
@@ -128,10 +128,11 @@ class Poll:
     split_calls: int = 0
     last_code: str = ""
     alone: list[tuple[ImportTask, str, bool]] = field(default_factory=list)  # (task, why, answer unreadable)
+    ec2: Any = None  # the boto3 client the calls go through
 
     def describe(self, group: list[ImportTask]) -> None:
         try:
-            answer = vmimport.describe_import_image_tasks([t.import_task_id for t in group])
+            answer = vmimport.describe_import_image_tasks([t.import_task_id for t in group], self.ec2)
             found = {d["ImportTaskId"]: d for d in answer}
         except FAILURES as exc:
             self._failed(group, exc)
