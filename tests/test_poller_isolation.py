@@ -16,7 +16,7 @@ from botocore.config import Config
 from django.core.cache import cache
 from django.urls import reverse
 
-from wizard import polling, tasks
+from wizard import audit, polling, tasks
 from wizard.aws import clients, vmimport
 from wizard.models import AuditEvent, ImportRequest, ImportTask
 from wizard.sandbox.testing import SandboxProcess
@@ -204,3 +204,54 @@ def test_an_unknown_task_among_them_is_still_lost_alone(followed, sandbox, calls
     assert polling.poll_once() == TASKS - 1
     assert list(ImportRequest.objects.filter(status="failed").values_list("pk", flat=True)) == [followed[2].request_id]
     assert not ImportTask.objects.exclude(attention="").exists()
+
+
+def _cycle_queries(rows: list[ImportTask], sandbox: SandboxProcess, seconds: float) -> int:
+    """The queries of one poll in which every task of `rows` moved on (a new stage for each)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ImportTask.objects.exclude(pk__in=[r.pk for r in rows]).update(status="completed")  # not followed
+    sandbox.advance(seconds)
+    before = AuditEvent.objects.filter(action="aws status changed").count()
+    with CaptureQueriesContext(connection) as ctx:
+        assert polling.poll_once() == len(rows)
+    assert AuditEvent.objects.filter(action="aws status changed").count() == before + len(rows)  # each changed
+    ImportTask.objects.exclude(pk__in=[r.pk for r in rows]).update(status="active")
+    return len(ctx.captured_queries)
+
+
+def test_a_busy_cycles_queries_do_not_grow_with_its_tasks(followed, sandbox, monkeypatch):
+    """2 or 10 tasks changing in one answer: the same queries (the changes are written in bulk)."""
+    monkeypatch.setattr(vmimport, "DESCRIBE_BATCH", 200)  # one call for all of them
+    assert polling.poll_once() == TASKS  # the first poll (each task's first stage; the dispatch gate's row)
+    few = _cycle_queries(followed[:2], sandbox, 4)  # validating
+    many = _cycle_queries(followed, sandbox, 3)  # all ten: validated, or validating
+    assert many == few
+    assert few <= 20  # the dispatch queue's look, the tasks, a lock, one write of each kind (and savepoints here)
+    assert audit.verify_chain() is None
+
+
+def test_a_value_the_database_refuses_holds_up_no_other_task(followed, sandbox, monkeypatch):
+    """One task's answer cannot be stored (here: Progress out of range): the others are written."""
+    culprit = followed[CULPRIT]
+    real = vmimport.describe_import_image_tasks
+
+    def describe(ids, ec2=None):
+        for d in real(ids, ec2):
+            yield {**d, "Progress": "-7"} if d["ImportTaskId"] == culprit.import_task_id else d
+
+    monkeypatch.setattr(vmimport, "describe_import_image_tasks", describe)
+    sandbox.advance(4)
+    assert polling.poll_once() == TASKS
+    assert set(messages(others(followed))) == {"validating"}
+    assert messages([culprit]) == [""]  # left as it was
+    assert "its answer could not be stored (IntegrityError" in attention(culprit)
+    assert [attention(t) for t in others(followed)] == [""] * (TASKS - 1)
+    assert AuditEvent.objects.filter(action="aws status changed").count() == TASKS - 1
+    assert audit.verify_chain() is None
+
+    monkeypatch.setattr(vmimport, "describe_import_image_tasks", real)  # its answers can be stored again
+    assert polling.poll_once() == TASKS
+    assert messages([culprit]) == ["validating"] and attention(culprit) == ""
+    assert AuditEvent.objects.filter(action="attention cleared").count() == 1

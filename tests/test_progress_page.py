@@ -10,6 +10,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from wizard import cancelling, failures, progress
 from wizard.models import AuditEvent, ImportRequest, ImportTask, TaskStatusChange
@@ -159,3 +162,180 @@ def test_the_requester_is_emailed_on_approval_and_completion(
     assert [m.subject for m in mail.outbox] == [f"Import #{req.pk} approved, dispatching", f"Import #{req.pk} failed"]
     assert mail.outbox[1].to == ["alice@example.com"] and "No valid partitions" in mail.outbox[1].body
     assert req.get_absolute_url() in mail.outbox[0].body
+
+
+# --- Conditional polls: an unchanged partial is answered 304 -------------------------------
+
+
+def _poll(client, req, etag: str | None = None):
+    headers = {"HTTP_IF_NONE_MATCH": etag} if etag else {}
+    return client.get(reverse("request-progress", args=[req.pk]), HTTP_HX_REQUEST="true", **headers)
+
+
+def _running(owner, **task_fields):
+    """An importing request whose task started 10 min 30 s ago: its elapsed time shows "10 min"
+    for the next 30 s, so two polls in a row show the same page."""
+    req, task = _importing(owner, **task_fields)
+    started = timezone.now() - timedelta(minutes=10, seconds=30)
+    ImportTask.objects.filter(pk=task.pk).update(created_at=started, changed_at=started)
+    task.refresh_from_db()
+    return req, task
+
+
+def test_an_unchanged_poll_is_answered_304_without_a_body(client, requester):
+    req, _ = _running(requester)
+    client.force_login(requester)
+    first = _poll(client, req)
+    assert first.status_code == 200 and 'id="stage-stepper"' in first.content.decode()
+    etag = first.headers["ETag"]
+    assert etag.startswith('"') and etag.endswith('"') and len(etag) > 10
+    # The browser keeps it but asks again each time (htmx then gets the cached 200 from it).
+    assert "no-cache" in first.headers["Cache-Control"] and "private" in first.headers["Cache-Control"]
+    assert "10 min" in first.content.decode()
+
+    second = _poll(client, req, etag)
+    assert second.status_code == 304 and second.content == b""
+    assert second.headers["ETag"] == etag
+    assert _poll(client, req, '"something else"').status_code == 200
+    assert _poll(client, req, f"W/{etag}").status_code == 304  # weak comparison, as RFC 9110 says for GET
+
+
+def test_the_304_is_decided_without_rendering_the_template(client, requester, monkeypatch):
+    from wizard.views import imports
+
+    req, _ = _running(requester)
+    client.force_login(requester)
+    etag = _poll(client, req).headers["ETag"]
+    monkeypatch.setattr(imports, "render", lambda *a, **k: pytest.fail("rendered for a 304"))
+    with CaptureQueriesContext(connection) as ctx:
+        assert _poll(client, req, etag).status_code == 304
+    assert len(ctx.captured_queries) <= 3  # session, user, the request with its task
+
+
+def test_what_the_poller_writes_makes_a_new_etag(client, requester):
+    from wizard import polling
+
+    req, task = _running(requester)
+    client.force_login(requester)
+    etag = _poll(client, req).headers["ETag"]
+    description = {
+        "ImportTaskId": task.import_task_id,
+        "Status": "active",
+        "StatusMessage": "converting",
+        "Progress": "29",
+        "SnapshotDetails": task.snapshot_details,
+    }
+    polling.apply_description(task, description)  # the poller's own path: progress 28 -> 29
+    moved = _poll(client, req, etag)
+    assert moved.status_code == 200 and moved.headers["ETag"] != etag
+    assert '<span id="task-progress">29</span>' in moved.content.decode()
+    assert _poll(client, req, moved.headers["ETag"]).status_code == 304
+
+    etag = moved.headers["ETag"]
+    polling.needs_attention(task, "AWS answered InternalError", timezone.now())  # changed_at stays the same
+    flagged = _poll(client, req, etag)
+    assert flagged.status_code == 200 and 'id="attention"' in flagged.content.decode()
+
+    etag = flagged.headers["ETag"]
+    polling.apply_description(task, {**description, "Status": "completed", "ImageId": "ami-0123456789abcdef0"})
+    done = _poll(client, req, etag)
+    page = done.content.decode()
+    assert done.status_code == 200 and done.headers["ETag"] != etag
+    assert "ami-0123456789abcdef0" in page and "hx-trigger" not in page  # finished: the page stops polling
+    assert ImportRequest.objects.get(pk=req.pk).status == ImportRequest.Status.COMPLETED
+
+
+def test_a_status_change_or_a_failure_message_alone_makes_a_new_etag(client, requester):
+    req, _ = _running(requester)
+    client.force_login(requester)
+    etag = _poll(client, req).headers["ETag"]
+    ImportRequest.objects.filter(pk=req.pk).update(failure_message="ClientError: Unknown OS / Missing OS files.")
+    failed = _poll(client, req, etag)
+    assert failed.status_code == 200 and "Unknown OS" in failed.content.decode()
+    ImportRequest.objects.filter(pk=req.pk).update(status=ImportRequest.Status.FAILED)  # updated_at untouched
+    assert _poll(client, req, failed.headers["ETag"]).status_code == 200
+
+
+def test_a_minute_more_makes_a_new_etag(client, requester):
+    req, task = _running(requester)
+    client.force_login(requester)
+    etag = _poll(client, req).headers["ETag"]
+    ImportTask.objects.filter(pk=task.pk).update(created_at=task.created_at - timedelta(minutes=1))
+    later = _poll(client, req, etag)
+    assert later.status_code == 200 and "11 min" in later.content.decode()
+
+
+def test_someone_who_may_not_see_the_request_gets_404_not_304(client, requester):
+    from tests.conftest import make_user
+
+    req, _ = _running(requester)
+    client.force_login(requester)
+    etag = _poll(client, req).headers["ETag"]
+    other = make_user("mallory", "requester")
+    client.force_login(other)
+    refused = _poll(client, req, etag)
+    assert refused.status_code == 404 and "ETag" not in refused.headers
+    client.logout()
+    anonymous = _poll(client, req, etag)
+    assert anonymous.status_code == 302 and "ETag" not in anonymous.headers
+
+
+def _in_memory(req_fields: dict, task_fields: dict | None):
+    """A request (and its task) as the view reads them, without the database."""
+    start = timezone.make_aware(timezone.datetime(2026, 1, 1, 12, 0, 0))
+    req = ImportRequest(pk=7, **req_fields)
+    if task_fields is None:
+        ImportRequest._meta.get_field("import_task").set_cached_value(req, None)  # no task, and no query
+    else:
+        fields = {"created_at": start, "changed_at": start, **task_fields}
+        req.import_task = ImportTask(pk=7, request_id=7, **fields)
+    return req
+
+
+SHOWN_TASK_FIELDS = {
+    "import_task_id": st.text(max_size=40),
+    "status": st.sampled_from(["active", "completed", "deleted", "deleting", "odd"]),
+    "status_message": st.text(max_size=60),
+    "progress": st.none() | st.integers(0, 100),
+    "image_id": st.text(max_size=30),
+    "snapshot_details": st.lists(
+        st.dictionaries(
+            st.sampled_from(["DeviceName", "Format", "DiskImageSize", "Status", "StatusMessage", "Progress"]),
+            st.text(max_size=10) | st.integers(0, 10**12),
+            max_size=6,
+        ),
+        max_size=4,
+    ),
+    "attention": st.text(max_size=60),
+}
+SHOWN_REQUEST_FIELDS = {
+    "status": st.sampled_from([s.value for s in ImportRequest.Status]),
+    "failure_message": st.text(max_size=60),
+}
+
+
+@st.composite
+def _states(draw):
+    req = {name: draw(s) for name, s in SHOWN_REQUEST_FIELDS.items()}
+    task = draw(st.none() | st.fixed_dictionaries(SHOWN_TASK_FIELDS))
+    return req, task
+
+
+@hypothesis_settings(max_examples=150, deadline=None)
+@given(state=_states(), data=st.data())
+def test_any_change_to_what_the_partial_shows_changes_the_etag(state, data):
+    from wizard.views.imports import _progress_context, progress_etag
+
+    req_fields, task_fields = state
+    before = _progress_context(_in_memory(req_fields, task_fields))
+    assert progress_etag(before) == progress_etag(_progress_context(_in_memory(req_fields, task_fields)))
+    if task_fields is not None and data.draw(st.booleans()):
+        name = data.draw(st.sampled_from(sorted(SHOWN_TASK_FIELDS)))
+        value = data.draw(SHOWN_TASK_FIELDS[name].filter(lambda v: v != task_fields[name]))
+        changed = (req_fields, {**task_fields, name: value})
+    else:
+        name = data.draw(st.sampled_from(sorted(SHOWN_REQUEST_FIELDS)))
+        value = data.draw(SHOWN_REQUEST_FIELDS[name].filter(lambda v: v != req_fields[name]))
+        changed = ({**req_fields, name: value}, task_fields)
+    after = _progress_context(_in_memory(*changed))
+    assert progress_etag(after) != progress_etag(before), name

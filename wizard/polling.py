@@ -24,6 +24,7 @@ The tasks polled longest ago go first, so a poll cut short reaches the others ne
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,12 +32,12 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, HTTPClientError
 from botocore.exceptions import ConnectionError as NoConnection
 from botocore.parsers import ResponseParserError
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from wizard import audit, audit_checkpoint, dispatch_queue
-from wizard.aws import vmimport
+from wizard import audit, audit_checkpoint, bulkwrite, dispatch_queue
+from wizard.aws import clients, vmimport
 from wizard.models import ImportRequest, ImportTask, TaskStatusChange
 from wizard.statemachine import change_status
 
@@ -85,9 +86,9 @@ class PollBackoff(Exception):
 
 def active_tasks() -> list[ImportTask]:
     return list(
-        ImportTask.objects.exclude(status__in=ImportTask.FINAL_STATES)
-        .select_related("request")
-        .order_by(F("polled_at").asc(nulls_first=True), "pk")
+        ImportTask.objects.exclude(status__in=ImportTask.FINAL_STATES).order_by(
+            F("polled_at").asc(nulls_first=True), "pk"
+        )
     )
 
 
@@ -101,7 +102,7 @@ def poll_once() -> int:
     tasks = active_tasks()
     if not tasks:
         return 0
-    poll = Poll()
+    poll = Poll(ec2=clients.client("ec2"))  # one client for the cycle's calls
     batched = [t for t in tasks if not t.attention]
     try:
         for start in range(0, len(batched), vmimport.DESCRIBE_BATCH):
@@ -126,28 +127,53 @@ class Poll:
     broken: int = 0  # calls that failed, not for throttling or an unknown id
     split_calls: int = 0
     last_code: str = ""
-    unchanged: list[int] = field(default_factory=list)  # tasks to touch polled_at of
     alone: list[tuple[ImportTask, str, bool]] = field(default_factory=list)  # (task, why, answer unreadable)
+    ec2: Any = None  # the boto3 client the calls go through
 
     def describe(self, group: list[ImportTask]) -> None:
         try:
-            answer = vmimport.describe_import_image_tasks([t.import_task_id for t in group])
+            answer = vmimport.describe_import_image_tasks([t.import_task_id for t in group], self.ec2)
             found = {d["ImportTaskId"]: d for d in answer}
         except FAILURES as exc:
             self._failed(group, exc)
             return
         self.answered += 1
+        changes, unchanged, answered = [], [], []
         for task in group:
             description = found.get(task.import_task_id)
             if description is None:
                 mark_lost(task)
                 continue
-            if task.attention:
-                clear_attention(task)
+            answered.append(task)
             if _changed(task, description):
-                apply_description(task, description)
+                changes.append((task, description))
             else:
-                self.unchanged.append(task.pk)
+                unchanged.append(task.pk)
+        refused = self._record(changes, unchanged)
+        for task in answered:
+            if task.attention and task.pk not in refused:  # AWS answers for it again, and it was stored
+                clear_attention(task)
+
+    def _record(self, changes: list[tuple[ImportTask, dict[str, Any]]], unchanged: list[int]) -> set[int]:
+        """Write what one answer said, in one transaction. If the database refuses a value (one
+        task's: a NUL byte, too long, out of range), each task is written on its own, so that it
+        holds up no other: that one is left as it was and gets attention. Returns their pks."""
+        try:
+            apply_descriptions(changes, unchanged)
+            return set()
+        except (DataError, IntegrityError) as exc:
+            log.warning("recording %d tasks at once failed (%s); one at a time", len(changes), exc)
+        apply_descriptions([], unchanged)  # polled_at alone: nothing an answer said can spoil it
+        refused = set()
+        for task, description in changes:
+            try:
+                apply_descriptions([(task, description)])
+            except (DataError, IntegrityError) as exc:
+                why = _short(f"its answer could not be stored ({type(exc).__name__}: {str(exc).strip()})")
+                log.warning("task %s: %s", task.import_task_id, why)
+                self.alone.append((task, why, True))
+                refused.add(task.pk)
+        return refused
 
     def _failed(self, group: list[ImportTask], exc: Exception) -> None:
         kind, code = classify(exc)
@@ -178,15 +204,12 @@ class Poll:
         self.describe(group[half:])
 
     def finish(self) -> None:
-        """Write what is left: polled_at of the unchanged tasks, attention of the lone failures.
+        """Write what is left: attention of the lone failures.
 
         A lone failure gets attention when something else did get an answer (so it is this task,
-        not AWS), or when its answer was unreadable (which no outage explains).
+        not AWS), or when its answer was unreadable or could not be stored (which no outage explains).
         """
         now = timezone.now()
-        # Most tasks have not changed since the last poll: one UPDATE for them, not one each.
-        for start in range(0, len(self.unchanged), 500):
-            ImportTask.objects.filter(pk__in=self.unchanged[start : start + 500]).update(polled_at=now)
         for task, why, unreadable in self.alone:
             if self.answered or unreadable:
                 needs_attention(task, why, now)
@@ -223,6 +246,10 @@ def describe_failure(exc: Exception) -> str:
         text = "its answer could not be read: " + str(exc).split("\n", 1)[0].split(", invalid XML received")[0]
     else:
         text = f"no whole answer came ({type(exc).__name__}: {exc})"
+    return _short(text)
+
+
+def _short(text: str) -> str:
     printable = "".join(c if c.isprintable() else "?" for c in text)
     return printable if len(printable) <= 300 else printable[:299] + "…"
 
@@ -271,48 +298,73 @@ def clear_attention(task: ImportTask) -> None:
 def apply_description(task: ImportTask, d: dict[str, Any]) -> bool:
     """Store one DescribeImportImageTasks entry; returns True if anything changed.
 
-    The poller, the dispatcher (a task already ended when ImportImage answered) and the
-    reconciliation all record through here. The row is re-read under a lock, so two of them
-    recording the same answer write it once. A final task finishes its request (completed,
-    cancelled or failed) if that has not happened yet.
+    The poller (for a whole answer at once), the dispatcher (a task already ended when
+    ImportImage answered) and the reconciliation all record through `apply_descriptions`.
+    """
+    return apply_descriptions([(task, d)])[0]
+
+
+TASK_FIELDS = ("status", "status_message", "progress", "snapshot_details", "image_id", "changed_at", "polled_at")
+CHANGE_FIELDS = ("task_id", "at", "status", "status_message", "progress", "snapshot_details")
+
+
+def apply_descriptions(changes: list[tuple[ImportTask, dict[str, Any]]], unchanged: Sequence[int] = ()) -> list[bool]:
+    """Store DescribeImportImageTasks entries (task, its entry) in one transaction, in bulk; also
+    touch polled_at of the `unchanged` task pks. Returns, per entry, whether anything changed.
+
+    The rows are re-read under a lock, so two writers recording the same answer write it once.
+    Each change writes its TaskStatusChange and its "aws status changed" audit event (the chain
+    appended in one go, `audit.record_many`). A final task finishes its request (completed,
+    cancelled or failed) if that has not happened yet, in `finish_request`.
     """
     now = timezone.now()
-    status, message, progress, snapshots, _ = _observed(task, d)
     with transaction.atomic():
-        fresh = ImportTask.objects.select_for_update().get(pk=task.pk)
-        changed = _changed(fresh, d)
-        if changed:
-            before = {"Status": fresh.status, "StatusMessage": fresh.status_message, "Progress": fresh.progress}
-            fresh.status, fresh.status_message, fresh.progress = status, message, progress
-            fresh.snapshot_details = snapshots
-            fresh.image_id = d.get("ImageId") or fresh.image_id
-            fresh.changed_at = now
-        fresh.polled_at = now
-        fresh.save()
-        if changed:
-            TaskStatusChange.objects.create(
-                task=fresh,
-                at=now,
-                status=status,
-                status_message=message,
-                progress=progress,
-                snapshot_details=snapshots,
-            )
-            after = {"Status": status, "StatusMessage": message, "Progress": progress}
-            if fresh.image_id:
-                after["ImageId"] = fresh.image_id
-            audit.record(
-                "aws status changed",
-                task.request,
-                before=before,
-                after=after,
-                details={"import_task_id": task.import_task_id},
-            )
-        for name in ("status", "status_message", "progress", "snapshot_details", "image_id", "changed_at", "polled_at"):
-            setattr(task, name, getattr(fresh, name))
-        if task.is_final:
-            finish_request(task)
-    return changed
+        if unchanged:
+            ImportTask.objects.filter(pk__in=unchanged).update(polled_at=now)
+        if not changes:
+            return []
+        stored = {
+            row[0]: row[1:]
+            for row in ImportTask.objects.select_for_update()
+            .filter(pk__in=[task.pk for task, _ in changes])
+            .values_list("pk", "status", "status_message", "progress", "snapshot_details", "image_id")
+        }
+        results, history, events, written = [], [], [], []
+        for task, d in changes:
+            if task.pk not in stored:  # its request was deleted meanwhile
+                results.append(False)
+                continue
+            status, message, progress, snapshots, image_id = stored[task.pk]
+            observed = _observed(status, image_id, d)
+            changed = observed != (status, message, progress, snapshots, image_id)
+            if changed:
+                history.append((task.pk, now, *observed[:4]))
+                after = {"Status": observed[0], "StatusMessage": observed[1], "Progress": observed[2]}
+                if observed[4]:
+                    after["ImageId"] = observed[4]
+                events.append(
+                    audit.Entry(
+                        "aws status changed",
+                        task.request_id,
+                        before={"Status": status, "StatusMessage": message, "Progress": progress},
+                        after=after,
+                        details={"import_task_id": task.import_task_id},
+                    )
+                )
+                task.status, task.status_message, task.progress, task.snapshot_details, task.image_id = observed
+                task.changed_at = now
+            else:  # as another writer stored it meanwhile
+                task.status, task.status_message, task.progress, task.snapshot_details, task.image_id = stored[task.pk]
+            task.polled_at = now
+            written.append(task)
+            results.append(changed)
+        bulkwrite.update_rows(ImportTask, TASK_FIELDS, [[getattr(t, f) for f in TASK_FIELDS] + [t.pk] for t in written])
+        bulkwrite.insert_rows(TaskStatusChange, CHANGE_FIELDS, history)
+        audit.record_many(events)
+        for task in written:
+            if task.is_final:
+                finish_request(task)
+    return results
 
 
 def finish_request(task: ImportTask) -> bool:
@@ -358,19 +410,26 @@ def progress_of(description: dict) -> int | None:
         return None
 
 
-def _observed(task: ImportTask, d: dict[str, Any]) -> tuple[str, str, int | None, list, str]:
-    """Status, StatusMessage, Progress, SnapshotDetails and ImageId of a DescribeImportImageTasks entry."""
+def _observed(status: str, image_id: str, d: dict[str, Any]) -> tuple[str, str, int | None, list, str]:
+    """Status, StatusMessage, Progress, SnapshotDetails and ImageId of a DescribeImportImageTasks entry
+    (for a task stored with `status` and `image_id`, which an entry without them keeps)."""
     return (
-        d.get("Status", task.status),
+        d.get("Status", status),
         d.get("StatusMessage", ""),
         progress_of(d),
         d.get("SnapshotDetails", []),
-        d.get("ImageId") or task.image_id,
+        d.get("ImageId") or image_id,
     )
 
 
 def _changed(task: ImportTask, d: dict[str, Any]) -> bool:
-    return _observed(task, d) != (task.status, task.status_message, task.progress, task.snapshot_details, task.image_id)
+    return _observed(task.status, task.image_id, d) != (
+        task.status,
+        task.status_message,
+        task.progress,
+        task.snapshot_details,
+        task.image_id,
+    )
 
 
 def mark_lost(task: ImportTask) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -74,3 +76,22 @@ def disk_progress(snapshot_details: list[dict]) -> list[dict]:
             }
         )
     return disks
+
+
+def rough_duration(value: timedelta) -> str:
+    """A running import's time to the minute (`under a minute`, `3 min`, `1 h 02 min`).
+
+    To the minute, not the second: the progress partial then stays the same between two polls
+    (2 s apart) unless AWS reported something, so an unchanged poll is answered 304.
+    """
+    minutes = max(0, int(value.total_seconds())) // 60
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min" if minutes else "under a minute"
+
+
+def fingerprint(shown: list[object]) -> str:
+    """A strong ETag (quoted) for the values a page shows: equal values, equal tags."""
+    payload = json.dumps(shown, sort_keys=True, separators=(",", ":"), default=str)
+    return '"' + hashlib.sha256(payload.encode()).hexdigest()[:32] + '"'

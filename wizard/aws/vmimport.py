@@ -35,10 +35,13 @@ def import_image(params: dict[str, Any]) -> dict[str, Any]:
         raise _raise_from(exc) from exc
 
 
-def describe_import_image_tasks(task_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """Every task of `task_ids`, asking for up to DESCRIBE_BATCH ids per call, with pagination."""
+def describe_import_image_tasks(task_ids: Iterable[str], ec2: Any = None) -> Iterator[dict[str, Any]]:
+    """Every task of `task_ids`, asking for up to DESCRIBE_BATCH ids per call, with pagination.
+
+    `ec2`: a client to reuse (the poller makes one per cycle: making one costs more than a call).
+    """
     ids = list(task_ids)
-    ec2 = client("ec2")
+    ec2 = ec2 or client("ec2")
     paginator = ec2.get_paginator("describe_import_image_tasks")
     for start in range(0, len(ids), DESCRIBE_BATCH):
         batch = ids[start : start + DESCRIBE_BATCH]

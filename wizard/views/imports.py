@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from datetime import timedelta
 
 from django.conf import settings
@@ -10,17 +12,21 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import get_template
 from django.utils import timezone
+from django.utils.cache import get_conditional_response, patch_cache_control
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from wizard import cancelling, failures, progress, statemachine, submission
 from wizard.cli_format import to_cli_command, to_cli_json
 from wizard.forms import CancelForm, error_summary
 from wizard.http import AuthenticatedHttpRequest
-from wizard.models import ImportRequest
+from wizard.models import ImportRequest, ImportTask
 from wizard.review import ReviewError
 from wizard.selectors import visible_requests
 from wizard.statemachine import TransitionError
+from wizard.templatetags.wizard_tags import duration
 
 POLLING_STATUSES = (ImportRequest.Status.SUBMITTED, ImportRequest.Status.APPROVED, ImportRequest.Status.IMPORTING)
 
@@ -55,11 +61,23 @@ def request_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def request_progress(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
-    """The htmx partial polled by the request's page; reads only the database, never AWS."""
+    """The htmx partial polled by the request's page; reads only the database, never AWS.
+
+    Answered 304 when nothing it shows changed: its ETag is a hash of the values the
+    template shows, computed after the access check and without rendering. The browser
+    revalidates (Cache-Control: no-cache) and hands htmx the cached 200, so the page stays.
+    """
     # The requester's own request first: one query, no permission look-ups on this hot path.
     own = ImportRequest.objects.select_related("import_task").filter(pk=pk, owner=request.user).first()
     import_request = own or get_object_or_404(visible_requests(request.user).select_related("import_task"), pk=pk)
-    return render(request, "imports/_progress.html", _progress_context(import_request))
+    context = _progress_context(import_request)
+    etag = progress_etag(context)
+    response = get_conditional_response(request, etag=etag)
+    if response is None:
+        response = render(request, "imports/_progress.html", context)
+    response.headers["ETag"] = etag
+    patch_cache_control(response, private=True, no_cache=True)
+    return response
 
 
 @login_required
@@ -112,15 +130,59 @@ def _progress_context(import_request: ImportRequest) -> dict[str, object]:
     if task is not None:
         failed = import_request.status in (ImportRequest.Status.FAILED, ImportRequest.Status.CANCELLED)
         elapsed = (task.changed_at if task.is_final else now) - task.created_at
+        time_left = None if task.is_final else progress.time_left(elapsed, task.progress)
+        stalled = progress.is_stalled(task.changed_at, now, task.is_final, timedelta(minutes=settings.STALL_MINUTES))
         context.update(
             stepper=progress.stepper(task.status, task.status_message, failed),
             disks=progress.disk_progress(task.snapshot_details),
-            elapsed=elapsed,
-            time_left=None if task.is_final else progress.time_left(elapsed, task.progress),
-            stalled=progress.is_stalled(task.changed_at, now, task.is_final, timedelta(minutes=settings.STALL_MINUTES)),
+            # A running import's times to the minute: the partial does not change between polls.
+            elapsed_text=duration(elapsed) if task.is_final else progress.rough_duration(elapsed),
+            time_left_text=_about(time_left) if time_left is not None else "",
+            stalled_for=timesince(task.changed_at, now) if stalled else "",
             console_url=_console_url(task.image_id),
         )
     return context
+
+
+def _about(value: timedelta) -> str:
+    rough = progress.rough_duration(value)
+    return rough if value < timedelta(minutes=1) else f"about {rough}"
+
+
+def progress_etag(context: dict[str, object]) -> str:
+    """The ETag of the progress partial: every value it shows (the request's and task's fields,
+    the times as shown), and the template's own source. No rendering, no query."""
+    req = context["req"]
+    task = context["task"]
+    assert isinstance(req, ImportRequest)
+    shown: list[object] = [
+        _template_source_hash(),
+        req.pk,
+        req.status,
+        req.failure_message,
+        context.get("elapsed_text"),
+        context.get("time_left_text"),
+        context.get("stalled_for"),
+        context.get("console_url"),
+    ]
+    if isinstance(task, ImportTask):
+        shown += [
+            task.import_task_id,
+            task.status,
+            task.status_message,
+            task.progress,
+            task.image_id,
+            task.snapshot_details,
+            task.attention,
+        ]
+    return progress.fingerprint(shown)
+
+
+@functools.cache
+def _template_source_hash() -> str:
+    """A new template (a deploy) makes new ETags: a browser's cached partial is not reused."""
+    source = get_template("imports/_progress.html").template.source  # type: ignore[attr-defined]
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 def _console_url(image_id: str) -> str:
