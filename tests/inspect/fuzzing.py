@@ -382,7 +382,46 @@ def _fields_of(r: Reader) -> tuple[list[FieldAt], dict[str, tuple[int, int, int,
             )
             esp = _u(head, "<Q", 1024 + 32) * 512
             add(esp, FAT_BOOT, "<")
+            starts = [_u(head, "<Q", 1024 + 128 * i + 32) * 512 for i in range(4)]
+        else:
+            starts = [_u(head, "<I", 446 + 16 * i + 8) * 512 for i in range(4)]
+        for start in starts:  # the guest's ext4 file systems: superblock, group 0, root inode
+            if 0 < start < size and r.read(start + 1024 + 56, 2) == b"\x53\xef":
+                _ext4_fields(r, start, add)
     return fields, guards
+
+
+EXT4_SUPERBLOCK = [
+    (0, 4, "s_inodes_count"),
+    (4, 4, "s_blocks_count"),
+    (20, 4, "s_first_data_block"),
+    (24, 4, "s_log_block_size"),
+    (32, 4, "s_blocks_per_group"),
+    (40, 4, "s_inodes_per_group"),
+    (76, 4, "s_rev_level"),
+    (88, 2, "s_inode_size"),
+    (96, 4, "s_feature_incompat"),
+    (254, 2, "s_desc_size"),
+    (336, 4, "s_blocks_count_hi"),
+]
+
+
+def _ext4_fields(r: Reader, start: int, add: Callable[..., None]) -> None:
+    """An ext4 file system's superblock, first group descriptor and root inode (its size, flags
+    and extent tree root), where the guest inspection starts reading."""
+    sb = r.read(start + 1024, 1024)
+    add(start + 1024, EXT4_SUPERBLOCK, "<")
+    block = 1024 << min(6, _u(sb, "<I", 24))
+    gdt = start + (_u(sb, "<I", 20) + 1) * block
+    add(gdt, [(8, 4, "bg_inode_table"), (0x28, 4, "bg_inode_table_hi")], "<")
+    table = _u(r.read(gdt + 8, 4), "<I", 0)
+    inode = start + table * block + _u(sb, "<H", 88)  # inode 2
+    add(
+        inode,
+        [(0, 2, "i_mode"), (4, 4, "i_size"), (32, 4, "i_flags"), (40, 2, "eh_magic"), (42, 2, "eh_entries")]
+        + [(46, 2, "eh_depth"), (52, 4, "ee_block"), (56, 2, "ee_len"), (58, 2, "ee_start_hi"), (60, 4, "ee_start")],
+        "<",
+    )
 
 
 MBR_ENTRY = [(0, 1, "status"), (4, 1, "type"), (8, 4, "start"), (12, 4, "sectors")]
