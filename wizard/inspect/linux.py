@@ -503,7 +503,7 @@ def _boot_entry(g: _Guest, info: GuestInfo) -> list[Finding]:
     if entries and (not cfg or "blscfg" in cfg):
         info.boot_loader = "grub-bls"
         default = _grub_default(cfg)
-        info.default_entry = short(saved or default, 120)
+        info.default_entry = short(saved or ("" if default.startswith("${") else default), 120)
         if not saved and (not default or default.startswith("${")):
             return [
                 _finding(
