@@ -176,3 +176,47 @@ def convert(raw: Path, fmt: str) -> Path:
     out = raw.with_suffix("." + fmt)
     _run(tool("qemu-img"), "convert", "-f", "raw", "-O", driver, "-o", options, str(raw), str(out))
     return out
+
+
+def assemble(out: Path, parts: list[tuple[int, Path | None]], size_mib: int = 0) -> Path:
+    """An MBR disk whose partitions (1 MiB apart from the start) hold the given partition images,
+    (size in MiB, image file or None for an empty partition), the first one active."""
+    total = size_mib or 2 + sum(size for size, _ in parts)
+    out.unlink(missing_ok=True)
+    subprocess.run(["truncate", "-s", f"{total}M", str(out)], check=True)
+    lines, start = [], 1
+    for i, (size, _) in enumerate(parts):
+        lines.append(f"start={start * 2048},size={size * 2048},type=83" + (",bootable" if i == 0 else ""))
+        start += size
+    script = "label: dos\n" + "\n".join(lines) + "\n"
+    subprocess.run([tool("sfdisk"), "-q", str(out)], input=script.encode(), check=True, capture_output=True)
+    start = 1
+    with open(out, "r+b") as disk:
+        for size, image in parts:
+            if image is not None:
+                disk.seek(start * MiB)
+                with open(image, "rb") as part:
+                    disk.write(part.read(size * MiB))
+            start += size
+    return out
+
+
+def partition_image(path: Path, size_mib: int) -> Path:
+    path.unlink(missing_ok=True)
+    subprocess.run(["truncate", "-s", f"{size_mib}M", str(path)], check=True)
+    return path
+
+
+def lvm_label(path: Path, size_mib: int, pv_uuid: str = "AbCdEf" + "0" * 26) -> Path:
+    """A partition image with an LVM physical volume's label (sector 1: LABELONE, LVM2 001)."""
+    partition_image(path, size_mib)
+    label = bytearray(512)
+    label[0:8] = b"LABELONE"
+    struct.pack_into("<Q", label, 8, 1)
+    struct.pack_into("<I", label, 20, 32)
+    label[24:32] = b"LVM2 001"
+    label[32:64] = pv_uuid.encode()[:32]
+    with open(path, "r+b") as f:
+        f.seek(512)
+        f.write(label)
+    return path

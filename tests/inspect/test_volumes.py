@@ -1,0 +1,85 @@
+"""Volumes the guest check cannot or need not read into: LUKS, LVM, Btrfs, XFS, swap, made by
+the real tools (cryptsetup luksFormat, mkfs.btrfs --rootdir, mkfs.xfs, mkswap) on partition
+files, assembled into a disk."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from wizard.inspect import FileReader, inspect_image
+
+from . import guests
+from .conftest import require_tools, tool
+
+TOOLS = ("cryptsetup", "mkfs.xfs", "mkfs.btrfs", "mkswap")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_tools()
+    missing = [t for t in TOOLS if not Path(tool(t)).exists() and not shutil.which(t)]
+    if missing:
+        import os
+
+        message = f"missing {missing}: apt-get install cryptsetup-bin xfsprogs btrfs-progs util-linux"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return tmp_path_factory.mktemp("volumes")
+
+
+def codes(report) -> dict[str, str]:
+    return {f.code: f.severity for f in report.findings}
+
+
+def test_luks_volume_is_an_error(work: Path) -> None:
+    part = guests.partition_image(work / "luks.part", 20)
+    fast = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"]
+    luks = [tool("cryptsetup"), "luksFormat", "-q", "--type", "luks2", *fast, "--key-file", "-", str(part)]
+    subprocess.run(luks, input=b"secret", check=True, capture_output=True)
+    report = inspect_image(FileReader(guests.assemble(work / "luks.raw", [(20, part)])))
+    assert codes(report)["luks"] == "error"
+    assert report.guest.filesystems[0]["type"] == "luks"
+    assert "cryptsetup reencrypt --decrypt" in next(f.message for f in report.findings if f.code == "luks")
+
+
+def test_btrfs_and_xfs_roots_are_named_not_misjudged(work: Path) -> None:
+    tree = work / "tree"
+    guests.write_tree(tree, {"etc/os-release": guests.os_release("opensuse-leap", "15.5")})
+    btrfs = guests.partition_image(work / "btrfs.part", 120)
+    subprocess.run(
+        [tool("mkfs.btrfs"), "-q", "-f", "--rootdir", str(tree), str(btrfs)], check=True, capture_output=True
+    )
+    xfs = guests.partition_image(work / "xfs.part", 300)
+    subprocess.run([tool("mkfs.xfs"), "-q", "-f", "-L", "data", str(xfs)], check=True, capture_output=True)
+    report = inspect_image(FileReader(guests.assemble(work / "btrfs-xfs.raw", [(120, btrfs), (300, xfs)])))
+    found = codes(report)
+    assert found["btrfs"] == "warning" and found["xfs"] == "info"
+    assert "no-os" not in found  # the root may be on them: not read, so not judged missing
+    kinds = [(s["type"], s["label"]) for s in report.guest.filesystems]
+    assert kinds == [("btrfs", ""), ("xfs", "data")]
+
+
+def test_lvm_physical_volume(work: Path) -> None:
+    pv = guests.lvm_label(work / "pv.part", 8)
+    report = inspect_image(FileReader(guests.assemble(work / "lvm.raw", [(8, pv)])))
+    assert codes(report)["lvm"] == "info"
+    assert report.guest.filesystems[0]["type"] == "lvm"
+
+
+def test_fstab_names_swap_by_uuid(work: Path) -> None:
+    swap = guests.partition_image(work / "swap.part", 8)
+    uuid = "7d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    subprocess.run([tool("mkswap"), "-U", uuid, str(swap)], check=True, capture_output=True)
+    root, _ = guests.linux()
+    root["etc/fstab"] = guests.fstab(f"UUID={guests.ROOT_UUID} / ext4 defaults 0 1", f"UUID={uuid} none swap sw 0 0")
+    disk = guests.build_disk(work / "root.raw", root, size_mib=40)
+    rootfs = work / "root.part"
+    subprocess.run(["dd", f"if={disk}", f"of={rootfs}", "bs=1M", "skip=1", "count=39"], check=True, capture_output=True)
+    report = inspect_image(FileReader(guests.assemble(work / "swap.raw", [(39, rootfs), (8, swap)])))
+    assert report.ok, report.findings
+    assert [s["type"] for s in report.guest.filesystems] == ["ext4", "swap"]
