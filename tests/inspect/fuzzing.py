@@ -68,6 +68,7 @@ IMAGES = [
     "gpt.qcow2",
     "mbr.qcow2",
     "gpt.ova",
+    "xfs-bls.raw",  # a RHEL-like guest: XFS root, BLS entries without a default
 ]
 INTERESTING = [
     0,
@@ -388,6 +389,8 @@ def _fields_of(r: Reader) -> tuple[list[FieldAt], dict[str, tuple[int, int, int,
         for start in starts:  # the guest's ext4 file systems: superblock, group 0, root inode
             if 0 < start < size and r.read(start + 1024 + 56, 2) == b"\x53\xef":
                 _ext4_fields(r, start, add)
+            elif 0 < start < size and r.read(start, 4) == b"XFSB":
+                _xfs_fields(r, start, add)
     return fields, guards
 
 
@@ -404,6 +407,41 @@ EXT4_SUPERBLOCK = [
     (254, 2, "s_desc_size"),
     (336, 4, "s_blocks_count_hi"),
 ]
+
+
+XFS_SUPERBLOCK = [
+    (4, 4, "sb_blocksize"),
+    (8, 8, "sb_dblocks"),
+    (56, 8, "sb_rootino"),
+    (84, 4, "sb_agblocks"),
+    (88, 4, "sb_agcount"),
+    (100, 2, "sb_versionnum"),
+    (104, 2, "sb_inodesize"),
+    (120, 1, "sb_blocklog"),
+    (123, 1, "sb_inopblog"),
+    (124, 1, "sb_agblklog"),
+    (192, 1, "sb_dirblklog"),
+    (216, 4, "sb_features_incompat"),
+]
+
+
+def _xfs_fields(r: Reader, start: int, add: Callable[..., None]) -> None:
+    """An XFS file system's superblock (big-endian; CRCs are not checked by the reader) and its
+    root directory's inode: mode, format, size, extent count, fork offset and short-form header."""
+    sb = r.read(start, 512)
+    add(start, XFS_SUPERBLOCK, ">")
+    blocklog, inopblog, agblklog = sb[120], sb[123], sb[124]
+    rootino = _u(sb, ">Q", 56)
+    bits = agblklog + inopblog
+    ag, agino = rootino >> bits, rootino & ((1 << bits) - 1)
+    block = ag * _u(sb, ">I", 84) + (agino >> inopblog)
+    inode = start + (block << blocklog) + (agino & ((1 << inopblog) - 1)) * _u(sb, ">H", 104)
+    add(
+        inode,
+        [(2, 2, "di_mode"), (5, 1, "di_format"), (56, 8, "di_size"), (76, 4, "di_nextents"), (82, 1, "di_forkoff")]
+        + [(176, 1, "sf_count"), (177, 1, "sf_i8count"), (182, 1, "sf_namelen")],
+        ">",
+    )
 
 
 def _ext4_fields(r: Reader, start: int, add: Callable[..., None]) -> None:

@@ -191,13 +191,11 @@ def assemble(out: Path, parts: list[tuple[int, Path | None]], size_mib: int = 0)
     script = "label: dos\n" + "\n".join(lines) + "\n"
     subprocess.run([tool("sfdisk"), "-q", str(out)], input=script.encode(), check=True, capture_output=True)
     start = 1
-    with open(out, "r+b") as disk:
-        for size, image in parts:
-            if image is not None:
-                disk.seek(start * MiB)
-                with open(image, "rb") as part:
-                    disk.write(part.read(size * MiB))
-            start += size
+    for size, image in parts:
+        if image is not None:  # dd keeps the holes of sparse partition images (an XFS needs 300 MiB)
+            dd = ["dd", f"if={image}", f"of={out}", "bs=1M", f"seek={start}", f"count={size}", "conv=notrunc,sparse"]
+            subprocess.run(dd, check=True, capture_output=True)
+        start += size
     return out
 
 
@@ -220,3 +218,49 @@ def lvm_label(path: Path, size_mib: int, pv_uuid: str = "AbCdEf" + "0" * 26) -> 
         f.seek(512)
         f.write(label)
     return path
+
+
+def protofile(tree: Path) -> str:
+    """mkfs.xfs's prototype file (-p) for the files under `tree`: directories, files, symlinks."""
+    lines = ["/dev/null", "0 0", "d--755 0 0"]
+
+    def walk(folder: Path, depth: int) -> None:
+        for entry in sorted(folder.iterdir()):
+            pad = " " * depth
+            if entry.is_symlink():
+                lines.append(f"{pad}{entry.name} l--777 0 0 {os.readlink(entry)}")
+            elif entry.is_dir():
+                lines.append(f"{pad}{entry.name} d--755 0 0")
+                walk(entry, depth + 1)
+                lines.append(f"{pad}$")
+            else:
+                lines.append(f"{pad}{entry.name} ---644 0 0 {entry}")
+
+    walk(tree, 1)
+    return "\n".join([*lines, "$", ""])
+
+
+def xfs_disk(out: Path, files: dict[str, bytes | str], boot: dict[str, bytes | str] | None = None) -> Path:
+    """An MBR disk whose root is XFS (mkfs.xfs -p), with an optional ext4 /boot before it."""
+    work = out.parent / (out.name + ".work")
+    shutil.rmtree(work, ignore_errors=True)
+    write_tree(work / "root", files)
+    (work / "proto").write_text(protofile(work / "root"))
+    root = partition_image(work / "root.part", 300)
+    subprocess.run(
+        [tool("mkfs.xfs"), "-q", "-f", "-m", f"uuid={ROOT_UUID}", "-p", str(work / "proto"), str(root)],
+        check=True,
+        capture_output=True,
+    )
+    parts: list[tuple[int, Path | None]] = []
+    if boot is not None:
+        disk = build_disk(work / "boot.raw", boot, size_mib=17, root_uuid=BOOT_UUID)
+        part = work / "boot.part"
+        subprocess.run(
+            ["dd", f"if={disk}", f"of={part}", "bs=1M", "skip=1", "count=16"], check=True, capture_output=True
+        )
+        parts.append((16, part))
+    parts.append((300, root))
+    assemble(out, parts)
+    shutil.rmtree(work, ignore_errors=True)
+    return out

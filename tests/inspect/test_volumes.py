@@ -58,8 +58,8 @@ def test_btrfs_and_xfs_roots_are_named_not_misjudged(work: Path) -> None:
     subprocess.run([tool("mkfs.xfs"), "-q", "-f", "-L", "data", str(xfs)], check=True, capture_output=True)
     report = inspect_image(FileReader(guests.assemble(work / "btrfs-xfs.raw", [(120, btrfs), (300, xfs)])))
     found = codes(report)
-    assert found["btrfs"] == "warning" and found["xfs"] == "info"
-    assert "no-os" not in found  # the root may be on them: not read, so not judged missing
+    assert found["btrfs"] == "warning"
+    assert "no-os" not in found  # the root may be on the Btrfs: not read, so not judged missing
     kinds = [(s["type"], s["label"]) for s in report.guest.filesystems]
     assert kinds == [("btrfs", ""), ("xfs", "data")]
 
@@ -83,3 +83,23 @@ def test_fstab_names_swap_by_uuid(work: Path) -> None:
     report = inspect_image(FileReader(guests.assemble(work / "swap.raw", [(39, rootfs), (8, swap)])))
     assert report.ok, report.findings
     assert [s["type"] for s in report.guest.filesystems] == ["ext4", "swap"]
+
+
+@pytest.mark.parametrize("separate_boot", [True, False])
+def test_rhel_like_guest_on_xfs_with_bls(work: Path, separate_boot: bool) -> None:
+    kernel = "4.18.0-372.9.1.el8_6.x86_64"
+    root, boot = guests.linux("rhel", "8.6", kernel, boot="bls", separate_boot=separate_boot)
+    disk = guests.xfs_disk(work / f"rhel-{separate_boot}.raw", root, boot)
+    report = inspect_image(FileReader(guests.convert(disk, "vhdx")))
+    g = report.guest
+    assert (g.distribution, g.version, g.architecture, g.boot_loader) == ("rhel", "8.6", "x86_64", "grub-bls")
+    assert g.root.endswith("(xfs)") and g.separate_boot == separate_boot and g.kernels == [kernel]
+    assert codes(report)["bls-no-default"] == "error"
+    assert "xfs" not in codes(report)  # read, so no "not checked" note
+
+
+def test_rhel_like_guest_on_xfs_with_a_default_entry(work: Path) -> None:
+    root, _ = guests.linux("rhel", "8.6", "4.18.0-372.9.1.el8_6.x86_64", boot="bls-default")
+    report = inspect_image(FileReader(guests.xfs_disk(work / "rhel-ok.raw", root)))
+    assert report.ok, report.findings
+    assert report.guest.default_entry == "abc123-4.18.0-372.9.1.el8_6.x86_64"

@@ -1,7 +1,7 @@
 """The guest operating system, read from its file systems: what VM Import would find, an hour early.
 
 From the partitions' file systems (`filesystems.identify`), the root file system (ext2/3/4, read
-by `ext4.Ext4`) gives the distribution and version (/etc/os-release or the older release
+by `ext4.Ext4`, or XFS, by `xfs.Xfs`) gives the distribution and version (/etc/os-release or the older release
 files, judged against `supported.LINUX`), the architecture (the ELF header of /sbin/init or the
 kernel image), the installed kernels (/boot, /lib/modules and the version inside the kernel
 image), the default boot entry (grub.cfg, grubenv's saved_entry, BLS entries) and /etc/fstab,
@@ -20,6 +20,7 @@ from .ext4 import Ext4, Ext4Error
 from .filesystems import MAX_PARTITIONS, FileSystem, identify
 from .reader import Reader
 from .report import ERROR, INFO, WARNING, Finding, ImageError, Partition, short
+from .xfs import Xfs
 
 UNKNOWN_OS = "ClientError: Unknown OS / Missing OS files."
 UNSUPPORTED_KERNEL = "ClientError: Unsupported kernel version"
@@ -91,11 +92,14 @@ def kernel_image(head: bytes) -> tuple[str, int | None]:
     return "", None
 
 
+FS = Ext4 | Xfs  # the file systems read: the same lookup, file and listdir
+
+
 @dataclass
 class _Guest:
-    root: Ext4
+    root: FS
     root_fs: FileSystem
-    boot: Ext4 | None  # a separate /boot
+    boot: FS | None  # a separate /boot
     boot_fs: FileSystem | None
 
     def boot_file(self, name: str, length: int = 64 * 1024) -> bytes | None:
@@ -114,10 +118,10 @@ class _Guest:
         return self.root.listdir("/boot/" + name if name else "/boot")
 
 
-def _open(guest: Reader, fs: FileSystem) -> Ext4 | None:
+def _open(guest: Reader, fs: FileSystem) -> FS | None:
     try:
-        return Ext4(guest, fs.start, fs.size)
-    except Ext4Error:
+        return Xfs(guest, fs.start, fs.size) if fs.type == "xfs" else Ext4(guest, fs.start, fs.size)
+    except Ext4Error:  # XfsError too
         return None
 
 
@@ -136,11 +140,11 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
     if any(s.type in ("ntfs", "bitlocker") for s in systems):
         info.os = "windows"
         return info, findings  # Windows guests: their checks are not part of this inspection yet
-    roots: list[tuple[Ext4, FileSystem]] = []
-    boots: list[tuple[Ext4, FileSystem]] = []
+    roots: list[tuple[FS, FileSystem]] = []
+    boots: list[tuple[FS, FileSystem]] = []
     unreadable: list[FileSystem] = []
     for s in systems:
-        if not s.type.startswith("ext"):
+        if not s.type.startswith("ext") and s.type != "xfs":
             continue
         fs = _open(guest, s)
         if fs is None:
@@ -237,21 +241,11 @@ def _volume_findings(systems: list[FileSystem]) -> list[Finding]:
                     "checked here.",
                 )
             )
-        elif s.type == "xfs":
-            found.append(
-                _finding(
-                    INFO,
-                    "xfs",
-                    f"{where} is XFS, which VM Import supports; this check reads only ext2/3/4 file systems, so an "
-                    "OS on XFS (RHEL-like distributions) is not checked: its release, kernels and boot entry are not "
-                    "verified.",
-                )
-            )
     return found
 
 
 def _no_root(systems: list[FileSystem]) -> list[Finding]:
-    if any(s.type in ("lvm", "luks", "xfs", "btrfs") for s in systems):
+    if any(s.type in ("lvm", "luks", "btrfs") for s in systems):
         return []  # the root is where this check does not read: the volume findings say so
     if not any(s.type for s in systems):
         return []  # nothing recognisable at all (a blank or synthetic disk): nothing to say of an OS
