@@ -103,3 +103,16 @@ def test_rhel_like_guest_on_xfs_with_a_default_entry(work: Path) -> None:
     report = inspect_image(FileReader(guests.xfs_disk(work / "rhel-ok.raw", root)))
     assert report.ok, report.findings
     assert report.guest.default_entry == "abc123-4.18.0-372.9.1.el8_6.x86_64"
+
+
+def test_windows_dynamic_disk_and_ntfs(work: Path) -> None:
+    ntfs = guests.partition_image(work / "ntfs.part", 8)
+    with open(ntfs, "r+b") as f:  # an NTFS boot sector's OEM id is what identifies it
+        f.write(b"\xebR\x90NTFS    " + bytes(499) + b"\x55\xaa")
+    disk = guests.assemble(work / "ntfs.raw", [(8, ntfs)])
+    report = inspect_image(FileReader(disk))
+    assert report.guest.os == "windows" and codes(report)["windows-not-checked"] == "info"
+    with open(disk, "r+b") as f:  # the partition's MBR type made 0x42: a dynamic disk
+        f.seek(446 + 4)
+        f.write(b"\x42")
+    assert codes(inspect_image(FileReader(disk)))["dynamic-disk"] == "error"

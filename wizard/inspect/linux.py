@@ -136,10 +136,20 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
             if s.type
         ]
     )
-    findings = _volume_findings(systems)
+    findings = _volume_findings(systems) + _dynamic_disk(partitions)
     if any(s.type in ("ntfs", "bitlocker") for s in systems):
         info.os = "windows"
-        return info, findings  # Windows guests: their checks are not part of this inspection yet
+        findings.append(
+            _finding(
+                INFO,
+                "windows-not-checked",
+                "The guest is Windows (NTFS). Its edition, build, language and free space are not checked by this "
+                "pre-flight: VM Import supports Windows Server 2003 to 2022 and client editions only in US English, "
+                "and Windows 11 (build 22000 or later) only with BootMode=uefi.",
+                Platform="Windows",
+            )
+        )
+        return info, findings
     roots: list[tuple[FS, FileSystem]] = []
     boots: list[tuple[FS, FileSystem]] = []
     unreadable: list[FileSystem] = []
@@ -242,6 +252,24 @@ def _volume_findings(systems: list[FileSystem]) -> list[Finding]:
                 )
             )
     return found
+
+
+LDM = {"0X42", "5808C8AA-7E8F-42E0-85D2-E1E90434CFB3", "AF9B60A0-1431-4F62-BC68-3311714A69AD"}
+
+
+def _dynamic_disk(partitions: list[Partition]) -> list[Finding]:
+    """A Windows dynamic disk (LDM): MBR type 0x42, or GPT's LDM metadata or data partitions."""
+    if not any(p.type.upper() in LDM for p in partitions):
+        return []
+    return [
+        _finding(
+            ERROR,
+            "dynamic-disk",
+            "The disk is a Windows dynamic disk (Logical Disk Manager partitions). VM Import does not support "
+            "dynamic disks: convert it to a basic disk (Disk Management, or diskpart's convert basic after "
+            "backing up its volumes) before exporting the image.",
+        )
+    ]
 
 
 def _no_root(systems: list[FileSystem]) -> list[Finding]:
