@@ -203,3 +203,17 @@ def test_the_table_judges_versions() -> None:
     assert judge("rhel", "9.4").status == "not-checked"
     assert judge("alpine", "3.19").status == "unsupported-os"
     assert judge("amzn", "2023").row is not None and judge("amzn", "2023").row.kernels == ("6.1",)
+
+
+def test_the_guest_costs_the_same_reads_on_a_1_gib_and_a_64_gib_disk(tmp_path: Path) -> None:
+    require_tools()
+    seen = []
+    for size_mib in (1024, 64 * 1024):  # sparse files: mkfs.ext4 initialises inode tables lazily
+        disk = guests.build_disk(tmp_path / f"{size_mib}.raw", *guests.linux(), table="gpt", size_mib=size_mib)
+        reader = CountingReader(FileReader(disk))
+        report = inspect_image(reader)
+        assert report.ok and report.guest.distribution == "debian"
+        seen.append((len(reader.reads), reader.total))
+        disk.unlink()
+    assert seen[0] == seen[1]
+    assert seen[0][0] <= 64 and seen[0][1] <= 16 * 1024 * 1024  # measured: 12 reads, 480 KiB
