@@ -2,10 +2,11 @@
 # The system packages the tests need, in one place: `make test` and `.ci/run` both call this.
 #   chromium, fonts-dejavu-core   the browser tests (Playwright drives Debian's Chromium)
 #   qemu-utils ... python3-vmdkstream   the disk tools that build the test image corpus
+#   xfsprogs btrfs-progs cryptsetup-bin  the guest volumes of the deep pre-flight's tests
 # Installs what is missing with apt-get when run as root; otherwise prints the one command
 # to run and exits 1, before any test runs.
 set -euo pipefail
-PACKAGES=(chromium fonts-dejavu-core curl jq qemu-utils gdisk fdisk dosfstools e2fsprogs mtools python3-vmdkstream)
+PACKAGES=(chromium fonts-dejavu-core curl jq qemu-utils gdisk fdisk dosfstools e2fsprogs mtools python3-vmdkstream xfsprogs btrfs-progs cryptsetup-bin)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -48,6 +48,8 @@ MATRIX = [
     # Only the owner reaches the sources endpoint of a draft, and even they may not add a
     # location nobody granted them (400, the message next to the field; nothing saved).
     ("POST", "wizard-source", "draft", {"anonymous": LOGIN, "requester_a": 400, "*": 404}),
+    # A one-click fix: only the owner of a draft; the draft's image suggests nothing here (400).
+    ("POST", "wizard-fix", "draft", {"anonymous": LOGIN, "requester_a": 400, "*": 404}),
     # "Import again" of a request: whoever may see it and make requests (the copy keeps only
     # the disks the new owner may import: test_a_duplicate_keeps_only_what_the_copier_may_import).
     ("POST", "request-duplicate", "submitted", {"anonymous": LOGIN, "requester_b": 404, "auditor": 403, "*": 302}),
@@ -82,6 +84,7 @@ MATRIX = [
 DATA = {
     "review-decide": {"decision": "approve"},
     "wizard-source": {"kind": "s3", "s3_bucket": "bucket-one", "s3_key": "somebody-elses/disk.raw"},
+    "wizard-fix": {"parameter": "BootMode"},
     "batch-action": {"confirm": "yes"},
     "batch-review": {"decision": "approve"},
 }
@@ -176,6 +179,7 @@ STATE_CHANGING = [
     ("review-decide", "submitted", {"decision": "approve"}),
     ("wizard-start", None, {}),
     ("wizard-source", "draft", {"kind": "remove", "container": "1"}),
+    ("wizard-fix", "draft", {"parameter": "BootMode"}),
     ("request-duplicate", "submitted", {}),
     ("logout", None, {}),
 ]
@@ -183,7 +187,7 @@ STATE_CHANGING = [
 
 @pytest.mark.parametrize("name,obj,data", STATE_CHANGING, ids=[s[0] for s in STATE_CHANGING])
 def test_csrf_is_enforced_on_every_state_change(world, name, obj, data):
-    owner_acts = ("request-submit", "wizard-start", "wizard-source", "request-duplicate")
+    owner_acts = ("request-submit", "wizard-start", "wizard-source", "request-duplicate", "wizard-fix")
     role = "requester_a" if name in owner_acts else "reviewer"
     client = _client(world, role, enforce_csrf_checks=True)
     response = client.post(_url(world, name, obj), data)

@@ -197,6 +197,7 @@ RECORDED = {
     "failed": {"details": {"message": "m"}},
     "failed validation": {"details": {"message": "m"}},
     "failed source check": {"details": {"message": "m"}},
+    "failed account check": {"details": {"message": "m"}},
     "task lost": {"details": {"message": "m"}},
     "completed": {"details": {"image_id": AMI, "import_task_id": TASK}},
     "batch created": {"details": {"batch": 1, "name": "wave", "requests": 2}},

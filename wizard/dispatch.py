@@ -64,6 +64,14 @@ def dispatch(request_id: int) -> str | None:
     if refused:
         fail(request, "; ".join(f"{f.path}: {f.message}" for f in refused), action="failed source check")
         return None
+    # The account again (a role or policy may have changed since review). A missing role is left
+    # to ImportImage, which refuses it at once; the rest AWS would find only an hour into the task.
+    from wizard.preflight import account_problems
+
+    problems = [p for p in account_problems(request) if p.severity == "error" and not p.missing_role]
+    if problems:
+        fail(request, "; ".join(f"{p.path}: {p.message}" for p in problems), action="failed account check")
+        return None
     try:
         answer = vmimport.import_image(importspec.to_api_params(spec))
     except vmimport.ImportCallError as exc:

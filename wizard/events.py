@@ -606,6 +606,7 @@ SENTENCES: dict[str, Callable[[Event], list[Part]]] = {
     "failed": _failed(" failed"),
     "failed validation": _failed(" failed its last check before ImportImage"),
     "failed source check": _failed(" failed the source check before ImportImage"),
+    "failed account check": _failed(" failed the AWS account check before ImportImage"),
     "task lost": _failed(" failed: AWS no longer knows its import task"),
     "aws status changed": _aws_status_changed,
     "needs attention": _needs_attention,

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from wizard import audit, inspection, sources
-from wizard.aws import kms
+from wizard.aws import account, kms
 from wizard.models import DiskContainer, ImportRequest
 from wizard.steps import Placed, placed_findings
 
@@ -254,6 +254,48 @@ def all_findings(request: ImportRequest, check_aws: bool = False) -> list[Placed
                     ),
                 )
             )
+    if check_aws:
+        found += account_findings(request, containers)
+    return found
+
+
+def account_sources(containers) -> list[account.Source]:
+    sources = []
+    for i, container in enumerate(containers):
+        location = s3_location(container)
+        if location is not None:
+            sources.append(account.Source(i, bucket=location[0], key=location[1]))
+        elif container.snapshot_id:
+            sources.append(account.Source(i, snapshot_id=container.snapshot_id))
+    return sources
+
+
+def account_problems(request: ImportRequest, containers=None) -> list[account.Problem]:
+    """What the AWS account lacks for this request (wizard.aws.account): the service role, its
+    trust and permissions, the buckets' region, snapshot sources."""
+    containers = list(containers if containers is not None else request.disk_containers.all())
+    return account.problems(
+        role_name=request.role_name,
+        region=settings.AWS_REGION,
+        sources=account_sources(containers),
+        kms_key_id=request.kms_key_id,
+        encrypted=bool(request.encrypted),
+    )
+
+
+ACCOUNT_FIELDS = {"RoleName": ("details", "role_name"), "KmsKeyId": ("encryption", "kms_key_id")}
+
+
+def account_findings(request: ImportRequest, containers) -> list[Placed]:
+    """The account's problems placed on the wizard's steps: the role on Details, the key on
+    Encryption, buckets and snapshots on their disk."""
+    found = []
+    for p in account_problems(request, containers):
+        if p.disk is not None:
+            step, field = "upload", f"disk-{p.disk}"
+        else:
+            step, field = ACCOUNT_FIELDS.get(p.path, ("details", "role_name"))
+        found.append(Placed(step, field, p.path, p.message, severity=p.severity))
     return found
 
 

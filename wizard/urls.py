@@ -20,6 +20,7 @@ urlpatterns = [
     path("imports/<int:pk>/edit/<str:name>/", wizard.step, name="wizard-step"),
     path("imports/<int:pk>/sources/", wizard.add_source, name="wizard-source"),
     path("imports/<int:pk>/dry-run/", wizard.dry_run, name="wizard-dry-run"),
+    path("imports/<int:pk>/fix/", wizard.apply_fix, name="wizard-fix"),
     path("disks/<int:pk>/inspection/", inspection.container_inspection, name="container-inspection"),
     path("imports/<int:pk>/duplicate/", drafts.duplicate, name="request-duplicate"),
     path("imports/<int:pk>/delete/", drafts.delete, name="draft-delete"),

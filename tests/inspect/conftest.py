@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).with_name("make-corpus.sh")
-TOOLS = ("qemu-img", "sgdisk", "sfdisk", "mkfs.vfat", "mkfs.ext4", "mcopy")
+TOOLS = ("qemu-img", "sgdisk", "sfdisk", "mkfs.vfat", "mkfs.ext4", "mcopy", "mkfs.xfs")
 VMDKSTREAM = Path("/usr/lib/python3/dist-packages/VMDKstream.py")
-PACKAGES = "qemu-utils gdisk fdisk dosfstools e2fsprogs mtools python3-vmdkstream"
+PACKAGES = "qemu-utils gdisk fdisk dosfstools e2fsprogs mtools python3-vmdkstream xfsprogs"
 
 
 @pytest.fixture(autouse=True)

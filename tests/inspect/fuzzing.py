@@ -68,6 +68,7 @@ IMAGES = [
     "gpt.qcow2",
     "mbr.qcow2",
     "gpt.ova",
+    "xfs-bls.raw",  # a RHEL-like guest: XFS root, BLS entries without a default
 ]
 INTERESTING = [
     0,
@@ -382,7 +383,83 @@ def _fields_of(r: Reader) -> tuple[list[FieldAt], dict[str, tuple[int, int, int,
             )
             esp = _u(head, "<Q", 1024 + 32) * 512
             add(esp, FAT_BOOT, "<")
+            starts = [_u(head, "<Q", 1024 + 128 * i + 32) * 512 for i in range(4)]
+        else:
+            starts = [_u(head, "<I", 446 + 16 * i + 8) * 512 for i in range(4)]
+        for start in starts:  # the guest's ext4 file systems: superblock, group 0, root inode
+            if 0 < start < size and r.read(start + 1024 + 56, 2) == b"\x53\xef":
+                _ext4_fields(r, start, add)
+            elif 0 < start < size and r.read(start, 4) == b"XFSB":
+                _xfs_fields(r, start, add)
     return fields, guards
+
+
+EXT4_SUPERBLOCK = [
+    (0, 4, "s_inodes_count"),
+    (4, 4, "s_blocks_count"),
+    (20, 4, "s_first_data_block"),
+    (24, 4, "s_log_block_size"),
+    (32, 4, "s_blocks_per_group"),
+    (40, 4, "s_inodes_per_group"),
+    (76, 4, "s_rev_level"),
+    (88, 2, "s_inode_size"),
+    (96, 4, "s_feature_incompat"),
+    (254, 2, "s_desc_size"),
+    (336, 4, "s_blocks_count_hi"),
+]
+
+
+XFS_SUPERBLOCK = [
+    (4, 4, "sb_blocksize"),
+    (8, 8, "sb_dblocks"),
+    (56, 8, "sb_rootino"),
+    (84, 4, "sb_agblocks"),
+    (88, 4, "sb_agcount"),
+    (100, 2, "sb_versionnum"),
+    (104, 2, "sb_inodesize"),
+    (120, 1, "sb_blocklog"),
+    (123, 1, "sb_inopblog"),
+    (124, 1, "sb_agblklog"),
+    (192, 1, "sb_dirblklog"),
+    (216, 4, "sb_features_incompat"),
+]
+
+
+def _xfs_fields(r: Reader, start: int, add: Callable[..., None]) -> None:
+    """An XFS file system's superblock (big-endian; CRCs are not checked by the reader) and its
+    root directory's inode: mode, format, size, extent count, fork offset and short-form header."""
+    sb = r.read(start, 512)
+    add(start, XFS_SUPERBLOCK, ">")
+    blocklog, inopblog, agblklog = sb[120], sb[123], sb[124]
+    rootino = _u(sb, ">Q", 56)
+    bits = agblklog + inopblog
+    ag, agino = rootino >> bits, rootino & ((1 << bits) - 1)
+    block = ag * _u(sb, ">I", 84) + (agino >> inopblog)
+    inode = start + (block << blocklog) + (agino & ((1 << inopblog) - 1)) * _u(sb, ">H", 104)
+    add(
+        inode,
+        [(2, 2, "di_mode"), (5, 1, "di_format"), (56, 8, "di_size"), (76, 4, "di_nextents"), (82, 1, "di_forkoff")]
+        + [(176, 1, "sf_count"), (177, 1, "sf_i8count"), (182, 1, "sf_namelen")],
+        ">",
+    )
+
+
+def _ext4_fields(r: Reader, start: int, add: Callable[..., None]) -> None:
+    """An ext4 file system's superblock, first group descriptor and root inode (its size, flags
+    and extent tree root), where the guest inspection starts reading."""
+    sb = r.read(start + 1024, 1024)
+    add(start + 1024, EXT4_SUPERBLOCK, "<")
+    block = 1024 << min(6, _u(sb, "<I", 24))
+    gdt = start + (_u(sb, "<I", 20) + 1) * block
+    add(gdt, [(8, 4, "bg_inode_table"), (0x28, 4, "bg_inode_table_hi")], "<")
+    table = _u(r.read(gdt + 8, 4), "<I", 0)
+    inode = start + table * block + _u(sb, "<H", 88)  # inode 2
+    add(
+        inode,
+        [(0, 2, "i_mode"), (4, 4, "i_size"), (32, 4, "i_flags"), (40, 2, "eh_magic"), (42, 2, "eh_entries")]
+        + [(46, 2, "eh_depth"), (52, 4, "ee_block"), (56, 2, "ee_len"), (58, 2, "ee_start_hi"), (60, 4, "ee_start")],
+        "<",
+    )
 
 
 MBR_ENTRY = [(0, 1, "status"), (4, 1, "type"), (8, 4, "start"), (12, 4, "sectors")]

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from .detect import ADVICE, detect
 from .fat import has_file
 from .guest import Disk
+from .linux import inspect_guest
 from .ova import inspect_ova
 from .partitions import boot_mode, check_table, read_table
 from .qcow2 import open_qcow2
@@ -272,3 +273,6 @@ def _read_guest(disk: Disk, report: ImageReport) -> None:
                 "grub-install --removable, or copy the distribution's shimx64.efi/grubx64.efi there).",
             )
         )
+    if table.partitions and not any(f.severity == ERROR for f in table.findings):
+        report.guest, findings = inspect_guest(disk.guest, table.partitions)
+        report.findings += findings

@@ -319,6 +319,7 @@ def _take_first_disk(report: ImageReport, info: OvaInfo, nested: ImageReport) ->
     report.subformat, report.virtual_size = nested.subformat, nested.virtual_size
     report.partition_table, report.partitions = nested.partition_table, nested.partitions
     report.boot_mode_hint = nested.boot_mode_hint
+    report.guest = nested.guest  # the guest OS is the first disk's
     wanted = {"uefi": "efi", "legacy-bios": "bios"}.get(nested.boot_mode_hint)
     if wanted and wanted != info.firmware:
         report.findings.append(

@@ -186,6 +186,7 @@ def boot_mode(table: Table) -> tuple[str, list[Finding]]:
                 f"The disk boots with UEFI only ({table.kind.upper()} with an EFI System Partition and "
                 "no BIOS boot loader). Set BootMode=uefi in ImportImage: the default, "
                 "legacy-bios, gives an instance that does not boot.",
+                fix={"BootMode": "uefi"},
             )
         ]
     if esp and bios:

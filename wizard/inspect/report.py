@@ -19,6 +19,8 @@ class Finding:
     severity: str
     code: str
     message: str
+    # ImportImage parameters the image settles, e.g. {"BootMode": "uefi"}: offered as a one-click fix
+    fix: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,6 +69,7 @@ class ImageReport:
     boot_mode_hint: str = ""  # uefi | legacy-bios | "" (unknown, or either works)
     findings: list[Finding] = field(default_factory=list)
     ova: OvaInfo | None = None
+    guest: Any = None  # linux.GuestInfo: the guest OS as read from its file systems (None: not read)
 
     @property
     def ok(self) -> bool:

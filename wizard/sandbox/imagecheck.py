@@ -24,7 +24,13 @@ task as it reaches "validating" and answers the first failure, if any, as
     descriptor-only VMDK, or such a disk in an OVA ("validating":
     "ClientError: Disk validation failed [Unsupported VMDK File Format]");
   - no partition table ("converting": "ClientError: No valid partitions. Not
-    a valid volume.").
+    a valid volume.");
+  - the guest OS, as `wizard.inspect.linux` reads it: a distribution VM Import
+    does not support, no release files, no Linux root, or a LUKS volume
+    ("converting": "ClientError: Unknown OS / Missing OS files."); no kernel
+    ("updating": "ClientError: Unable to determine kernel version."); BLS
+    entries without a default ("updating": "ClientError: BLSC-style GRUB
+    found, but unable to detect default kernel").
 
 Leniency: the content checks (the last three) apply only to objects of at
 least `min_bytes` (default 64 KiB, SANDBOX_INSPECT_MIN_BYTES): tests and demos
@@ -80,6 +86,9 @@ NO_ACCESS = "ClientError: Disk validation failed [We do not have access to the g
 WRONG_FORMAT = "ClientError: Disk validation failed [Unsupported specified file format]"
 BAD_VMDK = "ClientError: Disk validation failed [Unsupported VMDK File Format]"
 NO_PARTITIONS = "ClientError: No valid partitions. Not a valid volume."
+UNKNOWN_OS = "ClientError: Unknown OS / Missing OS files."
+NO_KERNEL = "ClientError: Unable to determine kernel version."
+BLS_NO_DEFAULT = "ClientError: BLSC-style GRUB found, but unable to detect default kernel"
 
 # The inspector's finding codes the sandbox fails a task for, in the order they count.
 FAILING_FINDINGS = (
@@ -88,6 +97,13 @@ FAILING_FINDINGS = (
     ("vmdk-descriptor-only", "validating", BAD_VMDK),
     ("ova-disk-not-stream-optimized", "validating", BAD_VMDK),
     ("no-partitions", "converting", NO_PARTITIONS),
+    # the guest OS (wizard.inspect.linux): AWS finds these while converting and updating the guest
+    ("unsupported-os", "converting", UNKNOWN_OS),
+    ("unknown-os", "converting", UNKNOWN_OS),
+    ("no-os", "converting", UNKNOWN_OS),
+    ("luks", "converting", UNKNOWN_OS),
+    ("no-kernel", "updating", NO_KERNEL),
+    ("bls-no-default", "updating", BLS_NO_DEFAULT),
 )
 
 Failure = tuple[str, str]  # (stage name, StatusMessage)
@@ -392,7 +408,9 @@ def content_failure(
         print(f"sandbox: inspecting the image failed: {error!r}", file=sys.stderr, flush=True)
         return None
     codes = _codes(report)
-    for code, stage, message in FAILING_FINDINGS:
+    # The earliest stage wins (validating before converting before updating), then the order above.
+    order = {"validating": 0, "converting": 1, "updating": 2}
+    for code, stage, message in sorted(FAILING_FINDINGS, key=lambda f: order.get(f[1], 3)):
         if code in codes:
             return stage, message
     return None
@@ -442,7 +460,8 @@ class ImageChecks:
         failures = [self.disk_failure(account, region, role, disk, mode) for disk in task.disks]
         found = [f for f in failures if f is not None]
         # The earliest stage wins; among equals, the first disk.
-        return min(found, key=lambda f: 0 if f[0] == "validating" else 1) if found else None
+        order = {"validating": 0, "converting": 1, "updating": 2}
+        return min(found, key=lambda f: order.get(f[0], 3)) if found else None
 
     def disk_failure(self, account: str, region: str, role: Any, disk: dict[str, Any], mode: str) -> Failure | None:
         location = s3_location(disk)

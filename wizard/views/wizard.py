@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from wizard import drafts, preflight, sources, uploads
+from wizard import drafts, fixes, preflight, sources, uploads
 from wizard.aws import kms, vmimport
 from wizard.cli_format import to_cli_command, to_cli_json
 from wizard.forms import (
@@ -247,6 +247,8 @@ def _render(
         forms = {"s3": S3SourceForm(), "url": UrlSourceForm(), "snapshot": SnapshotSourceForm(), **(source_forms or {})}
         context.update(s3_form=forms["s3"], url_form=forms["url"], snapshot_form=forms["snapshot"])
         context["snapshots"], context["snapshots_error"] = _safe(lambda: sources.permitted_snapshots(request.user))
+    if name in ("licence", "review"):
+        context["fixes"] = fixes.suggested(draft)
     if name == "review":
         spec = draft.to_spec()
         context["cli_json"] = to_cli_json(spec)
@@ -303,6 +305,27 @@ def add_source(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
             return redirect(step_url(draft, "upload"))
     note = "Not added: see the message next to the field."
     return _with_status(_render(request, draft, "upload", source_forms={kind: form}, status_note=note), 400)
+
+
+@login_required
+@require_POST
+def apply_fix(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """A one-click fix: set the parameter the boot disk's image settles (wizard.fixes); the value
+    is the image's, never the posted one."""
+    draft = _draft(request, pk)
+    parameter = request.POST.get("parameter", "")
+    back = request.POST.get("step", "licence")
+    back = back if back in ("licence", "review") else "licence"
+    try:
+        fix = fixes.apply(draft, request.user, parameter)
+    except fixes.NoSuchFix:
+        messages.error(request, "The image suggests no such change (any more): nothing was changed.")
+        return _with_status(_render(request, draft, back), 400)
+    except drafts.Conflict:
+        messages.error(request, "This draft changed elsewhere: nothing was changed. Look again, then apply the fix.")
+        return redirect(step_url(draft, back))
+    messages.success(request, f"{fix.parameter} set to {fix.value}, as the image requires.")
+    return redirect(step_url(draft, back))
 
 
 def _with_status(response: HttpResponse, status: int) -> HttpResponse:
