@@ -35,7 +35,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from wizard import audit, audit_checkpoint, dispatch_queue
+from wizard import audit, audit_checkpoint, dispatch_queue, finishing
 from wizard.aws import vmimport
 from wizard.models import ImportRequest, ImportTask, TaskStatusChange
 from wizard.statemachine import change_status
@@ -321,6 +321,8 @@ def finish_request(task: ImportTask) -> bool:
     if request.status != ImportRequest.Status.IMPORTING:
         return False
     if task.status == "completed":
+        if finishing.start(request, task):  # the requester chose a name, tags, shares...: finished first
+            return True
         change_status(
             request,
             "complete",

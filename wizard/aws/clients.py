@@ -22,8 +22,9 @@ def _session(sandbox: bool, region: str) -> boto3.Session:
     return boto3.Session(region_name=region)  # the standard credential chain
 
 
-def client(service: str, **config: Any) -> Any:
-    """A boto3 client for `service` against the configured endpoint (sandbox or AWS)."""
-    session = _session(settings.AWS_SANDBOX, settings.AWS_REGION)
+def client(service: str, *, region: str | None = None, **config: Any) -> Any:
+    """A boto3 client for `service` against the configured endpoint (sandbox or AWS); `region`:
+    another region than AWS_REGION (a copy of an AMI there)."""
+    session = _session(settings.AWS_SANDBOX, region or settings.AWS_REGION)
     cfg = RETRY_CONFIG.merge(Config(**config)) if config else RETRY_CONFIG
     return session.client(service, endpoint_url=settings.AWS_ENDPOINT_URL or None, config=cfg)
