@@ -73,6 +73,13 @@ MATRIX = [
     ("GET", "batch-review", "batch", {"anonymous": LOGIN, "reviewer": 200, "admin": 200, "*": 403}),
     ("POST", "batch-review", "batch", {"anonymous": LOGIN, "reviewer": 302, "admin": 302, "*": 403}),
     ("GET", "api-tokens", None, {"anonymous": LOGIN, "*": 200}),
+    # Retrying a failed finishing step: the requester or a reviewer (wizard.views.finishing).
+    (
+        "POST",
+        "finishing-retry",
+        "finishing-step",
+        {"anonymous": LOGIN, "requester_b": 404, "auditor": 403, "*": 302},
+    ),
     ("POST", "api-token-revoke", "token", {"anonymous": LOGIN, "requester_a": 302, "*": 404}),
 ]
 
@@ -96,6 +103,12 @@ def _url(world, name: str, obj: str | None) -> str:
     from wizard.models import ApiToken, Batch, BatchItem
 
     users, draft, submitted = world
+    if obj == "finishing-step":
+        from wizard.models import FinishingStep
+
+        finishing = ImportRequest.objects.create(owner=users["requester_a"], status=ImportRequest.Status.FINISHING)
+        step = FinishingStep.objects.create(request=finishing, position=0, action="CreateTags", state="failed")
+        return reverse(name, args=[finishing.pk, step.pk])
     if obj and (obj.startswith("batch") or obj == "token"):
         owner = users["requester_a"]
         if obj == "token":
@@ -175,13 +188,14 @@ STATE_CHANGING = [
     ("wizard-start", None, {}),
     ("wizard-source", "draft", {"kind": "remove", "container": "1"}),
     ("request-duplicate", "submitted", {}),
+    ("finishing-retry", "finishing-step", {}),
     ("logout", None, {}),
 ]
 
 
 @pytest.mark.parametrize("name,obj,data", STATE_CHANGING, ids=[s[0] for s in STATE_CHANGING])
 def test_csrf_is_enforced_on_every_state_change(world, name, obj, data):
-    owner_acts = ("request-submit", "wizard-start", "wizard-source", "request-duplicate")
+    owner_acts = ("request-submit", "wizard-start", "wizard-source", "request-duplicate", "finishing-retry")
     role = "requester_a" if name in owner_acts else "reviewer"
     client = _client(world, role, enforce_csrf_checks=True)
     response = client.post(_url(world, name, obj), data)
@@ -199,3 +213,22 @@ def test_an_auditor_changes_nothing(world):
     assert client.get(reverse("admin:index")).status_code == 302
     submitted.refresh_from_db()
     assert submitted.status == "submitted"
+
+
+def test_a_finishing_step_is_retried_only_through_its_own_request(world):
+    from wizard.models import AuditEvent, FinishingStep
+
+    users, _, submitted = world
+    theirs = ImportRequest.objects.create(owner=users["requester_b"], status=ImportRequest.Status.FINISHING)
+    step = FinishingStep.objects.create(request=theirs, position=0, action="CreateTags", state="failed")
+    mine = ImportRequest.objects.create(owner=users["requester_a"], status=ImportRequest.Status.FINISHING)
+    client = _client(world, "requester_a")
+    assert client.post(reverse("finishing-retry", args=[mine.pk, step.pk])).status_code == 404
+    assert client.post(reverse("finishing-retry", args=[theirs.pk, step.pk])).status_code == 404
+    step.refresh_from_db()
+    assert step.state == "failed" and not AuditEvent.objects.filter(action="finishing step retried").exists()
+    # The owner's retry is audited with them as the actor; the step waits for the worker again.
+    assert _client(world, "requester_b").post(reverse("finishing-retry", args=[theirs.pk, step.pk])).status_code == 302
+    step.refresh_from_db()
+    assert step.state == "pending"
+    assert AuditEvent.objects.get(action="finishing step retried").actor == users["requester_b"]

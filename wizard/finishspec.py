@@ -278,3 +278,34 @@ def copy_token(client_token: str, action: str, region: str = "") -> str:
     ASCII characters, different for each step of the request."""
     suffix = "c" if action == COPY else f"r-{region}"
     return f"{client_token[:40]}-{suffix}"[:64]
+
+
+# --- the form's text boxes ----------------------------------------------------------------------
+
+_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def parse_list(text: str) -> list[str]:
+    """Account ids or ARNs typed one a line (or separated by commas or spaces), in order, blanks dropped."""
+    return [item for item in _SEPARATORS.split(text) if item]
+
+
+def format_list(values: list[str]) -> str:
+    return "\n".join(values)
+
+
+def parse_region_copies(text: str) -> list[dict[str, str]]:
+    """One copy a line: a region, then optionally the KMS key to encrypt it with, e.g.
+    "eu-west-1 alias/images". Blank lines are dropped; a third word is kept in the key, so the
+    rule on KmsKeyId shows it rather than it being lost."""
+    copies = []
+    for line in text.splitlines():
+        words = line.split(None, 1)
+        if not words:
+            continue
+        copies.append({"Region": words[0], "KmsKeyId": words[1].strip() if len(words) > 1 else ""})
+    return copies
+
+
+def format_region_copies(copies: list[dict[str, str]]) -> str:
+    return "\n".join(f"{c['Region']} {c.get('KmsKeyId', '')}".rstrip() for c in copies)

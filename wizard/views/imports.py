@@ -21,7 +21,12 @@ from wizard.review import ReviewError
 from wizard.selectors import visible_requests
 from wizard.statemachine import TransitionError
 
-POLLING_STATUSES = (ImportRequest.Status.SUBMITTED, ImportRequest.Status.APPROVED, ImportRequest.Status.IMPORTING)
+POLLING_STATUSES = (
+    ImportRequest.Status.SUBMITTED,
+    ImportRequest.Status.APPROVED,
+    ImportRequest.Status.IMPORTING,
+    ImportRequest.Status.FINISHING,  # wizard.finishing
+)
 
 
 @login_required
