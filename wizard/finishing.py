@@ -19,8 +19,10 @@ audited.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError
@@ -32,7 +34,7 @@ from django_q.tasks import async_task
 from wizard import audit, finishspec
 from wizard.aws import images
 from wizard.models import FinishingStep, ImportRequest, ImportTask
-from wizard.statemachine import change_status
+from wizard.statemachine import TransitionError, change_status
 
 log = logging.getLogger(__name__)
 State = FinishingStep.State
@@ -98,7 +100,7 @@ def run(request_id: int) -> str:
     if step.state == State.FAILED:
         return "failed"  # waits for a retry
     outcome = run_step(request, step)
-    if outcome in ("done", "waiting"):
+    if outcome in ("done", "waiting"):  # "done" only by the run that marked it done: one chain goes on
         enqueue(request_id)
     elif outcome == "retry later":
         time.sleep(BACKOFF_SECONDS)
@@ -107,8 +109,9 @@ def run(request_id: int) -> str:
 
 
 def run_step(request: ImportRequest, step: FinishingStep) -> str:
-    FinishingStep.objects.filter(pk=step.pk).update(
-        state=State.RUNNING, attempts=step.attempts + 1, started_at=step.started_at or timezone.now()
+    now = timezone.now()
+    FinishingStep.objects.filter(pk=step.pk).exclude(state=State.DONE).update(
+        state=State.RUNNING, attempts=step.attempts + 1, started_at=step.started_at or now, touched_at=now
     )
     step.attempts += 1
     try:
@@ -128,8 +131,7 @@ def run_step(request: ImportRequest, step: FinishingStep) -> str:
             fail_step(request, step, f"the copy {step.image_id} was not available after {step.attempts} checks")
             return "failed"
         return "waiting"
-    step_done(request, step)
-    return "done"
+    return "done" if step_done(request, step) else "nothing"
 
 
 def _later(request: ImportRequest, step: FinishingStep, why: str) -> str:
@@ -140,7 +142,8 @@ def _later(request: ImportRequest, step: FinishingStep, why: str) -> str:
     return "retry later"
 
 
-def step_done(request: ImportRequest, step: FinishingStep) -> None:
+def step_done(request: ImportRequest, step: FinishingStep) -> bool:
+    """Mark the step done and audit it; False if another run of it already had."""
     with transaction.atomic():
         changed = (
             FinishingStep.objects.filter(pk=step.pk)
@@ -154,6 +157,7 @@ def step_done(request: ImportRequest, step: FinishingStep) -> None:
                 after={"state": State.DONE},
                 details=_step_details(step),
             )
+    return bool(changed)
 
 
 def fail_step(request: ImportRequest, step: FinishingStep, message: str) -> None:
@@ -169,7 +173,28 @@ def fail_step(request: ImportRequest, step: FinishingStep, message: str) -> None
 
 
 def complete(request: ImportRequest) -> None:
-    change_status(request, "complete", action="completed", details={"image_id": current_image(request)})
+    with contextlib.suppress(TransitionError):  # another run of the last step completed it meanwhile
+        change_status(request, "complete", action="completed", details={"image_id": current_image(request)})
+
+
+def stale_after() -> timedelta:
+    """A step untouched this long has no task any more (django-q2 redelivers a task whose worker
+    died after Q_RETRY, and gives up after max_attempts)."""
+    return timedelta(seconds=2 * max(settings.Q_RETRY, settings.Q_TIMEOUT) + settings.FINISH_WAIT_SECONDS)
+
+
+def resume() -> int:
+    """The schedule's entry (every minute, wizard.setup): queue again the finishing of requests
+    whose current step nobody ran for `stale_after` (its task was dropped). Returns how many."""
+    cutoff = timezone.now() - stale_after()
+    queued = 0
+    for request in ImportRequest.objects.filter(status=ImportRequest.Status.FINISHING):
+        step = request.finishing_steps.exclude(state=State.DONE).first()
+        if step is None or (step.state != State.FAILED and (step.touched_at or step.request.updated_at) < cutoff):
+            FinishingStep.objects.filter(pk=getattr(step, "pk", None)).update(touched_at=timezone.now())
+            enqueue(request.pk)
+            queued += 1
+    return queued
 
 
 class RetryRefused(Exception):
@@ -181,7 +206,7 @@ def retry(request: ImportRequest, step: FinishingStep, actor: Any) -> None:
     with transaction.atomic():
         changed = FinishingStep.objects.filter(
             pk=step.pk, request=request, state=State.FAILED, request__status=ImportRequest.Status.FINISHING
-        ).update(state=State.PENDING, error="", attempts=0)
+        ).update(state=State.PENDING, error="", attempts=0, touched_at=timezone.now())
         if not changed:
             raise RetryRefused("only a failed step of an AMI being finished can be retried")
         audit.record(

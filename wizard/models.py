@@ -172,6 +172,7 @@ class FinishingStep(models.Model):
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
+    touched_at = models.DateTimeField(null=True, blank=True, help_text="a worker last ran it (or it was queued)")
     done_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

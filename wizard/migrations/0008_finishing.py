@@ -102,6 +102,7 @@ class Migration(migrations.Migration):
                 ('error', models.TextField(blank=True)),
                 ('attempts', models.PositiveIntegerField(default=0)),
                 ('started_at', models.DateTimeField(blank=True, null=True)),
+                ('touched_at', models.DateTimeField(blank=True, help_text='a worker last ran it (or it was queued)', null=True)),
                 ('done_at', models.DateTimeField(blank=True, null=True)),
                 ('request', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='finishing_steps', to='wizard.importrequest')),
             ],
