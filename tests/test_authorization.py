@@ -61,6 +61,8 @@ MATRIX = [
     ("GET", "admin:wizard_sourcegrant_changelist", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
     ("POST", "admin:wizard_sourcegrant_add", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
     ("GET", "admin:auth_user_changelist", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
+    ("GET", "admin:wizard_target_changelist", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
+    ("POST", "admin:wizard_target_add", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
     ("GET", "admin:auth_group_changelist", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
     # Batches: a's batch is a's; those who see every request see it too; reviewers review it.
     ("GET", "batch-list", None, {"anonymous": LOGIN, "*": 200}),

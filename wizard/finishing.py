@@ -31,7 +31,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from wizard import audit, finishspec
+from wizard import audit, finishspec, targets
 from wizard.aws import images
 from wizard.models import FinishingStep, ImportRequest, ImportTask
 from wizard.statemachine import TransitionError, change_status
@@ -71,7 +71,12 @@ def start(request: ImportRequest, task: ImportTask) -> bool:
         request,
         "finish",
         action="finishing",
-        details={"image_id": task.image_id, "import_task_id": task.import_task_id, "steps": [s.title for s in steps]},
+        details={
+            "image_id": task.image_id,
+            "import_task_id": task.import_task_id,
+            "target": targets.label(request.target),
+            "steps": [s.title for s in steps],
+        },
     )
     for position, s in enumerate(steps):
         FinishingStep.objects.get_or_create(
@@ -90,7 +95,7 @@ def enqueue(request_id: int) -> None:
 def run(request_id: int) -> str:
     """Apply the first step of the request not done yet; queue what comes next. Returns what
     happened: "done", "waiting", "retry later", "failed", "completed" or "nothing"."""
-    request = ImportRequest.objects.select_related("import_task").get(pk=request_id)
+    request = ImportRequest.objects.select_related("import_task", "target").get(pk=request_id)
     if request.status != ImportRequest.Status.FINISHING:
         return "nothing"
     step = request.finishing_steps.exclude(state=State.DONE).first()
@@ -238,8 +243,8 @@ def current_image(request: ImportRequest) -> str:
     return copy.image_id if copy else request.import_task.image_id
 
 
-def _image(image_id: str, region: str | None = None) -> dict[str, Any]:
-    found = images.describe_image(image_id, region)
+def _image(request: ImportRequest, image_id: str, region: str | None = None) -> dict[str, Any]:
+    found = images.describe_image(image_id, region, target=request.target)
     if found is None:
         raise StepFailed(f"the AMI {image_id} is not there any more (was it deregistered?)")
     return found
@@ -249,22 +254,23 @@ def _copy(request: ImportRequest, step: FinishingStep, *, region: str | None, so
     if not step.image_id:
         step.image_id = images.copy_image(
             source_image_id=source,
-            source_region=settings.AWS_REGION,
+            source_region=targets.region_of(request.target),
             name=name,
             description=request.ami_description,
             client_token=finishspec.copy_token(request.client_token, step.action, step.region),
             region=region,
             kms_key_id=step.kms_key_id,
+            target=request.target,
         )
         FinishingStep.objects.filter(pk=step.pk).update(image_id=step.image_id)
-    return _wait_available(step.image_id, region)
+    return _wait_available(request, step.image_id, region)
 
 
-def _wait_available(image_id: str, region: str | None) -> bool:
+def _wait_available(request: ImportRequest, image_id: str, region: str | None) -> bool:
     """True once the AMI is available; False when it is still pending after FINISH_WAIT_SECONDS."""
     deadline = time.monotonic() + settings.FINISH_WAIT_SECONDS
     while True:
-        image = images.describe_image(image_id, region)  # None right after CopyImage, at times
+        image = images.describe_image(image_id, region, target=request.target)  # None right after CopyImage, at times
         state = image.get("State", "") if image else ""
         if state == "available":
             return True
@@ -285,22 +291,22 @@ def _apply_deregister(request: ImportRequest, step: FinishingStep) -> bool:
     if current_image(request) == task.image_id:
         raise StepFailed("the copy under its name is not there: the import's AMI is kept")
     snapshots = [d["SnapshotId"] for d in task.snapshot_details if d.get("SnapshotId")]
-    images.deregister_with_snapshots(task.image_id, snapshots)
+    images.deregister_with_snapshots(task.image_id, snapshots, target=request.target)
     step.image_id = task.image_id
     return True
 
 
 def _apply_tags(request: ImportRequest, step: FinishingStep) -> bool:
     image_id = current_image(request)
-    image = _image(image_id)
-    images.create_tags([image_id, *images.snapshot_ids(image)], request.ami_tags)
+    image = _image(request, image_id)
+    images.create_tags([image_id, *images.snapshot_ids(image)], request.ami_tags, target=request.target)
     step.image_id = image_id
     return True
 
 
 def _apply_imds(request: ImportRequest, step: FinishingStep) -> bool:
     step.image_id = current_image(request)
-    images.require_imdsv2(step.image_id)
+    images.require_imdsv2(step.image_id, target=request.target)
     return True
 
 
@@ -311,14 +317,15 @@ def _apply_launch(request: ImportRequest, step: FinishingStep) -> bool:
         user_ids=request.launch_user_ids,
         organization_arns=request.launch_organization_arns,
         organizational_unit_arns=request.launch_organizational_unit_arns,
+        target=request.target,
     )
     return True
 
 
 def _apply_volume(request: ImportRequest, step: FinishingStep) -> bool:
     step.image_id = current_image(request)
-    for snapshot_id in images.snapshot_ids(_image(step.image_id)):
-        images.add_create_volume_permission(snapshot_id, request.launch_user_ids)
+    for snapshot_id in images.snapshot_ids(_image(request, step.image_id)):
+        images.add_create_volume_permission(snapshot_id, request.launch_user_ids, target=request.target)
     return True
 
 
@@ -326,18 +333,20 @@ def _apply_deprecation(request: ImportRequest, step: FinishingStep) -> bool:
     if request.deprecation_time is None:
         raise StepFailed("no deprecation time is set any more")
     step.image_id = current_image(request)
-    images.enable_deprecation(step.image_id, request.deprecation_time)
+    images.enable_deprecation(step.image_id, request.deprecation_time, target=request.target)
     return True
 
 
 def _apply_region_copy(request: ImportRequest, step: FinishingStep) -> bool:
     source = current_image(request)
-    name = request.ami_name or _image(source).get("Name") or request.import_task.import_task_id
+    name = request.ami_name or _image(request, source).get("Name") or request.import_task.import_task_id
     if not _copy(request, step, region=step.region, source=source, name=name):
         return False
     if request.ami_tags:  # CopyImage copies no tags
-        copy = _image(step.image_id, step.region)
-        images.create_tags([step.image_id, *images.snapshot_ids(copy)], request.ami_tags, region=step.region)
+        copy = _image(request, step.image_id, step.region)
+        images.create_tags(
+            [step.image_id, *images.snapshot_ids(copy)], request.ami_tags, region=step.region, target=request.target
+        )
     return True
 
 
@@ -346,7 +355,7 @@ def _apply_delete_object(request: ImportRequest, step: FinishingStep) -> bool:
     for container in request.disk_containers.filter(upload__isnull=False).select_related("upload"):
         upload = container.upload
         if upload is not None and upload.owner_id == request.owner_id:
-            images.delete_object(upload.bucket, upload.key)
+            images.delete_object(upload.bucket, upload.key, target=request.target)
     return True
 
 

@@ -87,6 +87,8 @@ class ImportRequest(models.Model):
     deprecation_time = models.DateTimeField(null=True, blank=True)
     deregister_import = models.BooleanField(default=True, help_text="after the named copy")
     delete_source = models.BooleanField(null=True, blank=True, help_text="None: WIZARD_DELETE_SOURCE decides")
+    # Where the AMI is made (wizard.targets): None is the application's own account and region.
+    target = models.ForeignKey("Target", null=True, blank=True, on_delete=models.PROTECT, related_name="requests")
 
     class Meta:
         ordering = ["-created_at"]
@@ -148,6 +150,30 @@ class ImportRequest(models.Model):
             deregister_import=self.deregister_import,
             delete_source=delete_source_default if self.delete_source is None else self.delete_source,
         )
+
+
+class Target(models.Model):
+    """An account and region imports may go to, through a role assumed with STS (wizard.targets).
+
+    Requests without a target use the application's own credentials and region (the default
+    target): a single-account installation needs none. Members of `groups` may choose it."""
+
+    name = models.CharField(max_length=64, unique=True)
+    account_id = models.CharField(max_length=12, help_text="the 12-digit AWS account")
+    region = models.CharField(max_length=32, help_text="e.g. eu-west-1")
+    bucket = models.CharField(max_length=63, help_text="the S3 bucket of that account that holds the images")
+    role_arn = models.CharField(
+        max_length=2048, help_text="arn:aws:iam::<account>:role/<name>, assumed with sts:AssumeRole"
+    )
+    external_id = models.CharField(max_length=1224, blank=True, help_text="the ExternalId the role's trust asks for")
+    groups = models.ManyToManyField("auth.Group", related_name="targets", blank=True)
+    note = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.account_id}, {self.region})"
 
 
 class FinishingStep(models.Model):

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from wizard.aws.clients import client
+from wizard.aws.clients import TargetLike, client
 
 # What says "slow down" after botocore's own retries: the step is tried again later.
 THROTTLED = {"RequestLimitExceeded", "Throttling", "ThrottlingException", "ServiceUnavailable", "Unavailable"}
@@ -38,17 +38,19 @@ def _raise_from(exc: ClientError) -> ImageCallError:
     return ImageCallError(error.get("Code", "Unknown"), error.get("Message", str(exc)))
 
 
-def _call(service: str, method: str, region: str | None = None, **params: Any) -> dict[str, Any]:
+def _call(
+    service: str, method: str, region: str | None = None, target: TargetLike | None = None, **params: Any
+) -> dict[str, Any]:
     try:
-        return getattr(client(service, region=region), method)(**params)
+        return getattr(client(service, region=region, target=target), method)(**params)
     except ClientError as exc:
         raise _raise_from(exc) from exc
 
 
-def describe_image(image_id: str, region: str | None = None) -> dict[str, Any] | None:
+def describe_image(image_id: str, region: str | None = None, target: TargetLike | None = None) -> dict[str, Any] | None:
     """The AMI, or None when it is not there (deregistered, or never made)."""
     try:
-        found = _call("ec2", "describe_images", region, ImageIds=[image_id]).get("Images", [])
+        found = _call("ec2", "describe_images", region, target, ImageIds=[image_id]).get("Images", [])
     except ImageCallError as exc:
         if exc.code in GONE:
             return None
@@ -77,6 +79,7 @@ def copy_image(
     client_token: str,
     region: str | None = None,
     kms_key_id: str = "",
+    target: TargetLike | None = None,
 ) -> str:
     """CopyImage into `region` (default: the application's); the same ClientToken answers the
     same ImageId however often it is asked."""
@@ -90,22 +93,22 @@ def copy_image(
         params["Description"] = description
     if kms_key_id:
         params.update(Encrypted=True, KmsKeyId=kms_key_id)
-    return _call("ec2", "copy_image", region, **params)["ImageId"]
+    return _call("ec2", "copy_image", region, target, **params)["ImageId"]
 
 
-def deregister_with_snapshots(image_id: str, snapshots: Iterable[str]) -> list[str]:
+def deregister_with_snapshots(image_id: str, snapshots: Iterable[str], target: TargetLike | None = None) -> list[str]:
     """DeregisterImage (if the AMI is still there), then DeleteSnapshot of each of `snapshots`
     still there; returns what was deleted."""
-    if describe_image(image_id) is not None:
+    if describe_image(image_id, target=target) is not None:
         try:
-            _call("ec2", "deregister_image", ImageId=image_id)
+            _call("ec2", "deregister_image", target=target, ImageId=image_id)
         except ImageCallError as exc:
             if exc.code not in GONE:
                 raise
     deleted = []
     for snapshot_id in snapshots:
         try:
-            _call("ec2", "delete_snapshot", SnapshotId=snapshot_id)
+            _call("ec2", "delete_snapshot", target=target, SnapshotId=snapshot_id)
             deleted.append(snapshot_id)
         except ImageCallError as exc:
             if exc.code not in GONE:
@@ -113,29 +116,37 @@ def deregister_with_snapshots(image_id: str, snapshots: Iterable[str]) -> list[s
     return deleted
 
 
-def create_tags(resources: list[str], tags: list[dict[str, str]], region: str | None = None) -> None:
-    _call("ec2", "create_tags", region, Resources=resources, Tags=tags)
+def create_tags(
+    resources: list[str], tags: list[dict[str, str]], region: str | None = None, target: TargetLike | None = None
+) -> None:
+    _call("ec2", "create_tags", region, target, Resources=resources, Tags=tags)
 
 
-def require_imdsv2(image_id: str) -> None:
-    _call("ec2", "modify_image_attribute", ImageId=image_id, ImdsSupport={"Value": "v2.0"})
+def require_imdsv2(image_id: str, target: TargetLike | None = None) -> None:
+    _call("ec2", "modify_image_attribute", target=target, ImageId=image_id, ImdsSupport={"Value": "v2.0"})
 
 
 def add_launch_permission(
-    image_id: str, *, user_ids: list[str], organization_arns: list[str], organizational_unit_arns: list[str]
+    image_id: str,
+    *,
+    user_ids: list[str],
+    organization_arns: list[str],
+    organizational_unit_arns: list[str],
+    target: TargetLike | None = None,
 ) -> None:
     add = (
         [{"UserId": u} for u in user_ids]
         + [{"OrganizationArn": a} for a in organization_arns]
         + [{"OrganizationalUnitArn": a} for a in organizational_unit_arns]
     )
-    _call("ec2", "modify_image_attribute", ImageId=image_id, LaunchPermission={"Add": add})
+    _call("ec2", "modify_image_attribute", target=target, ImageId=image_id, LaunchPermission={"Add": add})
 
 
-def add_create_volume_permission(snapshot_id: str, user_ids: list[str]) -> None:
+def add_create_volume_permission(snapshot_id: str, user_ids: list[str], target: TargetLike | None = None) -> None:
     _call(
         "ec2",
         "modify_snapshot_attribute",
+        target=target,
         SnapshotId=snapshot_id,
         Attribute="createVolumePermission",
         OperationType="add",
@@ -143,10 +154,10 @@ def add_create_volume_permission(snapshot_id: str, user_ids: list[str]) -> None:
     )
 
 
-def enable_deprecation(image_id: str, when: datetime) -> None:
-    _call("ec2", "enable_image_deprecation", ImageId=image_id, DeprecateAt=when)
+def enable_deprecation(image_id: str, when: datetime, target: TargetLike | None = None) -> None:
+    _call("ec2", "enable_image_deprecation", target=target, ImageId=image_id, DeprecateAt=when)
 
 
-def delete_object(bucket: str, key: str) -> None:
+def delete_object(bucket: str, key: str, target: TargetLike | None = None) -> None:
     """DeleteObject: deleting what is not there is no error in S3."""
-    _call("s3", "delete_object", Bucket=bucket, Key=key)
+    _call("s3", "delete_object", target=target, Bucket=bucket, Key=key)

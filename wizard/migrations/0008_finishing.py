@@ -20,6 +20,7 @@ def unshift_review_step(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
+        ('auth', '0012_alter_user_first_name_max_length'),
         ('wizard', '0007_batches_api'),
     ]
 
@@ -88,6 +89,28 @@ class Migration(migrations.Migration):
             model_name='importrequest',
             name='status',
             field=models.CharField(choices=[('draft', 'Draft'), ('submitted', 'Waiting for review'), ('rejected', 'Rejected'), ('approved', 'Approved, dispatching'), ('importing', 'Importing'), ('finishing', 'Finishing the AMI'), ('completed', 'Completed'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('deleted', 'Deleted draft')], db_index=True, default='draft', max_length=16),
+        ),
+        migrations.CreateModel(
+            name='Target',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=64, unique=True)),
+                ('account_id', models.CharField(help_text='the 12-digit AWS account', max_length=12)),
+                ('region', models.CharField(help_text='e.g. eu-west-1', max_length=32)),
+                ('bucket', models.CharField(help_text='the S3 bucket of that account that holds the images', max_length=63)),
+                ('role_arn', models.CharField(help_text='arn:aws:iam::<account>:role/<name>, assumed with sts:AssumeRole', max_length=2048)),
+                ('external_id', models.CharField(blank=True, help_text="the ExternalId the role's trust asks for", max_length=1224)),
+                ('note', models.CharField(blank=True, max_length=255)),
+                ('groups', models.ManyToManyField(blank=True, related_name='targets', to='auth.group')),
+            ],
+            options={
+                'ordering': ['name'],
+            },
+        ),
+        migrations.AddField(
+            model_name='importrequest',
+            name='target',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='requests', to='wizard.target'),
         ),
         migrations.CreateModel(
             name='FinishingStep',
