@@ -63,6 +63,8 @@ MATRIX = [
     ("GET", "admin:wizard_sourcegrant_changelist", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
     ("POST", "admin:wizard_sourcegrant_add", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
     ("GET", "admin:auth_user_changelist", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
+    ("GET", "admin:wizard_target_changelist", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
+    ("POST", "admin:wizard_target_add", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
     ("GET", "admin:auth_group_changelist", None, {"reviewer": 403, "admin": 200, "*": LOGIN}),
     # Batches: a's batch is a's; those who see every request see it too; reviewers review it.
     ("GET", "batch-list", None, {"anonymous": LOGIN, "*": 200}),
@@ -77,6 +79,13 @@ MATRIX = [
     # A loose upload (an image for a batch): anyone who may make requests (400: this body is no JSON).
     ("POST", "upload-create-loose", None, {"anonymous": 401, "auditor": 403, "*": 400}),
     ("GET", "api-tokens", None, {"anonymous": LOGIN, "*": 200}),
+    # Retrying a failed finishing step: the requester or a reviewer (wizard.views.finishing).
+    (
+        "POST",
+        "finishing-retry",
+        "finishing-step",
+        {"anonymous": LOGIN, "requester_b": 404, "auditor": 403, "*": 302},
+    ),
     ("POST", "api-token-revoke", "token", {"anonymous": LOGIN, "requester_a": 302, "*": 404}),
 ]
 
@@ -101,6 +110,12 @@ def _url(world, name: str, obj: str | None) -> str:
     from wizard.models import ApiToken, Batch, BatchItem
 
     users, draft, submitted = world
+    if obj == "finishing-step":
+        from wizard.models import FinishingStep
+
+        finishing = ImportRequest.objects.create(owner=users["requester_a"], status=ImportRequest.Status.FINISHING)
+        step = FinishingStep.objects.create(request=finishing, position=0, action="CreateTags", state="failed")
+        return reverse(name, args=[finishing.pk, step.pk])
     if obj and (obj.startswith("batch") or obj == "token"):
         owner = users["requester_a"]
         if obj == "token":
@@ -181,13 +196,21 @@ STATE_CHANGING = [
     ("wizard-source", "draft", {"kind": "remove", "container": "1"}),
     ("wizard-fix", "draft", {"parameter": "BootMode"}),
     ("request-duplicate", "submitted", {}),
+    ("finishing-retry", "finishing-step", {}),
     ("logout", None, {}),
 ]
 
 
 @pytest.mark.parametrize("name,obj,data", STATE_CHANGING, ids=[s[0] for s in STATE_CHANGING])
 def test_csrf_is_enforced_on_every_state_change(world, name, obj, data):
-    owner_acts = ("request-submit", "wizard-start", "wizard-source", "request-duplicate", "wizard-fix")
+    owner_acts = (
+        "request-submit",
+        "wizard-start",
+        "wizard-source",
+        "request-duplicate",
+        "wizard-fix",
+        "finishing-retry",
+    )
     role = "requester_a" if name in owner_acts else "reviewer"
     client = _client(world, role, enforce_csrf_checks=True)
     response = client.post(_url(world, name, obj), data)
@@ -205,3 +228,22 @@ def test_an_auditor_changes_nothing(world):
     assert client.get(reverse("admin:index")).status_code == 302
     submitted.refresh_from_db()
     assert submitted.status == "submitted"
+
+
+def test_a_finishing_step_is_retried_only_through_its_own_request(world):
+    from wizard.models import AuditEvent, FinishingStep
+
+    users, _, submitted = world
+    theirs = ImportRequest.objects.create(owner=users["requester_b"], status=ImportRequest.Status.FINISHING)
+    step = FinishingStep.objects.create(request=theirs, position=0, action="CreateTags", state="failed")
+    mine = ImportRequest.objects.create(owner=users["requester_a"], status=ImportRequest.Status.FINISHING)
+    client = _client(world, "requester_a")
+    assert client.post(reverse("finishing-retry", args=[mine.pk, step.pk])).status_code == 404
+    assert client.post(reverse("finishing-retry", args=[theirs.pk, step.pk])).status_code == 404
+    step.refresh_from_db()
+    assert step.state == "failed" and not AuditEvent.objects.filter(action="finishing step retried").exists()
+    # The owner's retry is audited with them as the actor; the step waits for the worker again.
+    assert _client(world, "requester_b").post(reverse("finishing-retry", args=[theirs.pk, step.pk])).status_code == 302
+    step.refresh_from_db()
+    assert step.state == "pending"
+    assert AuditEvent.objects.get(action="finishing step retried").actor == users["requester_b"]

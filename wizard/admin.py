@@ -26,7 +26,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from wizard import audit, drafts, review
+from wizard import audit, drafts, finishspec, review
 from wizard.http import AuthenticatedHttpRequest
 from wizard.importspec import bucket_name_problem
 from wizard.models import (
@@ -35,6 +35,7 @@ from wizard.models import (
     ImportRequest,
     ImportTask,
     SourceGrant,
+    Target,
     TaskStatusChange,
     Upload,
 )
@@ -382,3 +383,43 @@ class SourceGrantAdmin(AuditedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SourceGrant]:
         return super().get_queryset(request).prefetch_related("groups")
+
+
+ROLE_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::(\d{12}):role/[A-Za-z0-9+=,.@_/-]{1,512}")
+
+
+class TargetForm(forms.ModelForm):
+    class Meta:
+        model = Target
+        fields = ("name", "account_id", "region", "bucket", "role_arn", "external_id", "groups", "note")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        account = data.get("account_id", "")
+        if account and not (account.isascii() and account.isdigit() and len(account) == 12):
+            self.add_error("account_id", "an AWS account id is 12 digits, e.g. 123456789012")
+        if (region := data.get("region", "")) and not finishspec.REGION.fullmatch(region):
+            self.add_error("region", "a region name such as eu-west-1")
+        if problem := bucket_name_problem(data.get("bucket", "")):
+            self.add_error("bucket", f"the bucket name {problem}")
+        role = ROLE_ARN.fullmatch(data.get("role_arn", ""))
+        if not role:
+            self.add_error("role_arn", "a role ARN: arn:aws:iam::123456789012:role/ImportWizard")
+        elif account and role.group(1) != account:
+            self.add_error("role_arn", f"the role is in account {role.group(1)}, not in the target's {account}")
+        return data
+
+
+@admin.register(Target)
+class TargetAdmin(AuditedAdmin):
+    """Accounts and regions requests may import into (wizard.targets); superusers only by default.
+    The ExternalId is kept out of the audit log (only that it changed)."""
+
+    form = TargetForm
+    secret_fields = ("external_id",)
+    list_display = ("name", "account_id", "region", "bucket", "group_names")
+    filter_horizontal = ("groups",)
+
+    @admin.display(description="groups")
+    def group_names(self, obj: Target) -> str:
+        return ", ".join(g.name for g in obj.groups.all())

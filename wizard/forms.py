@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from itertools import zip_longest
 from typing import Any, cast
 
@@ -9,6 +10,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.http import QueryDict
 
+from wizard import finishspec
 from wizard.models import DiskContainer, ImportRequest
 from wizard.text import MESSAGE as NOT_TEXT_MESSAGE
 from wizard.text import NOT_TEXT, not_text
@@ -193,6 +195,119 @@ class DetailsForm(StepForm):
 
     def values(self) -> dict:
         return {k: self.cleaned_data[k] for k in ("description", "role_name", "comment", "tags")}
+
+
+class FinishForm(StepForm):
+    """Finishing the AMI once imported (wizard.finishspec): name, tags, shares, copies, IMDSv2,
+    deprecation, deleting the upload. Tags as rows (ami_tag_key / ami_tag_value lists in the POST)."""
+
+    ami_name = forms.CharField(
+        required=False,
+        max_length=128,
+        label="Name of the AMI",
+        help_text="VM Import names the AMI after its task: with a name, it is copied under that name (CopyImage).",
+    )
+    ami_description = forms.CharField(required=False, max_length=255, label="Description of the AMI")
+    deregister_import = forms.BooleanField(
+        required=False, label="Then deregister the import's own AMI and delete its snapshots"
+    )
+    launch_user_ids = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Share with accounts",
+        help_text="12-digit account ids, one a line: they may launch the AMI.",
+    )
+    share_snapshots = forms.BooleanField(
+        required=False, label="Also let those accounts create volumes from its snapshots"
+    )
+    launch_organization_arns = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Share with organisations",
+        help_text="arn:aws:organizations::<account>:organization/o-..., one a line.",
+    )
+    launch_organizational_unit_arns = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Share with organisational units",
+        help_text="arn:aws:organizations::<account>:ou/o-.../ou-..., one a line.",
+    )
+    region_copies = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Copy to other regions",
+        help_text=(
+            "One a line: the region, then optionally a KMS key of that region to encrypt the copy, "
+            'e.g. "eu-west-1 alias/images".'
+        ),
+    )
+    imds_v2 = forms.BooleanField(required=False, label="Require IMDSv2 (ImdsSupport v2.0)")
+    deprecation_time = forms.DateTimeField(
+        required=False,
+        label="Deprecate at (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+    )
+    delete_source = forms.ChoiceField(
+        required=False,
+        choices=[("", "As the site does by default"), ("yes", "Yes"), ("no", "No")],
+        label="Delete the uploaded image from S3 once all is done",
+    )
+
+    MAX_TAG_CHARS = DetailsForm.MAX_TAG_CHARS
+    MAX_BOX_CHARS = 20000  # a text box of ids or ARNs: far above what the rules allow
+
+    @classmethod
+    def initial_for(cls, request) -> dict:
+        return {
+            "ami_name": request.ami_name,
+            "ami_description": request.ami_description,
+            "deregister_import": request.deregister_import,
+            "launch_user_ids": finishspec.format_list(request.launch_user_ids),
+            "share_snapshots": request.share_snapshots,
+            "launch_organization_arns": finishspec.format_list(request.launch_organization_arns),
+            "launch_organizational_unit_arns": finishspec.format_list(request.launch_organizational_unit_arns),
+            "region_copies": finishspec.format_region_copies(request.region_copies),
+            "imds_v2": request.imds_v2,
+            "deprecation_time": request.deprecation_time,
+            "delete_source": {None: "", True: "yes", False: "no"}[request.delete_source],
+        }
+
+    def clean(self) -> dict:
+        data = super().clean()
+        for name in ("launch_user_ids", "launch_organization_arns", "launch_organizational_unit_arns", "region_copies"):
+            if len(data.get(name) or "") > self.MAX_BOX_CHARS:
+                self.add_error(name, f"is far too long to store (at most {self.MAX_BOX_CHARS:,} characters)")
+        keys, values = self.data.getlist("ami_tag_key"), self.data.getlist("ami_tag_value")
+        self.tag_rows = []
+        for key, value in zip_longest(keys, values, fillvalue=""):
+            if not (key.strip() or value.strip()):
+                continue
+            row = {"n": len(self.tag_rows) + 1, "Key": key.strip(), "Value": value}
+            row["key_error"], row["value_error"] = DetailsForm._tag_problem(row["Key"]), DetailsForm._tag_problem(value)
+            self.tag_rows.append(row)
+        if any(row["key_error"] or row["value_error"] for row in self.tag_rows):
+            raise forms.ValidationError("A tag cannot be saved: see its row.", code="tag")
+        data["ami_tags"] = [{"Key": row["Key"], "Value": row["Value"]} for row in self.tag_rows]
+        return data
+
+    def values(self) -> dict:
+        data = self.cleaned_data
+        when = data["deprecation_time"]
+        return {
+            "ami_name": data["ami_name"].strip(),
+            "ami_description": data["ami_description"],
+            "deregister_import": data["deregister_import"],
+            "ami_tags": data["ami_tags"],
+            "launch_user_ids": finishspec.parse_list(data["launch_user_ids"]),
+            "share_snapshots": data["share_snapshots"],
+            "launch_organization_arns": finishspec.parse_list(data["launch_organization_arns"]),
+            "launch_organizational_unit_arns": finishspec.parse_list(data["launch_organizational_unit_arns"]),
+            "region_copies": finishspec.parse_region_copies(data["region_copies"]),
+            "imds_v2": data["imds_v2"],
+            "deprecation_time": when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when,
+            "delete_source": {"": None, "yes": True, "no": False}[data["delete_source"] or ""],
+        }
 
 
 class DiskForm(TextFields, forms.ModelForm):

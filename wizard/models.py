@@ -13,6 +13,7 @@ from django.db import models
 from django.urls import reverse
 
 from wizard import importspec as spec
+from wizard.finishspec import FinishSpec, PlannedStep, RegionCopy
 from wizard.importspec import new_client_token
 
 
@@ -23,6 +24,7 @@ class ImportRequest(models.Model):
         REJECTED = "rejected", "Rejected"
         APPROVED = "approved", "Approved, dispatching"
         IMPORTING = "importing", "Importing"
+        FINISHING = "finishing", "Finishing the AMI"
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
@@ -72,6 +74,22 @@ class ImportRequest(models.Model):
     upload_end = models.DateTimeField(null=True, blank=True)
     upload_size = models.FloatField(null=True, blank=True, help_text="GiB")
 
+    # Finishing the AMI once imported (wizard.finishspec, applied by wizard.finishing).
+    ami_name = models.CharField(max_length=128, blank=True, help_text="CopyImage Name")
+    ami_description = models.CharField(max_length=255, blank=True, help_text="CopyImage Description")
+    ami_tags = models.JSONField(default=list, blank=True, help_text="on the AMI and its snapshots")
+    launch_user_ids = models.JSONField(default=list, blank=True)
+    launch_organization_arns = models.JSONField(default=list, blank=True)
+    launch_organizational_unit_arns = models.JSONField(default=list, blank=True)
+    share_snapshots = models.BooleanField(default=True, help_text="createVolumePermission for the accounts")
+    region_copies = models.JSONField(default=list, blank=True, help_text='[{"Region": ..., "KmsKeyId": ...}]')
+    imds_v2 = models.BooleanField(default=False, help_text="ImdsSupport v2.0")
+    deprecation_time = models.DateTimeField(null=True, blank=True)
+    deregister_import = models.BooleanField(default=True, help_text="after the named copy")
+    delete_source = models.BooleanField(null=True, blank=True, help_text="None: WIZARD_DELETE_SOURCE decides")
+    # Where the AMI is made (wizard.targets): None is the application's own account and region.
+    target = models.ForeignKey("Target", null=True, blank=True, on_delete=models.PROTECT, related_name="requests")
+
     class Meta:
         ordering = ["-created_at"]
         permissions = [("review_importrequest", "Can approve or reject import requests")]
@@ -116,6 +134,83 @@ class ImportRequest(models.Model):
             tags=[spec.Tag(key=t["Key"], value=t.get("Value", "")) for t in self.tags],
             usage_operation=self.usage_operation,
         )
+
+    def to_finish_spec(self, delete_source_default: bool = False) -> FinishSpec:
+        return FinishSpec(
+            name=self.ami_name,
+            description=self.ami_description,
+            tags=[spec.Tag(key=t["Key"], value=t.get("Value", "")) for t in self.ami_tags],
+            user_ids=list(self.launch_user_ids),
+            organization_arns=list(self.launch_organization_arns),
+            organizational_unit_arns=list(self.launch_organizational_unit_arns),
+            share_snapshots=self.share_snapshots,
+            region_copies=[RegionCopy(c["Region"], c.get("KmsKeyId", "")) for c in self.region_copies],
+            imds_v2=self.imds_v2,
+            deprecation_time=self.deprecation_time,
+            deregister_import=self.deregister_import,
+            delete_source=delete_source_default if self.delete_source is None else self.delete_source,
+        )
+
+
+class Target(models.Model):
+    """An account and region imports may go to, through a role assumed with STS (wizard.targets).
+
+    Requests without a target use the application's own credentials and region (the default
+    target): a single-account installation needs none. Members of `groups` may choose it."""
+
+    name = models.CharField(max_length=64, unique=True)
+    account_id = models.CharField(max_length=12, help_text="the 12-digit AWS account")
+    region = models.CharField(max_length=32, help_text="e.g. eu-west-1")
+    bucket = models.CharField(max_length=63, help_text="the S3 bucket of that account that holds the images")
+    role_arn = models.CharField(
+        max_length=2048, help_text="arn:aws:iam::<account>:role/<name>, assumed with sts:AssumeRole"
+    )
+    external_id = models.CharField(max_length=1224, blank=True, help_text="the ExternalId the role's trust asks for")
+    groups = models.ManyToManyField("auth.Group", related_name="targets", blank=True)
+    note = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.account_id}, {self.region})"
+
+
+class FinishingStep(models.Model):
+    """One step of finishing a request's AMI (wizard.finishing), applied once by the worker.
+
+    `state` is kept per step, so a worker that dies resumes where it was; `image_id` is the AMI the
+    step made (the copies) or worked on."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    request = models.ForeignKey(ImportRequest, on_delete=models.CASCADE, related_name="finishing_steps")
+    position = models.PositiveSmallIntegerField()
+    action = models.CharField(max_length=32, help_text="wizard.finishspec.ACTIONS")
+    region = models.CharField(max_length=32, blank=True)
+    kms_key_id = models.CharField(max_length=2048, blank=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    image_id = models.CharField(max_length=32, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    touched_at = models.DateTimeField(null=True, blank=True, help_text="a worker last ran it (or it was queued)")
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["position", "pk"]
+        constraints = [models.UniqueConstraint(fields=["request", "position"], name="finishing_step_position")]
+
+    def __str__(self) -> str:
+        return f"#{self.request_id} {self.title}: {self.state}"
+
+    @property
+    def title(self) -> str:
+        return PlannedStep(self.action, self.region).title
 
 
 class Upload(models.Model):

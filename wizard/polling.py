@@ -36,7 +36,7 @@ from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from wizard import audit, audit_checkpoint, bulkwrite, dispatch_queue
+from wizard import audit, audit_checkpoint, bulkwrite, dispatch_queue, finishing
 from wizard.aws import clients, vmimport
 from wizard.models import ImportRequest, ImportTask, TaskStatusChange
 from wizard.statemachine import change_status
@@ -373,6 +373,8 @@ def finish_request(task: ImportTask) -> bool:
     if request.status != ImportRequest.Status.IMPORTING:
         return False
     if task.status == "completed":
+        if finishing.start(request, task):  # the requester chose a name, tags, shares...: finished first
+            return True
         change_status(
             request,
             "complete",

@@ -24,7 +24,7 @@ from django.utils import timezone
 from wizard import audit, inspection, sources
 from wizard.aws import account, kms
 from wizard.models import DiskContainer, ImportRequest
-from wizard.steps import Placed, placed_findings
+from wizard.steps import Placed, finishing_findings, placed_findings
 
 log = logging.getLogger(__name__)
 IMPORTABLE = {"OVA", "VMDK", "VHD", "VHDX", "RAW"}
@@ -237,6 +237,7 @@ def all_findings(request: ImportRequest, check_aws: bool = False) -> list[Placed
     containers = list(request.disk_containers.all())
     found = (
         placed_findings(request.to_spec())
+        + finishing_findings(request.to_finish_spec(), settings.AWS_REGION)  # the "finish" step (wizard.finishspec)
         + source_findings(request, containers, check_aws=check_aws)
         + placed(request, containers)
     )

@@ -209,6 +209,11 @@ APPROVAL_REQUIRED = env_bool("WIZARD_APPROVAL_REQUIRED", True)
 # At most this many import tasks run at once (AWS's quota of concurrent import tasks per account and
 # Region, 20 by default); the other approved requests wait their turn (wizard.dispatch_queue).
 MAX_ACTIVE_IMPORTS = int(os.environ.get("WIZARD_MAX_ACTIVE_IMPORTS", "20"))
+# Finishing the AMI (wizard.finishing): delete the uploaded images from S3 once it is done, unless
+# the request says otherwise; and how long one worker task waits for a copy to become available
+# before it hands the wait to a task of its own.
+DELETE_SOURCE_DEFAULT = env_bool("WIZARD_DELETE_SOURCE", False)
+FINISH_WAIT_SECONDS = float(os.environ.get("WIZARD_FINISH_WAIT_SECONDS", "20"))
 
 STORAGES: dict[str, dict[str, Any]] = {
     "default": {

@@ -41,3 +41,7 @@ def ensure_schedules() -> None:
         name="reconcile",
         defaults={"func": "wizard.reconcile.run", "schedule_type": Schedule.MINUTES, "minutes": 10},
     )
+    Schedule.objects.update_or_create(  # finishing whose task django-q2 gave up (wizard.finishing.resume)
+        name="resume-finishing",
+        defaults={"func": "wizard.finishing.resume", "schedule_type": Schedule.MINUTES, "minutes": 1},
+    )

@@ -30,7 +30,8 @@ TRANSITIONS: dict[str, Transition] = {
     "approve": Transition((S.SUBMITTED,), S.APPROVED),
     "reject": Transition((S.SUBMITTED,), S.REJECTED),
     "dispatch": Transition((S.APPROVED,), S.IMPORTING),
-    "complete": Transition((S.IMPORTING,), S.COMPLETED),
+    "finish": Transition((S.IMPORTING,), S.FINISHING),  # imported: the AMI is named, tagged, shared...
+    "complete": Transition((S.IMPORTING, S.FINISHING), S.COMPLETED),
     "cancel": Transition((S.IMPORTING,), S.CANCELLED),
     "withdraw": Transition((S.SUBMITTED, S.APPROVED), S.CANCELLED),  # taken out before dispatch (batches)
     "fail": Transition((S.APPROVED, S.IMPORTING), S.FAILED),

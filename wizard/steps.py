@@ -1,4 +1,4 @@
-"""The wizard's six steps, and where each rule finding belongs (step and form field).
+"""The wizard's seven steps, and where each rule finding belongs (step and form field).
 
 Pure apart from reading a request's spec: the views render these, the review step and the
 submission list the findings with links to their step and field.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from wizard import importspec
+from wizard import finishspec, importspec
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ STEPS: tuple[Step, ...] = (
     Step("encryption", "Encryption"),
     Step("licence", "Licence and boot"),
     Step("details", "Details"),
+    Step("finish", "Finishing the AMI"),
     Step("review", "Review"),
 )
 INDEX = {s.name: i for i, s in enumerate(STEPS)}
@@ -80,6 +81,28 @@ def place(finding: importspec.Finding) -> Placed:
 
 def placed_findings(spec: importspec.ImportSpec) -> list[Placed]:
     return [place(f) for f in importspec.validate(spec)]
+
+
+# Finishing (wizard.finishspec) path -> form field of the "finish" step.
+_FINISH = {
+    "Name": "ami_name",
+    "Description": "ami_description",
+    "Tags": "ami_tags",
+    "LaunchPermission.UserIds": "launch_user_ids",
+    "LaunchPermission.OrganizationArns": "launch_organization_arns",
+    "LaunchPermission.OrganizationalUnitArns": "launch_organizational_unit_arns",
+    "RegionCopies": "region_copies",
+    "DeprecateAt": "deprecation_time",
+}
+
+
+def place_finishing(finding: importspec.Finding) -> Placed:
+    top = re.sub(r"\[\d+\].*$", "", finding.path)
+    return Placed("finish", _FINISH.get(top, ""), finding.path, finding.message)
+
+
+def finishing_findings(spec: finishspec.FinishSpec, source_region: str) -> list[Placed]:
+    return [place_finishing(f) for f in finishspec.validate(spec, source_region=source_region)]
 
 
 @dataclass(frozen=True)

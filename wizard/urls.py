@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from wizard.api import api
-from wizard.views import batches, drafts, health, history, imports, inspection, review, wizard
+from wizard.views import batches, drafts, finishing, health, history, imports, inspection, review, wizard
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="my-imports"), name="home"),
@@ -16,6 +16,7 @@ urlpatterns = [
     path("imports/<int:pk>/progress/", imports.request_progress, name="request-progress"),
     path("imports/<int:pk>/submit/", imports.submit_request, name="request-submit"),
     path("imports/<int:pk>/cancel/", imports.cancel_request, name="request-cancel"),
+    path("imports/<int:pk>/finishing/<int:step>/retry/", finishing.retry_step, name="finishing-retry"),
     path("imports/start/", wizard.start, name="wizard-start"),
     path("imports/<int:pk>/edit/<str:name>/", wizard.step, name="wizard-step"),
     path("imports/<int:pk>/sources/", wizard.add_source, name="wizard-source"),

@@ -118,7 +118,7 @@ def test_every_page_has_no_serious_or_critical_violation(stack, browser):
     checked.check(demo, "my imports")
     checked.check(demo, "new import", "/imports/new/")
     draft = demo_request(demo, stack, "Demo: web01")
-    for step in ("upload", "disks", "encryption", "licence", "details", "review"):
+    for step in ("upload", "disks", "encryption", "licence", "details", "finish", "review"):
         checked.check(demo, f"wizard step {step}", f"/imports/{draft}/edit/{step}/")
     checked.check(demo, "drafts", "/drafts/")
     checked.check(demo, "CLI import", "/imports/cli/")

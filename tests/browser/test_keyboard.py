@@ -146,7 +146,15 @@ def test_the_whole_wizard_and_the_review_with_the_keyboard_alone(stack, browser,
     tab_to(page, "#next")
     page.keyboard.press("Enter")
 
-    # 6. Review: the dry run and the submission, by Enter.
+    # 6. Finishing the AMI: a name typed, then on.
+    expect(page).to_have_url(re.compile(r"/edit/finish/$"))
+    type_into(page, "#id_ami_name", "kbd01-ami")
+    page.keyboard.press("Tab")
+    saved(page)
+    tab_to(page, "#next")
+    page.keyboard.press("Enter")
+
+    # 7. Review: the dry run and the submission, by Enter.
     expect(page).to_have_url(re.compile(r"/edit/review/$"))
     expect(page.locator("#review-findings")).to_have_text("Every rule passes.")
     tab_to(page, "#dry-run-button")

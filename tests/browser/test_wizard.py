@@ -98,10 +98,31 @@ def test_a_new_user_completes_every_step(stack, browser, tmp_path):
     saved(page)
     page.click("#next")
 
-    # 6. Review: every step complete, the CLI equivalent, the dry run, submit.
+    # 6. Finishing the AMI: a name, a tag on the AMI and its snapshots, one share, one copy to another region.
+    expect(page).to_have_url(re.compile(r"/edit/finish/$"))
+    page.fill("#id_ami_name", "web01 (wizard)")
+    page.fill("input[name=ami_tag_key] >> nth=0", "app")
+    page.fill("input[name=ami_tag_value] >> nth=0", "web")
+    page.fill("#id_launch_user_ids", "222233334444")
+    page.fill("#id_region_copies", "eu-west-1")
+    page.check("#id_imds_v2")
+    page.locator("#id_region_copies").blur()
+    saved(page)
+    page.fill("#id_launch_user_ids", "12345")  # a rule shown next to its field, then mended
+    page.locator("#id_launch_user_ids").blur()
+    saved(page)
+    page.reload()
+    expect(page.locator("#field-launch_user_ids .finding")).to_contain_text("is not of the form 123456789012")
+    page.fill("#id_launch_user_ids", "222233334444")
+    page.locator("#id_launch_user_ids").blur()
+    saved(page)
+    page.click("#next")
+
+    # 7. Review: every step complete, the CLI equivalent, the dry run, submit.
     expect(page.locator("#review-findings")).to_have_text("Every rule passes.")
-    for step in ("upload", "disks", "encryption", "licence", "details"):
+    for step in ("upload", "disks", "encryption", "licence", "details", "finish"):
         expect(page.locator(f"#step-indicator li[data-step={step}]")).to_have_class("step-complete")
+    expect(page.locator("#finishing-choices")).to_contain_text("web01 (wizard)")
     expect(page.locator("#cli-command")).to_contain_text("aws ec2 import-image")
     page.click("#dry-run-button")
     expect(page.locator("#dry-run-permitted")).to_be_visible()
@@ -125,3 +146,22 @@ def test_a_new_user_completes_every_step(stack, browser, tmp_path):
     expect(page.locator("#task-status")).to_have_text("completed", timeout=60_000)
     expect(page.locator("#image-id")).to_have_text(re.compile(r"^ami-"))
     expect(page.locator("#stage-stepper li.stage-done")).to_have_count(7)
+
+    # Then the worker finishes the AMI, each step shown done, and only then is the request completed.
+    rows = page.locator("#finishing-steps tr.finishing-step")
+    expect(rows).to_have_count(7, timeout=30_000)
+    expect(page.locator("#request-status")).to_have_text("Completed", timeout=90_000)
+    expect(page.locator("#finishing-steps tr.finishing-step[data-state=done]")).to_have_count(7)
+    expect(page.locator("#finishing-steps")).to_contain_text("Copy to another region eu-west-1")
+    expect(page.locator("#cancel")).to_have_count(0)
+    ec2 = boto3.client(
+        "ec2", endpoint_url=stack.sandbox_url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    (ami,) = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["web01 (wizard)"]}])["Images"]
+    assert {"Key": "app", "Value": "web"} in ami["Tags"] and ami["ImdsSupport"] == "v2.0"
+    shared = ec2.describe_image_attribute(ImageId=ami["ImageId"], Attribute="launchPermission")["LaunchPermissions"]
+    assert shared == [{"UserId": "222233334444"}]
+    west = boto3.client(
+        "ec2", endpoint_url=stack.sandbox_url, region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    assert west.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["web01 (wizard)"]}])["Images"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
 from django.conf import settings
+
+from wizard.aws import sts
 
 # Throttling (RequestLimitExceeded) and 5xx answers are retried by botocore with
 # exponential backoff; errors retrying cannot fix surface at once.
@@ -22,8 +24,24 @@ def _session(sandbox: bool, region: str) -> boto3.Session:
     return boto3.Session(region_name=region)  # the standard credential chain
 
 
-def client(service: str, **config: Any) -> Any:
-    """A boto3 client for `service` against the configured endpoint (sandbox or AWS)."""
-    session = _session(settings.AWS_SANDBOX, settings.AWS_REGION)
+class TargetLike(Protocol):
+    """What a client needs of a target (wizard.models.Target): where, and the role to assume."""
+
+    region: str
+    role_arn: str
+    external_id: str
+
+
+def client(service: str, *, region: str | None = None, target: TargetLike | None = None, **config: Any) -> Any:
+    """A boto3 client for `service` against the configured endpoint (sandbox or AWS).
+
+    `target`: in that target's account, through its role (sts:AssumeRole with its ExternalId), in
+    its region; None (the default target) is the application's own credentials and AWS_REGION.
+    `region`: another region than that (a copy of an AMI there)."""
     cfg = RETRY_CONFIG.merge(Config(**config)) if config else RETRY_CONFIG
+    if target is None:
+        session = _session(settings.AWS_SANDBOX, region or settings.AWS_REGION)
+    else:
+        own = client("sts", region=target.region)
+        session = sts.assumed_session(own, target.role_arn, target.external_id, region or target.region)
     return session.client(service, endpoint_url=settings.AWS_ENDPOINT_URL or None, config=cfg)

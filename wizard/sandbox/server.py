@@ -64,6 +64,7 @@ from werkzeug.serving import make_server
 from wizard import logs
 from wizard.sandbox import faults as faults_module
 from wizard.sandbox import imagecheck, s3fixes, vmimport
+from wizard.sandbox import images as image_calls
 from wizard.sandbox.clock import SandboxClock
 from wizard.sandbox.faults import CallError, Faults, FaultSpecError
 
@@ -73,6 +74,7 @@ ROLE_NAME = vmimport.DEFAULT_ROLE
 CLOCK_PATH = "/_sandbox/clock"
 FAULTS_PATH = "/_sandbox/faults"
 RESET_PATH = "/moto-api/reset"
+COPY_SHARE = 0.05
 
 StartResponse = Callable[..., Any]
 
@@ -258,6 +260,7 @@ class SandboxApp:
         status, headers = captured
         if status.startswith("200"):
             self.tasks.clear()
+            image_calls.clear()
             self.clock.set_speed(self.config.clock_speed)
             self.faults.clear()
             self.faults.update(faults_module.parse(self.config.faults))
@@ -372,6 +375,8 @@ def serve(config: SandboxConfig) -> None:
         validator=imagecheck.ImageChecks(min_bytes=config.inspect_min_bytes),
     )
     vmimport.install(tasks)
+    # CopyImage's copies take a twentieth of an import to become available.
+    image_calls.install(image_calls.ImageCopies(clock, config.import_seconds * COPY_SHARE))
     s3fixes.install()
     bootstrap(config)
     app = SandboxApp(DomainDispatcherApplication(create_backend_app), config, clock, tasks, faults)

@@ -28,7 +28,12 @@ from wizard.selectors import visible_requests
 from wizard.statemachine import TransitionError
 from wizard.templatetags.wizard_tags import duration
 
-POLLING_STATUSES = (ImportRequest.Status.SUBMITTED, ImportRequest.Status.APPROVED, ImportRequest.Status.IMPORTING)
+POLLING_STATUSES = (
+    ImportRequest.Status.SUBMITTED,
+    ImportRequest.Status.APPROVED,
+    ImportRequest.Status.IMPORTING,
+    ImportRequest.Status.FINISHING,  # wizard.finishing
+)
 
 
 @login_required

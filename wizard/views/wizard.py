@@ -1,4 +1,4 @@
-"""The wizard: six steps over one draft, saved on every change (htmx) and on Back/Next."""
+"""The wizard: seven steps over one draft, saved on every change (htmx) and on Back/Next."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.db.models import QuerySet
@@ -24,6 +25,7 @@ from wizard.forms import (
     DiskForm,
     DiskFormSet,
     EncryptionForm,
+    FinishForm,
     LicenceForm,
     S3SourceForm,
     SnapshotSourceForm,
@@ -37,7 +39,7 @@ from wizard.steps import INDEX, STEPS, step_states
 from wizard.text import shown
 
 T = TypeVar("T")
-FORMS = {"encryption": EncryptionForm, "licence": LicenceForm, "details": DetailsForm}
+FORMS = {"encryption": EncryptionForm, "licence": LicenceForm, "details": DetailsForm, "finish": FinishForm}
 
 
 def _draft(request: AuthenticatedHttpRequest, pk: int) -> ImportRequest:
@@ -240,6 +242,11 @@ def _render(
         # What was typed, with each row's errors, when the form came back; else what is saved.
         rows = getattr(form, "tag_rows", None) if form is not None and form.is_bound else None
         context["tags"] = (draft.tags if rows is None else rows) + [{"Key": "", "Value": ""}]
+    if name == "finish":
+        rows = getattr(form, "tag_rows", None) if form is not None and form.is_bound else None
+        context["ami_tags"] = (draft.ami_tags if rows is None else rows) + [{"Key": "", "Value": ""}]
+        context["delete_source_default"] = settings.DELETE_SOURCE_DEFAULT
+        context["region"] = settings.AWS_REGION
     if name == "encryption":
         context["keys"], context["keys_error"] = _safe(kms.list_keys)
     if name == "upload":

@@ -4,7 +4,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
     """A disk uploaded here reads its file name and size from its Upload (not a copy)."""
 
-    dependencies = [("wizard", "0007_batches_api")]
+    dependencies = [("wizard", "0008_finishing")]
 
     operations = [
         migrations.RemoveField(model_name="diskcontainer", name="file_name"),
