@@ -96,6 +96,23 @@ def test_the_management_command_makes_a_draft(tmp_path, requester, capsys):
     assert ImportRequest.objects.get(owner=requester).description == "from the CLI"
 
 
+def test_the_management_command_reads_standard_input(requester, capsys, monkeypatch):
+    """`--cli-input-json -` reads the document from standard input (it raised AttributeError once)."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(DOCUMENT)))
+    call_command("import_image", "--cli-input-json", "-", "--user", "alice")
+    assert "draft #" in capsys.readouterr().out
+    assert ImportRequest.objects.get(owner=requester).description == "from the CLI"
+
+
+def test_the_management_command_refuses_a_bad_document_on_standard_input(requester, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Architecture: arm64\nDiskContainers: []\n"))
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="problem.* in -; nothing was saved"):
+        call_command("import_image", "--cli-input-yaml", "-", "--user", "alice", stderr=err)
+    assert "Architecture" in err.getvalue()
+    assert not ImportRequest.objects.exists()
+
+
 def test_the_management_command_refuses_a_bad_document(tmp_path, requester):
     path = tmp_path / "input.yaml"
     path.write_text("Architecture: arm64\nDiskContainers: []\n")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -99,7 +99,7 @@ class ImportRequestAdmin(ReadOnlyAdmin):
         ),
     )
     # Read-only even if a permission check above ever said otherwise.
-    readonly_fields = tuple(f for _, options in fieldsets for f in options["fields"])
+    readonly_fields = tuple(f for _, options in fieldsets for f in options["fields"])  # type: ignore[misc]  # names
     inlines = [DiskContainerInline]
     actions = ["approve_selected", "reject_selected"]
 
@@ -322,7 +322,7 @@ class SourceGrantForm(forms.ModelForm):
         fields = ("kind", "groups", "s3_bucket", "s3_prefix", "host", "tag_key", "tag_value", "note")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = cast("dict[str, Any]", super().clean())  # ModelForm.clean returns cleaned_data
         kind = data.get("kind")
         if kind not in FIELDS_BY_KIND:
             return data

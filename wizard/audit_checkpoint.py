@@ -110,7 +110,8 @@ def schedule() -> None:
     Called by wizard.audit.record inside its transaction. A transaction rolled back drops
     its callbacks, so the next one that records an event schedules a checkpoint again.
     """
-    if not any(func is _after_commit for _, func, _ in connection.run_on_commit):
+    # (savepoint ids, func, robust) since Django 4.2; django-stubs still lists two items
+    if not any(func is _after_commit for _, func, _ in connection.run_on_commit):  # type: ignore[misc]
         transaction.on_commit(_after_commit)
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max, QuerySet
 from django.utils import timezone
@@ -62,7 +64,7 @@ class BatchError(Exception):
 # --- reads ----------------------------------------------------------------------------------------
 
 
-def visible_batches(user) -> QuerySet[Batch]:
+def visible_batches(user: User) -> QuerySet[Batch]:
     """Requesters see their own batches; reviewers, auditors and admins every one (as requests)."""
     qs = Batch.objects.select_related("owner")
     return qs if can_see_all(user) else qs.filter(owner=user)
@@ -79,13 +81,13 @@ def settings_params(values: dict[str, Any], tags: list[dict[str, str]] | None = 
 # --- making a batch -------------------------------------------------------------------------------
 
 
-def check_manifest(user, text: str, fmt: Format, defaults: dict[str, Any] | None = None) -> Manifest:
+def check_manifest(user: User, text: str, fmt: Format, defaults: dict[str, Any] | None = None) -> Manifest:
     """The manifest read row by row, and every valid row's sources judged for `user`
     (wizard.sources): a manifest cannot name what the user may not import."""
     manifest = parse_manifest(text, fmt, defaults)
     grants = sources.grants_of(user)
     for row in manifest.rows:
-        if not row.ok:
+        if not row.ok or row.spec is None:  # (ok: it has a spec)
             continue
         refused = [
             Finding(sources.source_path(disk, i), why)
@@ -99,7 +101,7 @@ def check_manifest(user, text: str, fmt: Format, defaults: dict[str, Any] | None
 
 
 def create_from_manifest(
-    user,
+    user: User,
     *,
     name: str,
     text: str,
@@ -119,14 +121,14 @@ def create_from_manifest(
         raise BatchRefused(manifest)
     if not manifest.valid:
         raise BatchRefused(manifest, "Nothing was saved: no row of the manifest is valid.")
-    specs = [(row.row, row.spec) for row in manifest.valid]
+    specs = [(row.row, row.spec) for row in manifest.valid if row.spec is not None]  # (valid: it has a spec)
     batch = _create(user, name, f"manifest-{fmt}", defaults or {}, specs, skipped=[r.row for r in manifest.invalid])
     _after_create(batch, user, submit)
     return batch, manifest
 
 
 def create_from_uploads(
-    user, *, name: str, upload_ids: list[int], defaults: dict[str, Any] | None = None, submit: bool = False
+    user: User, *, name: str, upload_ids: list[int], defaults: dict[str, Any] | None = None, submit: bool = False
 ) -> Batch:
     """A batch with one request per image the user uploaded here (their own completed uploads)."""
     uploads = list(Upload.objects.filter(owner=user, status=Upload.Status.COMPLETED, pk__in=upload_ids).order_by("pk"))
@@ -153,7 +155,14 @@ def create_from_uploads(
     return batch
 
 
-def _create(user, name: str, source: str, defaults: dict[str, Any], specs, skipped: list[int] | None = None) -> Batch:
+def _create(
+    user: User,
+    name: str,
+    source: str,
+    defaults: dict[str, Any],
+    specs: Sequence[tuple[int | None, ImportSpec]],
+    skipped: list[int] | None = None,
+) -> Batch:
     name = (name or "").strip()[:MAX_NAME] or f"batch of {len(specs)}"
     with transaction.atomic():
         batch = Batch.objects.create(owner=user, name=name, source=source, settings=defaults)
@@ -174,7 +183,7 @@ def _create(user, name: str, source: str, defaults: dict[str, Any], specs, skipp
     return batch
 
 
-def _after_create(batch: Batch, user, submit: bool) -> None:
+def _after_create(batch: Batch, user: User, submit: bool) -> None:
     """Each request's images are inspected on their own by the worker (drafts.draft_from_spec
     queued them, the same pre-flight as a single one). With `submit`, each request is submitted
     as soon as its images are inspected (`inspected`); those with nothing to inspect at once."""
@@ -237,7 +246,7 @@ def _items(batch: Batch, pks: list[int] | None = None) -> list[BatchItem]:
     return list(qs)
 
 
-def submit_batch(batch: Batch, user) -> Outcome:
+def submit_batch(batch: Batch, user: User) -> Outcome:
     """Submit every draft (or rejected request) of the batch; each is checked on its own."""
     if batch.owner_id != user.pk:
         raise BatchError("only the batch's owner submits it")
@@ -254,18 +263,25 @@ def submit_batch(batch: Batch, user) -> Outcome:
     return outcome
 
 
-def approve_batch(batch: Batch, user, pks: list[int] | None = None) -> Outcome:
+def approve_batch(batch: Batch, user: User, pks: list[int] | None = None) -> Outcome:
     """Approve the batch's submitted requests (all, or `pks`), each under separation of duties."""
     return _decide(batch, user, pks, lambda r: review.approve(r, user), "batch approved")
 
 
-def reject_batch(batch: Batch, user, reason: str, pks: list[int] | None = None) -> Outcome:
+def reject_batch(batch: Batch, user: User, reason: str, pks: list[int] | None = None) -> Outcome:
     if not reason.strip():
         raise BatchError("say why the requests are rejected; the requester sees the reason")
     return _decide(batch, user, pks, lambda r: review.reject(r, user, reason), "batch rejected", reason=reason)
 
 
-def _decide(batch: Batch, user, pks, act, action: str, **details) -> Outcome:
+def _decide(
+    batch: Batch,
+    user: User,
+    pks: list[int] | None,
+    act: Callable[[ImportRequest], object],
+    action: str,
+    **details: Any,
+) -> Outcome:
     if not user.has_perm("wizard.review_importrequest"):
         raise BatchError("you may not review import requests")
     outcome = Outcome()
@@ -286,7 +302,7 @@ def _decide(batch: Batch, user, pks, act, action: str, **details) -> Outcome:
 # --- after the dispatch: retry, cancel ------------------------------------------------------------
 
 
-def retry_failed(batch: Batch, user) -> Outcome:
+def retry_failed(batch: Batch, user: User) -> Outcome:
     """ "Retry the failed ones": for each failed request not retried yet, a new request with the
     same settings (drafts.duplicate: only the disks the user may import), in the batch, submitted
     as soon as its images are inspected (`inspected`). `done` lists the new requests, `refused`
@@ -313,7 +329,7 @@ def retry_failed(batch: Batch, user) -> Outcome:
     return outcome
 
 
-def cancel_rest(batch: Batch, user, reason: str = "") -> Outcome:
+def cancel_rest(batch: Batch, user: User, reason: str = "") -> Outcome:
     """ "Cancel the rest": cancel the imports running (CancelImportTask) and withdraw the requests
     still waiting for review or for their place in the queue; finished ones are left as they are."""
     if not may_cancel(batch, user):
@@ -338,7 +354,7 @@ def cancel_rest(batch: Batch, user, reason: str = "") -> Outcome:
     return outcome
 
 
-def may_cancel(batch: Batch, user) -> bool:
+def may_cancel(batch: Batch, user: User) -> bool:
     """As for one request: its owner, or a reviewer."""
     return batch.owner_id == user.pk or user.has_perm("wizard.review_importrequest")
 
@@ -429,7 +445,7 @@ def dashboard(batch: Batch, now: datetime | None = None) -> Dashboard:
 def _time_left(lines: list[Line], durations: list[timedelta], remaining: list[timedelta]) -> timedelta | None:
     """Until the last VM ends: the longest of the running ones, then the waiting ones in waves of
     WIZARD_MAX_ACTIVE_IMPORTS at the typical duration so far (None until there is a pace)."""
-    typical = statistics.median(durations) if durations else None
+    typical = statistics.median(durations) if durations else None  # type: ignore[type-var]  # timedeltas do
     waiting = sum(1 for line in lines if line.request.status in (Status.SUBMITTED, Status.APPROVED))
     running = max(remaining) if remaining else None
     if typical is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from wizard import audit, importspec, statemachine
@@ -13,7 +14,7 @@ class CancelError(Exception):
     pass
 
 
-def cancel(request: ImportRequest, user, reason: str) -> dict:
+def cancel(request: ImportRequest, user: User, reason: str) -> dict:
     """Ask AWS to cancel the request's task; returns AWS's answer (PreviousState, State)."""
     if not statemachine.can_cancel(request):
         raise CancelError(f"import #{request.pk} is {request.get_status_display().lower()}: there is nothing to cancel")

@@ -17,8 +17,10 @@ let through twice; the dispatch itself is idempotent by the request's ClientToke
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -66,7 +68,7 @@ def kick() -> list[int]:
         now = timezone.now()
         DispatchSlot.objects.bulk_create([DispatchSlot(request_id=pk, admitted_at=now) for pk in admitted])
         for pk in admitted:
-            transaction.on_commit(lambda pk=pk: queue_dispatch(pk))
+            transaction.on_commit(partial(queue_dispatch, pk))
     return admitted
 
 
@@ -77,7 +79,7 @@ def positions(pks: Iterable[int] | None = None) -> dict[int, int]:
     return {pk: i for i, pk in enumerate(order) if wanted is None or pk in wanted}
 
 
-def withdraw(request: ImportRequest, user, reason: str) -> bool:
+def withdraw(request: ImportRequest, user: User, reason: str) -> bool:
     """Take a request that is waiting (for review, or for its place) out: cancelled, audited.
     False if it is no longer waiting (let through meanwhile, or ended)."""
     from wizard.statemachine import TransitionError, change_status

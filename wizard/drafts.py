@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 
@@ -54,7 +55,7 @@ class SourceRefused(Exception):
         self.message = findings[0].message if len(findings) == 1 else str(self)
 
 
-def create_draft(user, **fields: Any) -> ImportRequest:
+def create_draft(user: User, **fields: Any) -> ImportRequest:
     with transaction.atomic():
         request = ImportRequest.objects.create(owner=user, **fields)
         audit.record("draft created", request, actor=user, after={"status": request.status})
@@ -63,7 +64,7 @@ def create_draft(user, **fields: Any) -> ImportRequest:
 
 def save_fields(
     request: ImportRequest,
-    user,
+    user: User,
     version: int,
     values: dict[str, Any],
     step: str = "",
@@ -137,7 +138,7 @@ def container_values(disk: importspec.DiskContainer) -> dict[str, Any]:
     }
 
 
-def draft_from_spec(user, spec: importspec.ImportSpec, source: str) -> ImportRequest:
+def draft_from_spec(user: User, spec: importspec.ImportSpec, source: str) -> ImportRequest:
     """A new draft holding everything `spec` sets (a new ClientToken: it is a new request).
 
     Raises SourceRefused, saving nothing, if `user` may not import one of its disks."""
@@ -147,7 +148,7 @@ def draft_from_spec(user, spec: importspec.ImportSpec, source: str) -> ImportReq
     return _create_from_spec(user, spec, source)
 
 
-def _create_from_spec(user, spec: importspec.ImportSpec, source: str, **details: Any) -> ImportRequest:
+def _create_from_spec(user: User, spec: importspec.ImportSpec, source: str, **details: Any) -> ImportRequest:
     """The draft and its disks; each S3 image is queued for inspection (after the commit)."""
     from wizard import preflight
 
@@ -169,7 +170,7 @@ def _create_from_spec(user, spec: importspec.ImportSpec, source: str, **details:
     return request
 
 
-def duplicate(request: ImportRequest, user) -> tuple[ImportRequest, list[str]]:
+def duplicate(request: ImportRequest, user: User) -> tuple[ImportRequest, list[str]]:
     """A new draft with the same settings and disks ("import again with these settings").
 
     The copy keeps only the disks `user` may import (wizard.sources): another user's upload
@@ -207,7 +208,7 @@ def duplicate(request: ImportRequest, user) -> tuple[ImportRequest, list[str]]:
     return copy, dropped
 
 
-def delete_draft(request: ImportRequest, user) -> None:
+def delete_draft(request: ImportRequest, user: User) -> None:
     """Delete a draft. The audit log is append-only and keeps its history, so the row stays,
     marked deleted, and is shown nowhere but in that history."""
     change_status(
@@ -218,7 +219,7 @@ def delete_draft(request: ImportRequest, user) -> None:
     )
 
 
-def add_container(request: ImportRequest, user, **fields: Any) -> DiskContainer:
+def add_container(request: ImportRequest, user: User, **fields: Any) -> DiskContainer:
     """Append a disk container (an S3 object, a URL or a snapshot) to a draft.
 
     Raises SourceRefused, saving nothing, if `user` may not import from it (wizard.sources)."""
@@ -240,7 +241,7 @@ def add_container(request: ImportRequest, user, **fields: Any) -> DiskContainer:
     return container
 
 
-def remove_container(request: ImportRequest, user, container: DiskContainer) -> None:
+def remove_container(request: ImportRequest, user: User, container: DiskContainer) -> None:
     with transaction.atomic():
         label = container.source_label
         container.delete()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from itertools import zip_longest
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.http import QueryDict
 
-from wizard.models import DiskContainer
+from wizard.models import DiskContainer, ImportRequest
 from wizard.text import MESSAGE as NOT_TEXT_MESSAGE
 from wizard.text import NOT_TEXT, not_text
 
@@ -31,7 +32,7 @@ class TextFields:
     fields: dict[str, forms.Field]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)
         for field in self.fields.values():
             if isinstance(field, forms.CharField) and validate_text not in field.validators:
                 field.validators.append(validate_text)
@@ -65,12 +66,12 @@ BLANK = [("", "(not set)")]
 class StepForm(TextFields, forms.Form):
     """A step's form: `values()` gives the request fields it sets."""
 
-    def __init__(self, *args, request=None, **kwargs):
+    def __init__(self, *args: Any, request: ImportRequest | None = None, **kwargs: Any) -> None:
         self.request = request
         super().__init__(*args, **kwargs)
 
     @classmethod
-    def initial_for(cls, request) -> dict:
+    def initial_for(cls, request: ImportRequest) -> dict:
         return {name: getattr(request, name) for name in cls.base_fields if hasattr(request, name)}
 
     def values(self) -> dict:
@@ -87,7 +88,7 @@ class EncryptionForm(StepForm):
     )
 
     @classmethod
-    def initial_for(cls, request) -> dict:
+    def initial_for(cls, request: ImportRequest) -> dict:
         return {"encrypted": bool(request.encrypted), "kms_key_id": request.kms_key_id}
 
     def values(self) -> dict:
@@ -124,7 +125,7 @@ class LicenceForm(StepForm):
     )
 
     @classmethod
-    def initial_for(cls, request) -> dict:
+    def initial_for(cls, request: ImportRequest) -> dict:
         licensing = request.license_type or ("usage" if request.usage_operation else "")
         return {
             "licensing": licensing,
@@ -167,13 +168,14 @@ class DetailsForm(StepForm):
     def clean(self) -> dict:
         """Tags as rows; a row that cannot be stored gets its error next to its key or value
         (`tag_rows`), and nothing is saved."""
-        data = super().clean()
-        keys, values = self.data.getlist("tag_key"), self.data.getlist("tag_value")
-        self.tag_rows = []
+        data = cast("dict[str, Any]", super().clean())  # forms.Form.clean returns cleaned_data
+        posted = cast(QueryDict, self.data)  # a bound form's data: the POST
+        keys, values = posted.getlist("tag_key"), posted.getlist("tag_value")
+        self.tag_rows: list[dict[str, Any]] = []
         for key, value in zip_longest(keys, values, fillvalue=""):
             if not (key.strip() or value.strip()):
                 continue
-            row = {"n": len(self.tag_rows) + 1, "Key": key.strip(), "Value": value}
+            row: dict[str, Any] = {"n": len(self.tag_rows) + 1, "Key": key.strip(), "Value": value}
             row["key_error"], row["value_error"] = self._tag_problem(row["Key"]), self._tag_problem(value)
             self.tag_rows.append(row)
         if any(row["key_error"] or row["value_error"] for row in self.tag_rows):
@@ -232,7 +234,7 @@ class CliImportForm(TextFields, forms.Form):
     MAX_BYTES = 256 * 1024
 
     def clean(self) -> dict:
-        data = super().clean()
+        data = cast("dict[str, Any]", super().clean())  # forms.Form.clean returns cleaned_data
         upload = data.get("file")
         if upload is not None:
             if upload.size > self.MAX_BYTES:

@@ -43,7 +43,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ def _wait(child: subprocess.Popen, deadline: float) -> None:
         child.kill()
 
 
-def _serve(pipe: BinaryIO, reader: Any, asked: Any) -> None:
+def _serve(pipe: IO[bytes], reader: Any, asked: Any) -> None:
     offset, length = (int(n) for n in asked)
     data = b""
     if reader is not None and offset >= 0 and length > 0:

@@ -26,7 +26,9 @@ from wizard import audit
 USERNAME_LENGTH = 150  # Django's user name field; anything longer is cut in the event
 
 
-def audit_failed_login(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any):
+def audit_failed_login(
+    sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
+) -> None:
     if request is None:
         return
     failures = getattr(request, "axes_failures_since_start", None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,7 +99,7 @@ class GunicornLogger(Logger):
             for handler in log.handlers:
                 handler.setFormatter(JsonFormatter())
 
-    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+    def access(self, resp: Any, req: Any, environ: MutableMapping[str, Any], request_time: Any) -> None:
         if not self.access_log_enabled:
             return
         status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status

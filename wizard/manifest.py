@@ -335,8 +335,8 @@ def merge_defaults(params: dict[str, Any], defaults: dict[str, Any]) -> dict[str
 
 def _label(params: dict[str, Any]) -> str:
     disks = params.get("DiskContainers")
-    disk = disks[0] if isinstance(disks, list) and disks and isinstance(disks[0], dict) else {}
-    bucket = disk.get("UserBucket") if isinstance(disk.get("UserBucket"), dict) else {}
+    disk: dict[str, Any] = disks[0] if isinstance(disks, list) and disks and isinstance(disks[0], dict) else {}
+    bucket: dict[str, Any] = disk["UserBucket"] if isinstance(disk.get("UserBucket"), dict) else {}
     if bucket.get("S3Key"):
         return f"s3://{bucket.get('S3Bucket', '')}/{bucket['S3Key']}"
     return str(disk.get("Url") or disk.get("SnapshotId") or "")[:200]

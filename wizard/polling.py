@@ -340,7 +340,7 @@ def finish_request(task: ImportTask) -> bool:
     return True
 
 
-def fail(request: ImportRequest, message: str, *, action: str = "failed", **details) -> None:
+def fail(request: ImportRequest, message: str, *, action: str = "failed", **details: Any) -> None:
     change_status(
         request,
         "fail",

@@ -181,7 +181,7 @@ def inspect_request(request: ImportRequest) -> None:
         inspect_container(container)
 
 
-def placed(request: ImportRequest, containers=None) -> list[Placed]:
+def placed(request: ImportRequest, containers: list[DiskContainer] | None = None) -> list[Placed]:
     """The stored reports' errors and warnings, placed on the upload step (and BootMode's mismatch
     on the licence step)."""
     found: list[Placed] = []
@@ -217,7 +217,7 @@ def placed(request: ImportRequest, containers=None) -> list[Placed]:
     return found
 
 
-def source_findings(request: ImportRequest, containers, check_aws: bool = False) -> list[Placed]:
+def source_findings(request: ImportRequest, containers: list[DiskContainer], check_aws: bool = False) -> list[Placed]:
     """A blocking finding for every disk the request's owner may not import (grants can be
     revoked after a disk was added); snapshots whose tags only EC2 can tell are judged with
     `check_aws` only."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 # The stages a user sees, in order; AWS's finer StatusMessages fold into them.
 STEPPER = ("pending", "validating", "converting", "updating", "booting", "preparing ami", "completed")
@@ -57,7 +58,7 @@ def disk_progress(snapshot_details: list[dict]) -> list[dict]:
     """Per disk: its device, format, size and status as DescribeImportImageTasks reports them."""
     disks = []
     for i, d in enumerate(snapshot_details or []):
-        progress = d.get("Progress")
+        progress: Any = d.get("Progress")
         disks.append(
             {
                 "index": i,

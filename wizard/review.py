@@ -9,6 +9,9 @@ that, nor does being a superuser. Every path (review pages, admin action) comes 
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -23,7 +26,7 @@ class ReviewError(Exception):
     pass
 
 
-def separation_problem(request: ImportRequest, user) -> str:
+def separation_problem(request: ImportRequest, user: User) -> str:
     """Why `user` may not approve or reject `request` under separation of duties ("" if they may)."""
     if request.owner_id == user.pk:
         return "nobody approves or rejects their own request"
@@ -34,7 +37,7 @@ def separation_problem(request: ImportRequest, user) -> str:
     return ""
 
 
-def _check_reviewer(request: ImportRequest, user) -> None:
+def _check_reviewer(request: ImportRequest, user: User) -> None:
     if not user.has_perm("wizard.review_importrequest"):
         raise ReviewError("you may not review import requests")
     # Read again: the caller's copy may be older than the row (owner, submitter).
@@ -51,7 +54,7 @@ def sources_problem(request: ImportRequest) -> str:
     return "; ".join(f"{f.path}: {f.message}" for f in refusals)
 
 
-def approve(request: ImportRequest, user) -> ImportRequest:
+def approve(request: ImportRequest, user: User) -> ImportRequest:
     """Approve and queue the dispatch (after the commit, so the worker sees the approval)."""
     _check_reviewer(request, user)
     if problem := sources_problem(request):
@@ -66,7 +69,7 @@ def approve_without_review(request: ImportRequest) -> ImportRequest:
     )
 
 
-def _approve(request: ImportRequest, user, *, action: str, **fields) -> ImportRequest:
+def _approve(request: ImportRequest, user: User | None, *, action: str, **fields: Any) -> ImportRequest:
     from wizard.tasks import enqueue_dispatch
 
     with transaction.atomic():
@@ -85,7 +88,7 @@ def _approve(request: ImportRequest, user, *, action: str, **fields) -> ImportRe
     return request
 
 
-def reject(request: ImportRequest, user, reason: str) -> ImportRequest:
+def reject(request: ImportRequest, user: User, reason: str) -> ImportRequest:
     _check_reviewer(request, user)
     if not reason.strip():
         raise ReviewError("say why the request is rejected; the requester sees the reason")

@@ -10,6 +10,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
@@ -142,7 +143,7 @@ Q_TIMEOUT = int(os.environ.get("Q_TIMEOUT", "120"))
 Q_RETRY = int(os.environ.get("Q_RETRY", "180"))
 if Q_RETRY <= Q_TIMEOUT:
     raise ValueError(f"Q_RETRY ({Q_RETRY}) must be larger than Q_TIMEOUT ({Q_TIMEOUT})")
-Q_CLUSTER: dict[str, object] = {
+Q_CLUSTER: dict[str, Any] = {
     "name": "wizard",
     "workers": int(os.environ.get("Q_WORKERS", "2")),
     "timeout": Q_TIMEOUT,
@@ -209,7 +210,7 @@ APPROVAL_REQUIRED = env_bool("WIZARD_APPROVAL_REQUIRED", True)
 # Region, 20 by default); the other approved requests wait their turn (wizard.dispatch_queue).
 MAX_ACTIVE_IMPORTS = int(os.environ.get("WIZARD_MAX_ACTIVE_IMPORTS", "20"))
 
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {

@@ -34,9 +34,10 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
+from django.contrib.auth.models import User
 
 from wizard import importspec
-from wizard.models import DiskContainer, ImportTask, SourceGrant, Upload
+from wizard.models import DiskContainer, ImportRequest, ImportTask, SourceGrant, Upload
 
 REFUSED = "You may not import from this location: "
 HOW = {
@@ -160,14 +161,14 @@ def tag_grant(grants: Iterable[Any], tags: Iterable[dict[str, str]]) -> Any | No
 # --- the rule, over the database (and EC2 for snapshot tags) ---------------------------------
 
 
-def grants_of(user) -> list[SourceGrant]:
+def grants_of(user: User) -> list[SourceGrant]:
     """The grants made to one of the user's groups."""
     if user is None or not getattr(user, "pk", None):
         return []
     return list(SourceGrant.objects.filter(groups__user=user).distinct().prefetch_related("groups"))
 
 
-def _own_upload(user, bucket: str, key: str) -> Upload | None:
+def _own_upload(user: User, bucket: str, key: str) -> Upload | None:
     if user is None or not getattr(user, "pk", None) or not bucket or not key:
         return None
     if "\x00" in bucket or "\x00" in key:
@@ -175,7 +176,7 @@ def _own_upload(user, bucket: str, key: str) -> Upload | None:
     return Upload.objects.filter(owner=user, status=Upload.Status.COMPLETED, bucket=bucket, key=key).first()
 
 
-def own_snapshot_tasks(user) -> dict[str, ImportTask]:
+def own_snapshot_tasks(user: User) -> dict[str, ImportTask]:
     """SnapshotId -> the import task of one of the user's own requests that made it."""
     if user is None or not getattr(user, "pk", None):
         return {}
@@ -188,7 +189,7 @@ def own_snapshot_tasks(user) -> dict[str, ImportTask]:
     return made
 
 
-def _s3_verdict(user, bucket: str, key: str, label: str, grants: list[SourceGrant]) -> Verdict:
+def _s3_verdict(user: User, bucket: str, key: str, label: str, grants: list[SourceGrant]) -> Verdict:
     upload = _own_upload(user, bucket, key)
     if upload is not None:
         return Verdict(label, upload=upload)
@@ -198,7 +199,7 @@ def _s3_verdict(user, bucket: str, key: str, label: str, grants: list[SourceGran
     return _refused("s3", label, key_problem(key) if key else "")
 
 
-def _snapshot_verdict(user, snapshot_id: str, grants: list[SourceGrant], ask_aws: bool) -> Verdict:
+def _snapshot_verdict(user: User, snapshot_id: str, grants: list[SourceGrant], ask_aws: bool) -> Verdict:
     from wizard.aws import ec2
 
     label = f"snapshot {snapshot_id}"
@@ -221,7 +222,7 @@ def _snapshot_verdict(user, snapshot_id: str, grants: list[SourceGrant], ask_aws
 
 
 def judge(
-    user,
+    user: User,
     *,
     s3_bucket: str = "",
     s3_key: str = "",
@@ -255,7 +256,7 @@ def judge(
     return next((v for v in verdicts if not v.permitted), verdicts[0])
 
 
-def refusal(user, *, s3_bucket: str = "", s3_key: str = "", url: str = "", snapshot_id: str = "") -> str:
+def refusal(user: User, *, s3_bucket: str = "", s3_key: str = "", url: str = "", snapshot_id: str = "") -> str:
     """ "" when `user` may import this source; otherwise the one message that says so and how to
     get access (the same whether or not the object exists)."""
     return judge(user, s3_bucket=s3_bucket, s3_key=s3_key, url=url, snapshot_id=snapshot_id).refusal
@@ -287,16 +288,20 @@ def source_path(container: DiskContainer | importspec.DiskContainer, index: int)
 
 
 def container_verdict(
-    user, container: DiskContainer | importspec.DiskContainer, *, ask_aws: bool = True, grants=None
+    user: User,
+    container: DiskContainer | importspec.DiskContainer,
+    *,
+    ask_aws: bool = True,
+    grants: list[SourceGrant] | None = None,
 ) -> Verdict:
     return judge(user, **source_of(container), ask_aws=ask_aws, grants=grants)
 
 
-def container_refusal(user, container: DiskContainer | importspec.DiskContainer, *, ask_aws: bool = True) -> str:
+def container_refusal(user: User, container: DiskContainer | importspec.DiskContainer, *, ask_aws: bool = True) -> str:
     return container_verdict(user, container, ask_aws=ask_aws).refusal
 
 
-def spec_refusals(user, spec: importspec.ImportSpec, *, ask_aws: bool = True) -> list[importspec.Finding]:
+def spec_refusals(user: User, spec: importspec.ImportSpec, *, ask_aws: bool = True) -> list[importspec.Finding]:
     """A finding per disk container of `spec` that `user` may not import, placed on its source."""
     grants = grants_of(user)
     found = []
@@ -312,13 +317,13 @@ def provenance(container: DiskContainer, *, grants: list[SourceGrant] | None = N
     return container_verdict(container.request.owner, container, grants=grants)
 
 
-def provenances(request) -> list[tuple[DiskContainer, Verdict]]:
+def provenances(request: ImportRequest) -> list[tuple[DiskContainer, Verdict]]:
     """Each disk of an import request with where it comes from, for its owner."""
     grants = grants_of(request.owner)
     return [(c, provenance(c, grants=grants)) for c in request.disk_containers.select_related("request__owner")]
 
 
-def permitted_snapshots(user, limit: int = 200) -> list[dict[str, Any]]:
+def permitted_snapshots(user: User, limit: int = 200) -> list[dict[str, Any]]:
     """The snapshots `user` may import (the snapshot picker): those the imports of their own
     requests made, and those carrying a tag granted to one of their groups."""
     from wizard.aws import ec2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -19,7 +20,7 @@ class SubmitRefused(Exception):
         self.findings = findings
 
 
-def submit(request: ImportRequest, user) -> ImportRequest:
+def submit(request: ImportRequest, user: User) -> ImportRequest:
     """Hand a draft (or a rejected request) to the reviewers, or straight to dispatch
     when the installation does not require approval (WIZARD_APPROVAL_REQUIRED=0)."""
     from wizard.review import approve_without_review

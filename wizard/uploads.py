@@ -20,7 +20,7 @@ import posixpath
 import uuid
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.conf import settings
 from django.db import transaction
@@ -208,7 +208,7 @@ class Completed:
     container: DiskContainer
 
 
-def _is_etag(etag: Any) -> bool:
+def _is_etag(etag: Any) -> TypeGuard[str]:
     """An ETag as S3 gives them: printable ASCII, at most 128 characters."""
     return isinstance(etag, str) and 0 < len(etag) <= 128 and etag.isascii() and etag.isprintable()
 
@@ -376,6 +376,7 @@ def _update_client_data(request: ImportRequest, upload: Upload) -> None:
     uploaded (GiB), including any that reached the draft another way."""
     total = sum(c.size_bytes or 0 for c in request.disk_containers.all())
     start_at = upload.created_at if request.upload_start is None else min(request.upload_start, upload.created_at)
+    assert upload.completed_at is not None  # complete() set it just before
     end_at = upload.completed_at if request.upload_end is None else max(request.upload_end, upload.completed_at)
     request.upload_start = start_at
     request.upload_end = end_at

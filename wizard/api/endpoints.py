@@ -8,10 +8,12 @@ carry `row` (and `column` for CSV).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, JsonResponse
@@ -27,12 +29,15 @@ from wizard import uploads as upload_service
 from wizard.api import idempotency, schemas, tokens
 from wizard.aws.multipart import PART_URL_SECONDS
 from wizard.cli_format import parse_cli_input, to_cli_json
+from wizard.http import AuthenticatedHttpRequest
 from wizard.importspec import Finding
-from wizard.manifest import MAX_BYTES
-from wizard.models import Batch, ImportRequest, Upload
+from wizard.manifest import MAX_BYTES, Manifest, RowError
+from wizard.models import Batch, DiskContainer, ImportRequest, Upload
 from wizard.selectors import visible_requests
 from wizard.statemachine import TransitionError
+from wizard.steps import Placed
 
+T = TypeVar("T")
 Status = ImportRequest.Status
 ADD = "wizard.add_importrequest"
 REVIEW = "wizard.review_importrequest"
@@ -42,7 +47,7 @@ NO_DISKS = "DiskContainers must hold at least one disk to import"
 
 
 class TokenAuth(HttpBearer):
-    def authenticate(self, request: HttpRequest, token: str):
+    def authenticate(self, request: HttpRequest, token: str) -> User | None:
         user = tokens.authenticate(token)
         if user is not None:
             request.user = user
@@ -64,7 +69,7 @@ api = NinjaAPI(
 
 
 class Refused(Exception):
-    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None):
+    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.errors = status, message, errors or []
 
@@ -74,12 +79,12 @@ def _error(status: int, message: str, errors: list[dict[str, Any]] | None = None
 
 
 @api.exception_handler(Refused)
-def _refused(request, exc: Refused):
+def _refused(request: HttpRequest, exc: Refused) -> JsonResponse:
     return _error(exc.status, exc.message, exc.errors)
 
 
 @api.exception_handler(ValidationError)
-def _invalid(request, exc: ValidationError):
+def _invalid(request: HttpRequest, exc: ValidationError) -> JsonResponse:
     errors = [
         {
             "path": ".".join(str(p) for p in e.get("loc", ())[2:] if p != "payload") or "(body)",
@@ -91,25 +96,25 @@ def _invalid(request, exc: ValidationError):
 
 
 @api.exception_handler(AuthenticationError)
-def _unauthenticated(request, exc):
+def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> JsonResponse:
     return _error(401, "Send a valid API token: Authorization: Bearer iw_... (make one on the API tokens page).")
 
 
 @api.exception_handler(Http404)
-def _not_found(request, exc):
+def _not_found(request: HttpRequest, exc: Http404) -> JsonResponse:
     return _error(404, "Not found (or not yours to see).")
 
 
 @api.exception_handler(RequestDataTooBig)
-def _too_big(request, exc):
+def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> JsonResponse:
     return _error(413, f"The body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes.")
 
 
-def _findings(findings, **extra) -> list[dict[str, Any]]:
+def _findings(findings: Iterable[Finding | Placed], **extra: Any) -> list[dict[str, Any]]:
     return [{"path": f.path, "message": f.message, **extra} for f in findings]
 
 
-def _need(request: HttpRequest, perm: str, what: str) -> None:
+def _need(request: AuthenticatedHttpRequest, perm: str, what: str) -> None:
     if not request.user.has_perm(perm):
         raise Refused(403, f"You may not {what}.")
 
@@ -121,7 +126,7 @@ def _iso(value: datetime | None) -> str | None:
 # --- requests --------------------------------------------------------------------------------
 
 
-def request_json(r: ImportRequest, *, findings=None, ahead: int | None = None) -> dict[str, Any]:
+def request_json(r: ImportRequest, *, findings: list[Placed] | None = None, ahead: int | None = None) -> dict[str, Any]:
     task = getattr(r, "import_task", None)
     item = getattr(r, "batch_item", None)
     explanation = failures.explain(r.failure_message) if r.failure_message else None
@@ -170,7 +175,7 @@ def request_json(r: ImportRequest, *, findings=None, ahead: int | None = None) -
     }
 
 
-def _requests(user) -> QuerySet[ImportRequest]:
+def _requests(user: User) -> QuerySet[ImportRequest]:
     return (
         visible_requests(user)
         .exclude(status=Status.DELETED)
@@ -179,7 +184,7 @@ def _requests(user) -> QuerySet[ImportRequest]:
     )
 
 
-def _one(request: HttpRequest, pk: int) -> ImportRequest:
+def _one(request: AuthenticatedHttpRequest, pk: int) -> ImportRequest:
     found = _requests(request.user).filter(pk=pk).first()
     if found is None:
         raise Http404
@@ -192,7 +197,7 @@ def _detail(r: ImportRequest) -> dict[str, Any]:
     return request_json(r, findings=preflight.all_findings(r), ahead=ahead)
 
 
-def _document(request: HttpRequest) -> tuple[Any, list[Finding]]:
+def _document(request: AuthenticatedHttpRequest) -> tuple[Any, list[Finding]]:
     try:
         text = request.body.decode("utf-8")
     except UnicodeDecodeError:
@@ -227,7 +232,7 @@ def _document(request: HttpRequest) -> tuple[Any, list[Finding]]:
         }
     },
 )
-def create_request(request: HttpRequest):
+def create_request(request: AuthenticatedHttpRequest) -> JsonResponse:
     _need(request, ADD, "make import requests")
 
     def answer() -> tuple[int, dict[str, Any]]:
@@ -254,7 +259,7 @@ class RequestFilters(Schema):
 
 
 @api.get("/requests", response=schemas.RequestList, summary="List the requests you may see, newest first")
-def list_requests(request: HttpRequest, filters: Query[RequestFilters]):
+def list_requests(request: AuthenticatedHttpRequest, filters: Query[RequestFilters]) -> dict[str, Any]:
     qs = _requests(request.user)
     if filters.status:
         qs = qs.filter(status=filters.status)
@@ -274,7 +279,7 @@ def list_requests(request: HttpRequest, filters: Query[RequestFilters]):
     response={200: schemas.ImportRequestOut, 404: schemas.Error},
     summary="A request, its pre-flight findings and its progress",
 )
-def get_request(request: HttpRequest, pk: int):
+def get_request(request: AuthenticatedHttpRequest, pk: int) -> dict[str, Any]:
     return _detail(_one(request, pk))
 
 
@@ -283,7 +288,7 @@ def get_request(request: HttpRequest, pk: int):
     response={200: schemas.ImportRequestOut, 404: schemas.Error, 409: schemas.Error, 422: schemas.Error},
     summary="Submit a draft for review (every rule and pre-flight check first)",
 )
-def submit_request(request: HttpRequest, pk: int):
+def submit_request(request: AuthenticatedHttpRequest, pk: int) -> dict[str, Any]:
     r = _one(request, pk)
     if r.owner_id != request.user.pk:
         raise Http404
@@ -301,7 +306,7 @@ def submit_request(request: HttpRequest, pk: int):
     response={200: schemas.ImportRequestOut, 403: schemas.Error, 404: schemas.Error, 409: schemas.Error},
     summary="Cancel an import (CancelImportTask), or withdraw a request still waiting for review or its place",
 )
-def cancel_request(request: HttpRequest, pk: int, body: schemas.Reason):
+def cancel_request(request: AuthenticatedHttpRequest, pk: int, body: schemas.Reason) -> dict[str, Any]:
     r = _one(request, pk)
     if r.owner_id != request.user.pk and not request.user.has_perm(REVIEW):
         raise Refused(403, "Only the requester or a reviewer may cancel an import.")
@@ -316,7 +321,7 @@ def cancel_request(request: HttpRequest, pk: int, body: schemas.Reason):
     return _detail(r)
 
 
-def _review(request: HttpRequest, pk: int, act) -> dict[str, Any]:
+def _review(request: AuthenticatedHttpRequest, pk: int, act: Callable[[ImportRequest], object]) -> dict[str, Any]:
     _need(request, REVIEW, "review import requests")
     r = _one(request, pk)
     try:
@@ -331,7 +336,7 @@ def _review(request: HttpRequest, pk: int, act) -> dict[str, Any]:
     response={200: schemas.ImportRequestOut, 403: schemas.Error, 404: schemas.Error, 409: schemas.Error},
     summary="Approve (reviewers; nobody approves a request they had a hand in)",
 )
-def approve_request(request: HttpRequest, pk: int):
+def approve_request(request: AuthenticatedHttpRequest, pk: int) -> dict[str, Any]:
     return _review(request, pk, lambda r: review.approve(r, request.user))
 
 
@@ -340,14 +345,14 @@ def approve_request(request: HttpRequest, pk: int):
     response={200: schemas.ImportRequestOut, 403: schemas.Error, 404: schemas.Error, 409: schemas.Error},
     summary="Reject with a reason the requester sees (reviewers)",
 )
-def reject_request(request: HttpRequest, pk: int, body: schemas.Reason):
+def reject_request(request: AuthenticatedHttpRequest, pk: int, body: schemas.Reason) -> dict[str, Any]:
     return _review(request, pk, lambda r: review.reject(r, request.user, body.reason))
 
 
 # --- uploads ---------------------------------------------------------------------------------
 
 
-def upload_json(upload: Upload, container=None) -> dict[str, Any]:
+def upload_json(upload: Upload, container: DiskContainer | None = None) -> dict[str, Any]:
     return {
         "id": upload.pk,
         "request": upload.request_id,
@@ -364,14 +369,14 @@ def upload_json(upload: Upload, container=None) -> dict[str, Any]:
     }
 
 
-def _upload_call(call):
+def _upload_call(call: Callable[[], T]) -> T:
     try:
         return call()
     except upload_service.UploadError as exc:
         raise Refused(exc.status, exc.message) from exc
 
 
-def _own_upload(request: HttpRequest, upload_id: int) -> Upload:
+def _own_upload(request: AuthenticatedHttpRequest, upload_id: int) -> Upload:
     upload = Upload.objects.select_related("request").filter(pk=upload_id, owner=request.user).first()
     if upload is None:
         raise Http404
@@ -383,7 +388,7 @@ def _own_upload(request: HttpRequest, upload_id: int) -> Upload:
     response={201: schemas.UploadOut, 404: schemas.Error, 409: schemas.Error, 422: schemas.Error},
     summary="Start a multipart upload of one image into your draft (the bytes go to S3, never here)",
 )
-def start_upload(request: HttpRequest, pk: int, body: schemas.UploadStart):
+def start_upload(request: AuthenticatedHttpRequest, pk: int, body: schemas.UploadStart) -> Answer[dict[str, Any]]:
     r = _one(request, pk)
     if r.owner_id != request.user.pk:
         raise Http404
@@ -400,7 +405,7 @@ def start_upload(request: HttpRequest, pk: int, body: schemas.UploadStart):
     response={200: schemas.SignedParts, 404: schemas.Error, 409: schemas.Error, 400: schemas.Error},
     summary="Presigned PUT URLs for parts (each signs the part's CRC32, which S3 checks)",
 )
-def sign_parts(request: HttpRequest, upload_id: int, body: schemas.PartsToSign):
+def sign_parts(request: AuthenticatedHttpRequest, upload_id: int, body: schemas.PartsToSign) -> dict[str, Any]:
     upload = _own_upload(request, upload_id)
     signed = _upload_call(lambda: upload_service.sign_parts(upload, [p.dict() for p in body.parts]))
     return {
@@ -415,7 +420,7 @@ def sign_parts(request: HttpRequest, upload_id: int, body: schemas.PartsToSign):
     response={200: schemas.UploadOut, 404: schemas.Error, 409: schemas.Error, 422: schemas.Error},
     summary="Join the parts; the image becomes a disk of the draft and is inspected",
 )
-def complete_upload(request: HttpRequest, upload_id: int, body: schemas.PartsDone):
+def complete_upload(request: AuthenticatedHttpRequest, upload_id: int, body: schemas.PartsDone) -> dict[str, Any]:
     upload = _own_upload(request, upload_id)
     parts = [{k: v for k, v in p.dict().items() if v is not None} for p in body.parts]
     done = _upload_call(lambda: upload_service.complete(upload, request.user, parts))
@@ -425,7 +430,7 @@ def complete_upload(request: HttpRequest, upload_id: int, body: schemas.PartsDon
 # --- batches ---------------------------------------------------------------------------------
 
 
-def batch_json(dash: batches.Dashboard, skipped=()) -> dict[str, Any]:
+def batch_json(dash: batches.Dashboard, skipped: Iterable[RowError] = ()) -> dict[str, Any]:
     batch = dash.batch
     lines = []
     for line in dash.lines:
@@ -434,7 +439,7 @@ def batch_json(dash: batches.Dashboard, skipped=()) -> dict[str, Any]:
             {
                 "request": r.pk,
                 "row": line.item.row,
-                "retry_of": line.item.retry_of.request_id if line.item.retry_of_id else None,
+                "retry_of": line.item.retry_of.request_id if line.item.retry_of else None,
                 "description": r.description,
                 "status": r.status,
                 "stage": line.stage,
@@ -465,14 +470,14 @@ def batch_json(dash: batches.Dashboard, skipped=()) -> dict[str, Any]:
     }
 
 
-def _batch(request: HttpRequest, pk: int) -> Batch:
+def _batch(request: AuthenticatedHttpRequest, pk: int) -> Batch:
     found = batches.visible_batches(request.user).filter(pk=pk).first()
     if found is None:
         raise Http404
     return found
 
 
-def _manifest_errors(manifest) -> list[dict[str, Any]]:
+def _manifest_errors(manifest: Manifest) -> list[dict[str, Any]]:
     return [{"row": e.row, "path": e.path, "message": e.message, "column": e.column or None} for e in manifest.problems]
 
 
@@ -483,7 +488,7 @@ def _manifest_errors(manifest) -> list[dict[str, Any]]:
     description="Every row is checked on its own; with errors in any row nothing is saved and the errors come by "
     "row and path, unless import_valid is true. Send an Idempotency-Key header.",
 )
-def create_batch(request: HttpRequest, body: schemas.BatchCreate):
+def create_batch(request: AuthenticatedHttpRequest, body: schemas.BatchCreate) -> JsonResponse:
     _need(request, ADD, "make import requests")
     if len(body.manifest.encode()) > MAX_BYTES:
         raise Refused(413, f"The manifest is larger than {MAX_BYTES // 1024} KiB; split it into several batches.")
@@ -507,7 +512,7 @@ def create_batch(request: HttpRequest, body: schemas.BatchCreate):
 
 
 @api.get("/batches", response=schemas.BatchList, summary="List the batches you may see, newest first")
-def list_batches(request: HttpRequest, limit: int = 50, offset: int = 0):
+def list_batches(request: AuthenticatedHttpRequest, limit: int = 50, offset: int = 0) -> dict[str, Any]:
     qs = batches.visible_batches(request.user)
     limit, offset = max(1, min(limit, MAX_PAGE)), max(0, offset)
     return {
@@ -530,11 +535,11 @@ def list_batches(request: HttpRequest, limit: int = 50, offset: int = 0):
     response={200: schemas.BatchOut, 404: schemas.Error},
     summary="A batch: every VM's stage and progress, totals, time left",
 )
-def get_batch(request: HttpRequest, pk: int):
+def get_batch(request: AuthenticatedHttpRequest, pk: int) -> dict[str, Any]:
     return batch_json(batches.dashboard(_batch(request, pk)))
 
 
-def _batch_action(call) -> dict[str, Any]:
+def _batch_action(call: Callable[[], batches.Outcome]) -> dict[str, Any]:
     try:
         return call().as_json()
     except batches.BatchError as exc:
@@ -542,7 +547,7 @@ def _batch_action(call) -> dict[str, Any]:
 
 
 @api.post("/batches/{pk}/submit", response={200: schemas.Outcome, 403: schemas.Error, 404: schemas.Error})
-def submit_batch(request: HttpRequest, pk: int):
+def submit_batch(request: AuthenticatedHttpRequest, pk: int) -> dict[str, Any]:
     batch = _batch(request, pk)
     return _batch_action(lambda: batches.submit_batch(batch, request.user))
 
@@ -552,14 +557,14 @@ def submit_batch(request: HttpRequest, pk: int):
     response={200: schemas.Outcome, 403: schemas.Error, 404: schemas.Error},
     summary="Approve the batch's submitted requests, or some of them (reviewers; separation of duties each)",
 )
-def approve_batch(request: HttpRequest, pk: int, body: schemas.Decision):
+def approve_batch(request: AuthenticatedHttpRequest, pk: int, body: schemas.Decision) -> dict[str, Any]:
     _need(request, REVIEW, "review import requests")
     batch = _batch(request, pk)
     return _batch_action(lambda: batches.approve_batch(batch, request.user, body.requests))
 
 
 @api.post("/batches/{pk}/reject", response={200: schemas.Outcome, 403: schemas.Error, 404: schemas.Error})
-def reject_batch(request: HttpRequest, pk: int, body: schemas.Decision):
+def reject_batch(request: AuthenticatedHttpRequest, pk: int, body: schemas.Decision) -> dict[str, Any]:
     _need(request, REVIEW, "review import requests")
     batch = _batch(request, pk)
     if not body.reason.strip():
@@ -572,7 +577,7 @@ def reject_batch(request: HttpRequest, pk: int, body: schemas.Decision):
     response={200: schemas.Outcome, 403: schemas.Error, 404: schemas.Error},
     summary="New requests with the same settings for the failed ones, submitted",
 )
-def retry_failed(request: HttpRequest, pk: int):
+def retry_failed(request: AuthenticatedHttpRequest, pk: int) -> dict[str, Any]:
     batch = _batch(request, pk)
     return _batch_action(lambda: batches.retry_failed(batch, request.user))
 
@@ -582,12 +587,12 @@ def retry_failed(request: HttpRequest, pk: int):
     response={200: schemas.Outcome, 403: schemas.Error, 404: schemas.Error},
     summary="Cancel the running imports and withdraw the waiting requests",
 )
-def cancel_batch(request: HttpRequest, pk: int, body: schemas.Reason):
+def cancel_batch(request: AuthenticatedHttpRequest, pk: int, body: schemas.Reason) -> dict[str, Any]:
     batch = _batch(request, pk)
     return _batch_action(lambda: batches.cancel_rest(batch, request.user, body.reason))
 
 
 @api.get("/me", response=schemas.TokenCheck, summary="Who this token acts as")
-def me(request: HttpRequest):
+def me(request: AuthenticatedHttpRequest) -> dict[str, Any]:
     perms = sorted(p for p in (ADD, REVIEW) if request.user.has_perm(p))
     return {"user": request.user.get_username(), "permissions": perms}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -33,7 +34,7 @@ def fingerprint(request: HttpRequest) -> str:
     return digest.hexdigest()
 
 
-def run(request: HttpRequest, user, answer: Callable[[], tuple[int, dict[str, Any]]]) -> JsonResponse:
+def run(request: HttpRequest, user: User, answer: Callable[[], tuple[int, dict[str, Any]]]) -> JsonResponse:
     """`answer()` -> (status, body), once per user and key."""
     key = request.headers.get(HEADER, "")
     if not key:

@@ -14,6 +14,7 @@ import re
 import secrets
 from datetime import timedelta
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -34,7 +35,7 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create(user, name: str) -> tuple[ApiToken, str]:
+def create(user: User, name: str) -> tuple[ApiToken, str]:
     """A new token for `user`; returns the row and the token text (shown once, never stored)."""
     name = (name or "").strip()[:100]
     if not name:
@@ -52,7 +53,7 @@ def create(user, name: str) -> tuple[ApiToken, str]:
     return token, f"iw_{prefix}_{secret}"
 
 
-def revoke(token: ApiToken, user) -> ApiToken:
+def revoke(token: ApiToken, user: User) -> ApiToken:
     with transaction.atomic():
         locked = ApiToken.objects.select_for_update().get(pk=token.pk)
         if locked.revoked_at is None:
@@ -66,7 +67,7 @@ def revoke(token: ApiToken, user) -> ApiToken:
     return locked
 
 
-def authenticate(text: str):
+def authenticate(text: str) -> User | None:
     """The active user a token belongs to, or None (malformed, unknown, revoked, wrong secret, inactive user)."""
     found = TOKEN.fullmatch(text or "")
     if not found:

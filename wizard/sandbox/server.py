@@ -384,7 +384,7 @@ def serve(config: SandboxConfig) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     host, port = server.server_address[:2]
-    print(f"Sandbox AWS listening on http://{host}:{port}", flush=True)
+    print(f"Sandbox AWS listening on http://{host}:{port}", flush=True)  # type: ignore[str-bytes-safe]  # str on AF_INET
     try:
         server.serve_forever(poll_interval=0.1)
     finally:

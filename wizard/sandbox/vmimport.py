@@ -43,7 +43,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from moto.core.responses import ActionResult
 from moto.ec2.exceptions import EC2ClientError
@@ -668,7 +668,8 @@ def _require_role(account: str, region: str, role_name: str) -> None:
 
 def _describe_import_image_tasks(self: EC2Response) -> ActionResult:
     self.error_on_dryrun()
-    filters = self._filters_from_querystring()
+    # moto annotates it dict[str, str]: the values are the filters' lists of Values
+    filters = cast("dict[str, list[str]]", self._filters_from_querystring())
     for name in filters:
         if name != "task-state" and not name.startswith("tag:"):
             raise EC2ClientError("InvalidParameterValue", f"The filter '{name}' is invalid")

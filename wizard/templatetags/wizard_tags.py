@@ -8,7 +8,7 @@ register = template.Library()
 
 
 @register.filter
-def get_item(mapping: dict, key: str):
+def get_item(mapping: dict, key: str) -> object:
     """`mapping|get_item:key`: a dict look-up with a variable key."""
     return mapping.get(key) if hasattr(mapping, "get") else None
 

@@ -3,16 +3,20 @@ API tokens page. Thin: the work is in wizard.batches and wizard.api.tokens."""
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from wizard import batches
 from wizard.api import tokens
+from wizard.http import AuthenticatedHttpRequest
 from wizard.manifest import MAX_BYTES, MAX_ROWS
 from wizard.models import ApiToken, Batch, BatchItem, ImportRequest, Upload
 
@@ -51,17 +55,16 @@ class BatchForm(forms.Form):
     import_valid = forms.BooleanField(required=False, label="If some rows have errors, import the valid ones")
     submit = forms.BooleanField(required=False, initial=True, label="Submit every request for review")
 
-    def __init__(self, *args, user=None, **kwargs):
+    def __init__(self, *args: Any, user: User | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["uploads"].queryset = Upload.objects.filter(owner=user, status=Upload.Status.COMPLETED).order_by(
+        uploads = cast(forms.ModelMultipleChoiceField, self.fields["uploads"])
+        uploads.queryset = Upload.objects.filter(owner=user, status=Upload.Status.COMPLETED).order_by(
             "-completed_at", "-pk"
         )
-        self.fields["uploads"].label_from_instance = lambda u: (
-            f"{u.file_name} ({u.size:,} bytes, {u.completed_at:%Y-%m-%d %H:%M})"
-        )
+        uploads.label_from_instance = lambda u: f"{u.file_name} ({u.size:,} bytes, {u.completed_at:%Y-%m-%d %H:%M})"  # type: ignore[method-assign,assignment]
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        data = cast("dict[str, Any]", super().clean())  # forms.Form.clean returns cleaned_data
         upload = data.get("manifest_file")
         if upload is not None:
             if upload.size > MAX_BYTES:
@@ -72,7 +75,7 @@ class BatchForm(forms.Form):
             except UnicodeDecodeError:
                 self.add_error("manifest_file", "The manifest must be UTF-8 text.")
                 return data
-            self.data = self.data.copy()
+            self.data = cast(QueryDict, self.data).copy()
             self.data["manifest"] = data["manifest"]  # shown again in the text box: nothing is lost
         if not (data.get("manifest") or "").strip() and not data.get("uploads"):
             self.add_error("manifest", "Choose a manifest file, paste one, or choose uploaded images.")
@@ -92,13 +95,13 @@ class BatchForm(forms.Form):
 
 
 @login_required
-def batch_list(request: HttpRequest) -> HttpResponse:
+def batch_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "batches/list.html", {"batches": batches.visible_batches(request.user)[:200]})
 
 
 @login_required
 @permission_required("wizard.add_importrequest", raise_exception=True)
-def batch_new(request: HttpRequest) -> HttpResponse:
+def batch_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = BatchForm(request.POST or None, request.FILES or None, user=request.user)
     manifest = None
     if (
@@ -151,11 +154,11 @@ def batch_new(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _visible(request: HttpRequest, pk: int) -> Batch:
+def _visible(request: AuthenticatedHttpRequest, pk: int) -> Batch:
     return get_object_or_404(batches.visible_batches(request.user), pk=pk)
 
 
-def _context(request: HttpRequest, batch: Batch) -> dict[str, object]:
+def _context(request: AuthenticatedHttpRequest, batch: Batch) -> dict[str, object]:
     dash = batches.dashboard(batch)
     return {
         "batch": batch,
@@ -167,19 +170,19 @@ def _context(request: HttpRequest, batch: Batch) -> dict[str, object]:
 
 
 @login_required
-def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def batch_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     batch = _visible(request, pk)
     return render(request, "batches/detail.html", _context(request, batch))
 
 
 @login_required
-def batch_table(request: HttpRequest, pk: int) -> HttpResponse:
+def batch_table(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The whole table and its totals, one htmx request for every row (constant queries)."""
     batch = _visible(request, pk)
     return render(request, "batches/_table.html", _context(request, batch))
 
 
-def _outcome(request: HttpRequest, outcome: batches.Outcome, done: str) -> None:
+def _outcome(request: AuthenticatedHttpRequest, outcome: batches.Outcome, done: str) -> None:
     if outcome.done:
         messages.success(request, f"{done}: {len(outcome.done)}.")
     for pk, why in outcome.refused.items():
@@ -190,7 +193,7 @@ def _outcome(request: HttpRequest, outcome: batches.Outcome, done: str) -> None:
 
 @login_required
 @require_POST
-def batch_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def batch_action(request: AuthenticatedHttpRequest, pk: int, action: str) -> HttpResponse:
     batch = _visible(request, pk)
     try:
         if action == "submit":
@@ -211,7 +214,7 @@ def batch_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 @login_required
 @permission_required(REVIEW_PERM, raise_exception=True)
-def review_list(request: HttpRequest) -> HttpResponse:
+def review_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     waiting = (
         Batch.objects.filter(items__request__status=ImportRequest.Status.SUBMITTED)
         .select_related("owner")
@@ -223,7 +226,7 @@ def review_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @permission_required(REVIEW_PERM, raise_exception=True)
-def batch_review(request: HttpRequest, pk: int) -> HttpResponse:
+def batch_review(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     batch = get_object_or_404(Batch.objects.select_related("owner"), pk=pk)
     if request.method == "POST":
         selected = [int(v) for v in request.POST.getlist("requests") if v.isdigit()] or None
@@ -253,7 +256,7 @@ def batch_review(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def api_tokens(request: HttpRequest) -> HttpResponse:
+def api_tokens(request: AuthenticatedHttpRequest) -> HttpResponse:
     made = None
     if request.method == "POST":
         try:
@@ -268,7 +271,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+def api_token_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=pk, user=request.user)
     tokens.revoke(token, request.user)
     messages.success(request, f"Token {token.name} revoked.")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from wizard import drafts, preflight
 from wizard.cli_format import parse_cli_input
 from wizard.forms import CliImportForm
+from wizard.http import AuthenticatedHttpRequest
+from wizard.importspec import Finding
 from wizard.models import ImportRequest
 from wizard.selectors import visible_requests
 from wizard.statemachine import TransitionError
@@ -19,7 +21,7 @@ from wizard.views.wizard import step_url
 
 
 @login_required
-def my_drafts(request: HttpRequest) -> HttpResponse:
+def my_drafts(request: AuthenticatedHttpRequest) -> HttpResponse:
     rows = []
     for draft in request.user.import_requests.filter(status__in=drafts.EDITABLE).prefetch_related("disk_containers"):
         findings = preflight.blocking(preflight.all_findings(draft))
@@ -30,7 +32,7 @@ def my_drafts(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("wizard.add_importrequest", raise_exception=True)
 @require_POST
-def duplicate(request: HttpRequest, pk: int) -> HttpResponse:
+def duplicate(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """A new draft with the settings of any request the user may see ("import again")."""
     original = get_object_or_404(visible_requests(request.user), pk=pk)
     copy, not_copied = drafts.duplicate(original, request.user)
@@ -41,7 +43,7 @@ def duplicate(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def delete(request: HttpRequest, pk: int) -> HttpResponse:
+def delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     draft = get_object_or_404(ImportRequest, pk=pk, owner=request.user, status=ImportRequest.Status.DRAFT)
     if request.method == "POST":
         try:
@@ -57,10 +59,10 @@ def delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @permission_required("wizard.add_importrequest", raise_exception=True)
-def cli_import(request: HttpRequest) -> HttpResponse:
+def cli_import(request: AuthenticatedHttpRequest) -> HttpResponse:
     """A --cli-input-json / --cli-input-yaml document becomes a draft; nothing is saved if it has errors."""
     form = CliImportForm(request.POST or None, request.FILES or None)
-    errors = []
+    errors: list[Finding] = []
     if request.method == "POST" and form.is_valid():
         spec, errors = parse_cli_input(form.cleaned_data["document"], form.cleaned_data["format"])
         if spec is not None and not errors:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.db.models import QuerySet
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -18,6 +21,7 @@ from django.utils.safestring import mark_safe
 from wizard import events as sentences
 from wizard.batches import visible_batches
 from wizard.forms import TextFields
+from wizard.http import AuthenticatedHttpRequest
 from wizard.models import AuditEvent, ImportRequest, TaskStatusChange
 from wizard.selectors import visible_events, visible_requests
 from wizard.timeline import progress_svg, stage_durations
@@ -26,7 +30,7 @@ PAGE_SIZE = 50
 
 
 @login_required
-def request_history(request: HttpRequest, pk: int) -> HttpResponse:
+def request_history(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     req = get_object_or_404(visible_requests(request.user), pk=pk)
     changes = list(TaskStatusChange.objects.filter(task__request=req).order_by("at", "pk"))
     task = getattr(req, "import_task", None)
@@ -64,7 +68,7 @@ class AuditFilter(TextFields, forms.Form):
         "until": "at__date__lte",
     }
 
-    def filter(self, events):
+    def filter(self, events: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
         wanted = {
             lookup: self.cleaned_data[name] for name, lookup in self.LOOKUPS.items() if self.cleaned_data.get(name)
         }
@@ -72,7 +76,7 @@ class AuditFilter(TextFields, forms.Form):
 
 
 @login_required
-def audit_log(request: HttpRequest) -> HttpResponse:
+def audit_log(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = AuditFilter(request.GET or None)
     events = visible_events(request.user).select_related("request").order_by("-pk")
     if form.is_bound and form.is_valid():
@@ -93,7 +97,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     return render(request, "history/audit_log.html", context)
 
 
-def described(user, events: list[AuditEvent]) -> list[dict[str, Any]]:
+def described(user: User, events: Iterable[AuditEvent]) -> list[dict[str, Any]]:
     """Each event with its sentence (HTML, ids linked where `user` may follow them) and its raw JSON."""
     parts = [sentences.describe_event(e) for e in events]
     link = linker(user, [r for p in parts for r in sentences.refs(p)])
@@ -103,7 +107,7 @@ def described(user, events: list[AuditEvent]) -> list[dict[str, Any]]:
     ]
 
 
-def linker(user, refs: list[sentences.Ref]) -> sentences.Link:
+def linker(user: User, refs: list[sentences.Ref]) -> sentences.Link:
     """Where each id links: a request's (or its task's) page and a batch's only if `user` may see
     them; AMIs and snapshots to the EC2 console on real AWS (nothing to show in the sandbox).
     Two queries, whatever the number of ids."""
@@ -129,7 +133,7 @@ def linker(user, refs: list[sentences.Ref]) -> sentences.Link:
     return link
 
 
-def _csv(events) -> HttpResponse:
+def _csv(events: QuerySet[AuditEvent]) -> HttpResponse:
     """The raw fields (before, after and details as JSON) and the sentence."""
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="audit-log.csv"'

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from wizard import cancelling, failures, progress, statemachine, submission
 from wizard.cli_format import to_cli_command, to_cli_json
 from wizard.forms import CancelForm, error_summary
+from wizard.http import AuthenticatedHttpRequest
 from wizard.models import ImportRequest
 from wizard.review import ReviewError
 from wizard.selectors import visible_requests
@@ -25,20 +26,20 @@ POLLING_STATUSES = (ImportRequest.Status.SUBMITTED, ImportRequest.Status.APPROVE
 
 
 @login_required
-def my_imports(request: HttpRequest) -> HttpResponse:
+def my_imports(request: AuthenticatedHttpRequest) -> HttpResponse:
     imports = request.user.import_requests.exclude(status=ImportRequest.Status.DELETED).select_related("import_task")
     return render(request, "imports/my_imports.html", {"imports": imports})
 
 
 @login_required
 @permission_required("wizard.add_importrequest", raise_exception=True)
-def new_import(request: HttpRequest) -> HttpResponse:
+def new_import(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Two ways in: the wizard, or an AWS CLI document."""
     return render(request, "imports/new.html")
 
 
 @login_required
-def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def request_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     import_request = get_object_or_404(visible_requests(request.user), pk=pk)
     spec = import_request.to_spec()
     context = _progress_context(import_request)
@@ -53,7 +54,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def request_progress(request: HttpRequest, pk: int) -> HttpResponse:
+def request_progress(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The htmx partial polled by the request's page; reads only the database, never AWS."""
     # The requester's own request first: one query, no permission look-ups on this hot path.
     own = ImportRequest.objects.select_related("import_task").filter(pk=pk, owner=request.user).first()
@@ -63,7 +64,7 @@ def request_progress(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def submit_request(request: HttpRequest, pk: int) -> HttpResponse:
+def submit_request(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     import_request = get_object_or_404(ImportRequest, pk=pk, owner=request.user)
     try:
         submission.submit(import_request, request.user)
@@ -81,7 +82,7 @@ def submit_request(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def cancel_request(request: HttpRequest, pk: int) -> HttpResponse:
+def cancel_request(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     import_request = get_object_or_404(visible_requests(request.user), pk=pk)
     if import_request.owner_id != request.user.pk and not request.user.has_perm("wizard.review_importrequest"):
         raise PermissionDenied("only the requester or a reviewer may cancel an import")

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from wizard import preflight
+from wizard.http import AuthenticatedHttpRequest
 from wizard.models import DiskContainer
 from wizard.selectors import visible_requests
 
 
 @login_required
 @require_GET
-def container_inspection(request: HttpRequest, pk: int) -> HttpResponse:
+def container_inspection(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """Polled every 2 s while the inspection is pending; the final answer has no trigger, so the
     polling stops, and its HX-Trigger "inspection-done" lets the page refresh what depends on it.
     One that waited too long (its task lost with a worker) is queued again, harmlessly.

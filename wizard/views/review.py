@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from wizard import preflight, review, sources
 from wizard.cli_format import to_cli_json
 from wizard.forms import DecideForm, error_summary
+from wizard.http import AuthenticatedHttpRequest
 from wizard.models import AuditEvent, ImportRequest
 
 REVIEW_PERM = "wizard.review_importrequest"
@@ -18,7 +19,7 @@ REVIEW_PERM = "wizard.review_importrequest"
 
 @login_required
 @permission_required(REVIEW_PERM, raise_exception=True)
-def queue(request: HttpRequest) -> HttpResponse:
+def queue(request: AuthenticatedHttpRequest) -> HttpResponse:
     waiting = (
         ImportRequest.objects.filter(status=ImportRequest.Status.SUBMITTED)
         .select_related("owner")
@@ -29,7 +30,7 @@ def queue(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @permission_required(REVIEW_PERM, raise_exception=True)
-def detail(request: HttpRequest, pk: int) -> HttpResponse:
+def detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     req = get_object_or_404(ImportRequest.objects.select_related("owner"), pk=pk)
     spec = req.to_spec()
     submitted = AuditEvent.objects.filter(request=req, action="submitted").select_related("actor").last()
@@ -51,7 +52,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @permission_required(REVIEW_PERM, raise_exception=True)
 @require_POST
-def decide(request: HttpRequest, pk: int) -> HttpResponse:
+def decide(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     req = get_object_or_404(ImportRequest, pk=pk)
     form = DecideForm(request.POST)
     if not form.is_valid():

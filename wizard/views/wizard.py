@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -25,6 +25,7 @@ from wizard.forms import (
     UrlSourceForm,
     error_summary,
 )
+from wizard.http import AuthenticatedHttpRequest
 from wizard.models import DiskContainer, ImportRequest
 from wizard.steps import INDEX, STEPS, step_states
 from wizard.text import shown
@@ -32,7 +33,7 @@ from wizard.text import shown
 FORMS = {"encryption": EncryptionForm, "licence": LicenceForm, "details": DetailsForm}
 
 
-def _draft(request: HttpRequest, pk: int) -> ImportRequest:
+def _draft(request: AuthenticatedHttpRequest, pk: int) -> ImportRequest:
     return get_object_or_404(ImportRequest, pk=pk, owner=request.user, status__in=drafts.EDITABLE)
 
 
@@ -43,13 +44,13 @@ def step_url(draft: ImportRequest, name: str) -> str:
 @login_required
 @permission_required("wizard.add_importrequest", raise_exception=True)
 @require_POST
-def start(request: HttpRequest) -> HttpResponse:
+def start(request: AuthenticatedHttpRequest) -> HttpResponse:
     draft = drafts.create_draft(request.user)
     return redirect(step_url(draft, "upload"))
 
 
 @login_required
-def step(request: HttpRequest, pk: int, name: str) -> HttpResponse:
+def step(request: AuthenticatedHttpRequest, pk: int, name: str) -> HttpResponse:
     if name not in INDEX:
         raise Http404("no such step")
     draft = get_object_or_404(ImportRequest, pk=pk, owner=request.user)
@@ -66,7 +67,7 @@ def step(request: HttpRequest, pk: int, name: str) -> HttpResponse:
     return _render(request, draft, name)
 
 
-def _save(request: HttpRequest, draft: ImportRequest, name: str) -> HttpResponse:
+def _save(request: AuthenticatedHttpRequest, draft: ImportRequest, name: str) -> HttpResponse:
     """Save the step's fields (compare-and-set on the draft's version), then go where asked."""
     try:
         version = int(request.POST.get("version", ""))
@@ -111,7 +112,9 @@ def _save(request: HttpRequest, draft: ImportRequest, name: str) -> HttpResponse
 MOVE = re.compile(r"([0-9]{1,18}):(up|down)")
 
 
-def _not_saved(request: HttpRequest, draft: ImportRequest, name: str, why: str, **given: Any) -> HttpResponse:
+def _not_saved(
+    request: AuthenticatedHttpRequest, draft: ImportRequest, name: str, why: str, **given: Any
+) -> HttpResponse:
     """The step again with its messages next to the fields and what was typed, and a status note
     that says what was wrong (an htmx autosave shows only the note). 400 for a full page; an htmx
     answer stays 200, since htmx shows no 4xx answer."""
@@ -186,7 +189,7 @@ def _conflict(current: ImportRequest, form) -> dict[str, Any]:
 
 
 def _render(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     draft: ImportRequest,
     name: str,
     form=None,
@@ -262,7 +265,7 @@ SOURCE_FIELD = {"s3": "s3_key", "url": "url", "snapshot": "snapshot_id"}
 
 @login_required
 @require_POST
-def add_source(request: HttpRequest, pk: int) -> HttpResponse:
+def add_source(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """Add a disk container from an S3 object, a URL or a snapshot; or remove one.
 
     A source the user may not import (wizard.sources) is refused next to its field, with
@@ -302,7 +305,7 @@ def _with_status(response: HttpResponse, status: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def dry_run(request: HttpRequest, pk: int) -> HttpResponse:
+def dry_run(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     draft = _draft(request, pk)
     try:
         permitted, message = vmimport.dry_run(draft.to_api_params())

@@ -24,7 +24,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from wizard import batches, drafts, review, submission, uploads
 from wizard.models import Batch, DiskContainer, ImportRequest, ImportTask, Upload
@@ -69,10 +69,10 @@ def disk_image(size: int = IMAGE_BYTES) -> bytes:
 class Command(BaseCommand):
     help = "Seed the sandbox with demo import requests in every state (sandbox only; idempotent)."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--wait", type=float, default=120, help="seconds to wait for the worker at most")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if not settings.AWS_SANDBOX:
             raise CommandError("demo data exists only in the sandbox (WIZARD_SANDBOX=1)")
         if not settings.DEMO_DATA:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -15,7 +17,7 @@ DEMO_USERS = (("demo", "demo", "requester"), ("reviewer", "reviewer", "reviewer"
 class Command(BaseCommand):
     help = "Create the demo users (sandbox only)."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if not settings.AWS_SANDBOX:
             raise CommandError("demo users exist only in the sandbox (WIZARD_SANDBOX=1)")
         ensure_roles()

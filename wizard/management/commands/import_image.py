@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any, Literal
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from wizard import drafts
 from wizard.cli_format import parse_cli_input
@@ -15,14 +16,14 @@ from wizard.cli_format import parse_cli_input
 class Command(BaseCommand):
     help = "Make a draft import request from an `aws ec2 import-image` --cli-input-json/--cli-input-yaml document."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--cli-input-json", metavar="FILE", help="JSON document ('-' for standard input)")
         source.add_argument("--cli-input-yaml", metavar="FILE", help="YAML document ('-' for standard input)")
         parser.add_argument("--user", required=True, help="the requester who owns the draft")
 
-    def handle(self, *args, **options) -> None:
-        fmt = "json" if options["cli_input_json"] else "yaml"
+    def handle(self, *args: Any, **options: Any) -> None:
+        fmt: Literal["json", "yaml"] = "json" if options["cli_input_json"] else "yaml"
         path = options["cli_input_json"] or options["cli_input_yaml"]
         text = sys.stdin.read() if path == "-" else _read(path)
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand
 
 from wizard import reconcile
@@ -10,7 +12,7 @@ from wizard import reconcile
 class Command(BaseCommand):
     help = "Repair requests whose stored state disagrees with AWS's (each repair is audited); prints them."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         repairs = reconcile.reconcile()
         for repair in repairs:
             self.stdout.write(str(repair))

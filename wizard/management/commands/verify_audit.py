@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from wizard import audit_checkpoint
 from wizard.audit import verify_chain
@@ -15,12 +17,12 @@ class Command(BaseCommand):
         "checkpoint in object storage (exits 1 when events are missing at the end)."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--strict", action="store_true", help="also exit 1 when the checkpoint is missing or cannot be read"
         )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         broken = verify_chain()
         if broken is not None:
             raise CommandError(
