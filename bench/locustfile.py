@@ -18,6 +18,7 @@ import itertools
 import os
 import re
 from html.parser import HTMLParser
+from typing import Any
 
 from locust import HttpUser, between, task
 
@@ -99,7 +100,7 @@ class LoggedIn(HttpUser):
         )
         self.token = self.client.cookies.get("csrftoken", "")
 
-    def post(self, path: str, data: dict, name: str, htmx: bool = False, **kw):
+    def post(self, path: str, data: dict, name: str, htmx: bool = False, **kw: Any) -> Any:
         headers = {"Referer": self.host + path, "X-CSRFToken": self.token}
         if htmx:
             headers["HX-Request"] = "true"

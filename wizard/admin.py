@@ -17,13 +17,17 @@ from typing import Any, cast
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, Permission, User
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from wizard import audit, drafts, review
+from wizard.http import AuthenticatedHttpRequest
 from wizard.importspec import bucket_name_problem
 from wizard.models import (
     AuditEvent,
@@ -41,13 +45,13 @@ from wizard.models import (
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Shown, never added, changed or deleted here, whatever the user's permissions."""
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -57,16 +61,16 @@ class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
 
-    def has_view_permission(self, request, obj=None) -> bool:
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self.admin_site.get_model_admin(self.parent_model).has_view_permission(request, obj)
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -103,11 +107,11 @@ class ImportRequestAdmin(ReadOnlyAdmin):
     inlines = [DiskContainerInline]
     actions = ["approve_selected", "reject_selected"]
 
-    def has_review_permission(self, request) -> bool:
+    def has_review_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("wizard.review_importrequest")
 
     @admin.action(description="Approve selected requests (and dispatch them)", permissions=["review"])
-    def approve_selected(self, request, queryset):
+    def approve_selected(self, request: AuthenticatedHttpRequest, queryset: QuerySet[ImportRequest]) -> None:
         for import_request in queryset:
             try:
                 review.approve(import_request, request.user)
@@ -116,7 +120,9 @@ class ImportRequestAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"#{import_request.pk}: {exc}", messages.ERROR)
 
     @admin.action(description="Reject selected requests (asks for a reason)", permissions=["review"])
-    def reject_selected(self, request, queryset):
+    def reject_selected(
+        self, request: AuthenticatedHttpRequest, queryset: QuerySet[ImportRequest]
+    ) -> TemplateResponse | None:
         """First a page asking for the reason; then each request goes through wizard.review.reject."""
         reason = request.POST.get("reason", "").strip()
         if "confirm" not in request.POST or not reason:
@@ -201,7 +207,9 @@ class AuditedAdmin(admin.ModelAdmin):
     def _public(self, values: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in values.items() if k not in self.secret_fields}
 
-    def _record(self, request, verb: str, obj: models.Model, before: Any = None, after: Any = None, **details):
+    def _record(
+        self, request: HttpRequest, verb: str, obj: models.Model, before: Any = None, after: Any = None, **details: Any
+    ) -> None:
         opts = obj._meta
         audit.record(
             f"{opts.verbose_name} {verb}",
@@ -211,20 +219,20 @@ class AuditedAdmin(admin.ModelAdmin):
             details={"object": f"{opts.label_lower} #{obj.pk}", "name": str(obj), "via": "admin", **details},
         )
 
-    def save_model(self, request, obj, form, change) -> None:
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
             obj._audit_before = self.snapshot(type(obj)._default_manager.get(pk=obj.pk))
         super().save_model(request, obj, form, change)
 
     # The admin calls log_addition / log_change after save_model and save_related (many-to-many
     # saved), inside the transaction of the change form.
-    def log_addition(self, request, obj, message):
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> LogEntry:
         after = self.snapshot(obj)
         secrets = {name: f"{name} set" for name in self.secret_fields if after.get(name)}
         self._record(request, "added", obj, after={**self._public(after), **secrets})
         return super().log_addition(request, obj, message)
 
-    def log_change(self, request, obj, message):
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> LogEntry:
         before = obj.__dict__.pop("_audit_before", None)
         if before is None:  # a form of its own that save_model does not see: the user admin's password form
             self._record(request, "changed", obj, before={}, after={n: f"{n} changed" for n in self.secret_fields})
@@ -240,14 +248,14 @@ class AuditedAdmin(admin.ModelAdmin):
         )
         return super().log_change(request, obj, message)
 
-    def delete_model(self, request, obj) -> None:
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
         with transaction.atomic():
             before, pk = self.snapshot(obj), obj.pk
             super().delete_model(request, obj)
             obj.pk = pk
             self._record(request, "deleted", obj, before=self._public(before))
 
-    def delete_queryset(self, request, queryset) -> None:
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         """The "delete selected" action: one event per object."""
         with transaction.atomic():
             objs = [(obj, self.snapshot(obj)) for obj in queryset]
@@ -265,7 +273,7 @@ admin.site.unregister(Group)
 class AuditedUserAdmin(AuditedAdmin, UserAdmin):
     secret_fields = ("password",)
 
-    def user_change_password(self, request, id, form_url=""):
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
         with transaction.atomic():  # the new password and its audit event together
             return super().user_change_password(request, id, form_url)
 
@@ -361,5 +369,5 @@ class SourceGrantAdmin(AuditedAdmin):
     def group_names(self, obj: SourceGrant) -> str:
         return ", ".join(g.name for g in obj.groups.all())
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SourceGrant]:
         return super().get_queryset(request).prefetch_related("groups")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import Http404, HttpResponse
+from django.db.models import QuerySet
+from django.forms import BaseModelFormSet
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -17,11 +21,13 @@ from wizard.aws import kms, vmimport
 from wizard.cli_format import to_cli_command, to_cli_json
 from wizard.forms import (
     DetailsForm,
+    DiskForm,
     DiskFormSet,
     EncryptionForm,
     LicenceForm,
     S3SourceForm,
     SnapshotSourceForm,
+    StepForm,
     UrlSourceForm,
     error_summary,
 )
@@ -30,6 +36,7 @@ from wizard.models import DiskContainer, ImportRequest
 from wizard.steps import INDEX, STEPS, step_states
 from wizard.text import shown
 
+T = TypeVar("T")
 FORMS = {"encryption": EncryptionForm, "licence": LicenceForm, "details": DetailsForm}
 
 
@@ -123,7 +130,7 @@ def _not_saved(
     return response
 
 
-def _formset_problem(post, containers) -> str:
+def _formset_problem(post: QueryDict, containers: QuerySet[DiskContainer]) -> str:
     """Why the posted disk rows are not exactly this draft's disks (a tampered management form,
     another request's disk, a disk added or removed elsewhere), or ""."""
     count = len(containers)
@@ -137,7 +144,7 @@ def _formset_problem(post, containers) -> str:
     return ""
 
 
-def _formset_summary(formset) -> str:
+def _formset_summary(formset: BaseModelFormSet[DiskContainer, DiskForm]) -> str:
     parts = [str(e) for e in formset.non_form_errors()]
     for i, form in enumerate(formset.forms):
         summary = error_summary(form)
@@ -146,12 +153,12 @@ def _formset_summary(formset) -> str:
     return "; ".join(parts) or "see the messages below."
 
 
-def _save_disks(formset, move: str) -> list[str]:
+def _save_disks(formset: BaseModelFormSet[DiskContainer, DiskForm], move: str) -> list[str]:
     """Save the rows; `move` is "<id>:up" or "<id>:down" (MOVE). Returns what changed, for the audit log."""
     changed = [f"DiskContainers[{i}]" for i, f in enumerate(formset.forms) if f.has_changed()]
     formset.save()
     if move:
-        rows = list(formset.queryset.model.objects.filter(pk__in=[f.instance.pk for f in formset.forms]))
+        rows = list(DiskContainer.objects.filter(pk__in=[f.instance.pk for f in formset.forms]))
         rows.sort(key=lambda c: (c.position, c.pk))
         ids = [c.pk for c in rows]
         pk, _, direction = move.partition(":")
@@ -177,7 +184,7 @@ def _target(name: str, nav: str) -> str:
     return name
 
 
-def _conflict(current: ImportRequest, form) -> dict[str, Any]:
+def _conflict(current: ImportRequest, form: StepForm | None) -> dict[str, Any]:
     """What the other tab saved, beside what this one typed, for the fields of this step."""
     rows = []
     if form is not None and form.is_valid():
@@ -192,11 +199,11 @@ def _render(
     request: AuthenticatedHttpRequest,
     draft: ImportRequest,
     name: str,
-    form=None,
-    formset=None,
-    conflict=None,
+    form: StepForm | None = None,
+    formset: BaseModelFormSet[DiskContainer, DiskForm] | None = None,
+    conflict: dict[str, Any] | None = None,
     status_note: str = "",
-    source_forms=None,
+    source_forms: dict[str, forms.Form] | None = None,
 ) -> HttpResponse:
     findings = preflight.all_findings(draft, check_aws=name in ("encryption", "review"))
     context: dict[str, Any] = {
@@ -250,7 +257,7 @@ def _render(
     return render(request, template, context)
 
 
-def _safe(lookup):
+def _safe(lookup: Callable[[], list[T]]) -> tuple[list[T], str]:
     """An AWS look-up for a picker: its result, or a message instead of a broken page."""
     try:
         return lookup(), ""
