@@ -26,4 +26,5 @@ def client(service: str, **config: Any) -> Any:
     """A boto3 client for `service` against the configured endpoint (sandbox or AWS)."""
     session = _session(settings.AWS_SANDBOX, settings.AWS_REGION)
     cfg = RETRY_CONFIG.merge(Config(**config)) if config else RETRY_CONFIG
-    return session.client(service, endpoint_url=settings.AWS_ENDPOINT_URL or None, config=cfg)
+    # boto3-stubs types a client per literal service name; this factory serves them all (Any)
+    return session.client(service, endpoint_url=settings.AWS_ENDPOINT_URL or None, config=cfg)  # type: ignore[call-overload]
