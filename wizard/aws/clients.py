@@ -44,4 +44,5 @@ def client(service: str, *, region: str | None = None, target: TargetLike | None
     else:
         own = client("sts", region=target.region)
         session = sts.assumed_session(own, target.role_arn, target.external_id, region or target.region)
-    return session.client(service, endpoint_url=settings.AWS_ENDPOINT_URL or None, config=cfg)
+    # boto3-stubs types a client per literal service name; this factory serves them all (Any)
+    return session.client(service, endpoint_url=settings.AWS_ENDPOINT_URL or None, config=cfg)  # type: ignore[call-overload]

@@ -175,7 +175,7 @@ class SandboxProcess:
         """
         import boto3
 
-        return boto3.client(
+        return boto3.client(  # type: ignore[call-overload]  # any service: boto3-stubs types literal names only
             service,
             endpoint_url=self.endpoint,
             aws_access_key_id=DUMMY_KEY,
