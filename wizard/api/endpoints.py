@@ -29,7 +29,7 @@ from wizard import uploads as upload_service
 from wizard.api import idempotency, schemas, tokens
 from wizard.aws.multipart import PART_URL_SECONDS
 from wizard.cli_format import parse_cli_input, to_cli_json
-from wizard.http import AuthenticatedHttpRequest
+from wizard.http import AuthenticatedHttpRequest, HttpError
 from wizard.importspec import Finding
 from wizard.manifest import MAX_BYTES, Manifest, RowError
 from wizard.models import Batch, DiskContainer, ImportRequest, Upload
@@ -68,18 +68,12 @@ api = NinjaAPI(
 )
 
 
-class Refused(Exception):
-    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.errors = status, message, errors or []
-
-
 def _error(status: int, message: str, errors: list[dict[str, Any]] | None = None) -> JsonResponse:
     return JsonResponse({"message": message, "errors": errors or []}, status=status)
 
 
-@api.exception_handler(Refused)
-def _refused(request: HttpRequest, exc: Refused) -> JsonResponse:
+@api.exception_handler(HttpError)
+def _refused(request: HttpRequest, exc: HttpError) -> JsonResponse:
     return _error(exc.status, exc.message, exc.errors)
 
 
@@ -116,7 +110,7 @@ def _findings(findings: Iterable[Finding | Placed], **extra: Any) -> list[dict[s
 
 def _need(request: AuthenticatedHttpRequest, perm: str, what: str) -> None:
     if not request.user.has_perm(perm):
-        raise Refused(403, f"You may not {what}.")
+        raise HttpError(403, f"You may not {what}.")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -295,9 +289,9 @@ def submit_request(request: AuthenticatedHttpRequest, pk: int) -> dict[str, Any]
     try:
         submission.submit(r, request.user)
     except submission.SubmitRefused as exc:
-        raise Refused(422, "Not submitted: fix these first.", _findings(exc.findings)) from exc
+        raise HttpError(422, "Not submitted: fix these first.", _findings(exc.findings)) from exc
     except TransitionError as exc:
-        raise Refused(409, str(exc)) from exc
+        raise HttpError(409, str(exc)) from exc
     return _detail(r)
 
 
@@ -309,15 +303,15 @@ def submit_request(request: AuthenticatedHttpRequest, pk: int) -> dict[str, Any]
 def cancel_request(request: AuthenticatedHttpRequest, pk: int, body: schemas.Reason) -> dict[str, Any]:
     r = _one(request, pk)
     if r.owner_id != request.user.pk and not request.user.has_perm(REVIEW):
-        raise Refused(403, "Only the requester or a reviewer may cancel an import.")
+        raise HttpError(403, "Only the requester or a reviewer may cancel an import.")
     if r.status == Status.IMPORTING:
         try:
             cancelling.cancel(r, request.user, body.reason)
         except cancelling.CancelError as exc:
-            raise Refused(409, str(exc)) from exc
+            raise HttpError(409, str(exc)) from exc
     elif not dispatch_queue.withdraw(r, request.user, body.reason):
         r.refresh_from_db()
-        raise Refused(409, f"Import #{r.pk} is {r.get_status_display().lower()}: there is nothing to cancel now.")
+        raise HttpError(409, f"Import #{r.pk} is {r.get_status_display().lower()}: there is nothing to cancel now.")
     return _detail(r)
 
 
@@ -327,7 +321,7 @@ def _review(request: AuthenticatedHttpRequest, pk: int, act: Callable[[ImportReq
     try:
         act(r)
     except review.ReviewError as exc:
-        raise Refused(409, str(exc)) from exc
+        raise HttpError(409, str(exc)) from exc
     return _detail(r)
 
 
@@ -373,7 +367,7 @@ def _upload_call(call: Callable[[], T]) -> T:
     try:
         return call()
     except upload_service.UploadError as exc:
-        raise Refused(exc.status, exc.message) from exc
+        raise HttpError(exc.status, exc.message) from exc
 
 
 def _own_upload(request: AuthenticatedHttpRequest, upload_id: int) -> Upload:
@@ -491,7 +485,7 @@ def _manifest_errors(manifest: Manifest) -> list[dict[str, Any]]:
 def create_batch(request: AuthenticatedHttpRequest, body: schemas.BatchCreate) -> JsonResponse:
     _need(request, ADD, "make import requests")
     if len(body.manifest.encode()) > MAX_BYTES:
-        raise Refused(413, f"The manifest is larger than {MAX_BYTES // 1024} KiB; split it into several batches.")
+        raise HttpError(413, f"The manifest is larger than {MAX_BYTES // 1024} KiB; split it into several batches.")
 
     def answer() -> tuple[int, dict[str, Any]]:
         try:
@@ -543,7 +537,7 @@ def _batch_action(call: Callable[[], batches.Outcome]) -> dict[str, Any]:
     try:
         return call().as_json()
     except batches.BatchError as exc:
-        raise Refused(403, str(exc)) from exc
+        raise HttpError(403, str(exc)) from exc
 
 
 @api.post("/batches/{pk}/submit", response={200: schemas.Outcome, 403: schemas.Error, 404: schemas.Error})
@@ -568,7 +562,7 @@ def reject_batch(request: AuthenticatedHttpRequest, pk: int, body: schemas.Decis
     _need(request, REVIEW, "review import requests")
     batch = _batch(request, pk)
     if not body.reason.strip():
-        raise Refused(422, "Say why the requests are rejected.", [{"path": "reason", "message": "required"}])
+        raise HttpError(422, "Say why the requests are rejected.", [{"path": "reason", "message": "required"}])
     return _batch_action(lambda: batches.reject_batch(batch, request.user, body.reason, body.requests))
 
 

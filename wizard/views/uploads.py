@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from wizard import uploads
 from wizard.aws.multipart import PART_URL_SECONDS
+from wizard.http import HttpError
 from wizard.models import ImportRequest, Upload
 from wizard.uploads import UploadError
 
@@ -29,13 +30,6 @@ from wizard.uploads import UploadError
 # of about 60 bytes each.
 MAX_BODY = 16 * 1024
 MAX_COMPLETE_BODY = 1024 * 1024
-
-
-class BadBody(Exception):
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 def _error(message: str, status: int) -> JsonResponse:
@@ -65,7 +59,7 @@ def json_endpoint(limit: int = MAX_BODY) -> Callable[[Callable[..., HttpResponse
                 return _error(f"The request body is over {limit:,} bytes: image bytes go to S3, not here.", 413)
             try:
                 return protected(request, *args, **kwargs)
-            except BadBody as exc:
+            except HttpError as exc:
                 return _error(exc.message, exc.status)
             except UploadError as exc:
                 return _error(exc.message, exc.status)
@@ -81,24 +75,24 @@ MAX_NUMBER_DIGITS = 20
 
 def _number(text: str) -> int | float:
     if len(text) > MAX_NUMBER_DIGITS:
-        raise BadBody(f"The body holds a number of {len(text):,} digits: no size or part number is that long.")
+        raise HttpError(400, f"The body holds a number of {len(text):,} digits: no size or part number is that long.")
     return float(text) if any(c in text for c in ".eE") else int(text)
 
 
 def _not_a_number(name: str) -> None:
-    raise BadBody(f"The body holds {name}, which is not JSON.")
+    raise HttpError(400, f"The body holds {name}, which is not JSON.")
 
 
 def _body(request: HttpRequest) -> dict[str, Any]:
-    """The request's JSON object; BadBody (400) for anything else, whatever it holds."""
+    """The request's JSON object; HttpError (400) for anything else, whatever it holds."""
     try:
         data = json.loads(request.body or b"{}", parse_int=_number, parse_float=_number, parse_constant=_not_a_number)
     except RecursionError as exc:
-        raise BadBody("The body is nested too deeply: it is no call of the upload widget.") from exc
+        raise HttpError(400, "The body is nested too deeply: it is no call of the upload widget.") from exc
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadBody("The body is not JSON.") from exc
+        raise HttpError(400, "The body is not JSON.") from exc
     if not isinstance(data, dict):
-        raise BadBody("The body must be a JSON object.")
+        raise HttpError(400, "The body must be a JSON object.")
     return data
 
 
