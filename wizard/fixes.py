@@ -10,6 +10,7 @@ its audit event "draft saved").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from wizard import drafts
 from wizard.models import ImportRequest
@@ -45,7 +46,7 @@ class NoSuchFix(Exception):
     pass
 
 
-def apply(request: ImportRequest, user, parameter: str) -> Fix:
+def apply(request: ImportRequest, user: Any, parameter: str) -> Fix:
     """Set `parameter` to the value the image settles; NoSuchFix if the image offers none."""
     fix = next((f for f in suggested(request) if f.parameter == parameter), None)
     if fix is None:

@@ -57,6 +57,7 @@ def linux(
     boot: str = "grub",  # grub | bls | bls-default | none
     with_fstab: bool = True,
     separate_boot: bool = False,
+    cloud_init: bool = True,
 ) -> tuple[dict[str, bytes | str], dict[str, bytes | str] | None]:
     """The files of a root file system (and of a separate /boot, if asked)."""
     root: dict[str, bytes | str] = {
@@ -67,6 +68,8 @@ def linux(
         f"lib/modules/{kernel}/modules.dep": b"",
         "bin/sh": elf(machine),
     }
+    if cloud_init:
+        root["etc/cloud/cloud.cfg"] = b"datasource_list: [Ec2]\n"
     if distribution == "debian":
         root["etc/debian_version"] = f"{version}.4\n".encode() if "." not in version else f"{version}\n".encode()
     if with_fstab:

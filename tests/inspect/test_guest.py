@@ -217,3 +217,20 @@ def test_the_guest_costs_the_same_reads_on_a_1_gib_and_a_64_gib_disk(tmp_path: P
         disk.unlink()
     assert seen[0] == seen[1]
     assert seen[0][0] <= 64 and seen[0][1] <= 16 * 1024 * 1024  # measured: 12 reads, 480 KiB
+
+
+def test_static_networking_and_no_cloud_init(tmp_path: Path) -> None:
+    require_tools()
+    root, _ = guests.linux("ubuntu", "22.04", cloud_init=False)
+    root["etc/netplan/50-static.yaml"] = b"network:\n  ethernets:\n    ens3:\n      addresses: [10.0.0.5/24]\n"
+    root["etc/sysconfig/network-scripts/ifcfg-eth0"] = b'DEVICE=eth0\nBOOTPROTO="static"\n'
+    root["etc/sysconfig/network-scripts/ifcfg-lo"] = b"DEVICE=lo\nBOOTPROTO=static\n"
+    report = inspect_image(FileReader(guests.build_disk(tmp_path / "static.raw", root)))
+    f = finding(report, "static-network")
+    assert f.severity == "warning" and "FirstBootFailure" in f.message
+    assert "50-static.yaml" in f.message and "ifcfg-eth0" in f.message and "ifcfg-lo" not in f.message
+    assert finding(report, "no-cloud-init").severity == "info"
+    dhcp, _ = guests.linux("ubuntu", "22.04")
+    dhcp["etc/netplan/50-cloud.yaml"] = b"network:\n  ethernets:\n    ens3:\n      dhcp4: true\n"
+    report = inspect_image(FileReader(guests.build_disk(tmp_path / "dhcp.raw", dhcp)))
+    assert not codes(report) & {"static-network", "no-cloud-init"}

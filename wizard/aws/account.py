@@ -16,7 +16,8 @@ Reason 403 Forbidden", ...). `problems()` asks IAM, S3, KMS and EC2 (through `cl
 
 Each problem names the API field it concerns and the change to make (the policy document, the
 command). What the wizard's own credentials may not read is a warning that says so, never a
-blocking error: the import may still work.
+blocking error: the import may still work. When AWS does not answer at all (no endpoint, no
+credentials) nothing is said of the account (logged): it is checked again before dispatch.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class Problem:
     missing_role: bool = False  # the role itself does not exist (ImportImage refuses that at once)
 
 
+class _Unreachable(Exception):
+    """AWS did not answer at all (no endpoint, no credentials): the account cannot be judged now."""
+
+
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -84,6 +89,17 @@ def problems(
     """Everything the account lacks for this import; [] when it has it all."""
     role_name = role_name or "vmimport"
     found: list[Problem] = []
+    try:
+        _check(found, role_name, region, sources, kms_key_id, encrypted)
+    except _Unreachable as exc:
+        # Nothing to say of the account now; dispatch checks it again right before ImportImage.
+        log.warning("the account pre-flight could not reach AWS: %r", exc.__cause__)
+    return found
+
+
+def _check(
+    found: list[Problem], role_name: str, region: str, sources: list[Source], kms_key_id: str, encrypted: bool
+) -> None:
     buckets = sorted({s.bucket for s in sources if s.bucket})
     key_arn = _key_arn(kms_key_id) if encrypted and kms_key_id else ""
     found += _role(role_name, sources, buckets, key_arn)
@@ -95,18 +111,24 @@ def problems(
             if not account:
                 try:
                     account = client("sts").get_caller_identity()["Account"]
-                except (ClientError, BotoCoreError) as exc:
+                except ClientError as exc:
                     found.append(_unchecked(f"DiskContainers[{s.index}]", f"Snapshot {s.snapshot_id}", exc, s.index))
                     continue
+                except BotoCoreError as exc:
+                    raise _Unreachable() from exc
             found += _snapshot(s, account)
-    return found
 
 
 def _key_arn(kms_key_id: str) -> str:
+    """The key's ARN if the key itself is usable (else preflight's key check says what is wrong
+    with it, and the role's permissions on it do not matter yet)."""
     try:
-        return str(client("kms").describe_key(KeyId=kms_key_id)["KeyMetadata"]["Arn"])
-    except (ClientError, BotoCoreError):
-        return ""  # preflight's key check says what is wrong with the key itself
+        meta = client("kms").describe_key(KeyId=kms_key_id)["KeyMetadata"]
+    except ClientError:
+        return ""
+    except BotoCoreError as exc:
+        raise _Unreachable() from exc
+    return str(meta["Arn"]) if meta.get("KeyState") == "Enabled" else ""
 
 
 # --- the service role -------------------------------------------------------------------------
@@ -133,7 +155,7 @@ def _role(role_name: str, sources: list[Source], buckets: list[str], key_arn: st
             ]
         return [_unchecked("RoleName", f"The service role {role_name}", exc)]
     except BotoCoreError as exc:
-        return [_unchecked("RoleName", f"The service role {role_name}", exc)]
+        raise _Unreachable() from exc
     found: list[Problem] = []
     error, warning = policies.trust_problems(policies.document(role.get("AssumeRolePolicyDocument")))
     if error:
@@ -158,8 +180,10 @@ def _role(role_name: str, sources: list[Source], buckets: list[str], key_arn: st
     needed = _needed(sources, key_arn)
     try:
         denied = _denied(role, needed)
-    except (ClientError, BotoCoreError) as exc:
+    except ClientError as exc:
         return [*found, _unchecked("RoleName", f"The permissions of the service role {role_name}", exc)]
+    except BotoCoreError as exc:
+        raise _Unreachable() from exc
     required = [(a, r) for a, r in denied if not a.startswith("kms:")]
     kms = [(a, r) for a, r in denied if a.startswith("kms:")]
     if required:
@@ -269,7 +293,7 @@ def _bucket_region(bucket: str, region: str, disks: list[int]) -> list[Problem]:
             ]
         return [_unchecked(where, f"The region of the bucket {bucket}", exc, disks[0])]
     except BotoCoreError as exc:
-        return [_unchecked(where, f"The region of the bucket {bucket}", exc, disks[0])]
+        raise _Unreachable() from exc
     if location != region:
         return [
             Problem(
@@ -294,7 +318,7 @@ def _snapshot(source: Source, account: str) -> list[Problem]:
         else:
             return [_unchecked(where, f"Snapshot {sid}", exc, source.index)]
     except BotoCoreError as exc:
-        return [_unchecked(where, f"Snapshot {sid}", exc, source.index)]
+        raise _Unreachable() from exc
     if not snapshots:
         return [
             Problem(

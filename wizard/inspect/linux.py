@@ -179,6 +179,7 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
         findings += _kernels(g, info)
         findings += _boot_entry(g, info)
         findings += _fstab(g, info, systems)
+        findings += _network(g)
     except Ext4Error as e:
         findings.append(_unreadable(root_fs, e))
     if g.boot_fs is not None:
@@ -645,6 +646,45 @@ def _fstab(g: _Guest, info: GuestInfo, systems: list[FileSystem]) -> list[Findin
                     "support Btrfs subvolumes: move the root to a plain file system (ext4 or XFS) before exporting.",
                 )
             )
+    return found
+
+
+def _network(g: _Guest) -> list[Finding]:
+    """Static network configuration and cloud-init: what VM Import changes, or what the instance needs."""
+    static: list[str] = []
+    for name in (g.root.listdir("/etc/sysconfig/network-scripts") or [])[:MAX_ENTRIES]:
+        if name.startswith("ifcfg-") and name != "ifcfg-lo":
+            text = _text(g.root.file(f"/etc/sysconfig/network-scripts/{name}", 8192))
+            if re.search(r"^\s*BOOTPROTO\s*=\s*[\"']?(static|none)", text, re.M | re.I):
+                static.append(f"/etc/sysconfig/network-scripts/{name}")
+    for name in (g.root.listdir("/etc/netplan") or [])[:MAX_ENTRIES]:
+        text = _text(g.root.file(f"/etc/netplan/{name}", 16384))
+        if re.search(r"^\s*addresses\s*:", text, re.M) and not re.search(r"dhcp4\s*:\s*(true|yes)", text):
+            static.append(f"/etc/netplan/{name}")
+    interfaces = _text(g.root.file("/etc/network/interfaces", 16384))
+    if re.search(r"^\s*iface\s+(?!lo\b)\S+\s+inet\s+static", interfaces, re.M):
+        static.append("/etc/network/interfaces")
+    found: list[Finding] = []
+    if static:
+        found.append(
+            _finding(
+                WARNING,
+                "static-network",
+                f"The guest configures static IP addresses ({short(', '.join(static), 200)}). VM Import rewrites "
+                "known network scripts to DHCP, but a configuration it does not rewrite leaves the instance "
+                'unreachable ("FirstBootFailure: ... failed to boot and establish network connectivity"). Switch '
+                "the interfaces to DHCP before exporting.",
+            )
+        )
+    if g.root.lookup("/etc/cloud/cloud.cfg") is None:
+        found.append(
+            _finding(
+                INFO,
+                "no-cloud-init",
+                "The guest has no cloud-init (/etc/cloud/cloud.cfg): instances from the AMI will not take their "
+                "SSH key, user data or host name from EC2. Install cloud-init before exporting if you need them.",
+            )
+        )
     return found
 
 
