@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -260,7 +261,7 @@ def all_findings(request: ImportRequest, check_aws: bool = False) -> list[Placed
     return found
 
 
-def account_sources(containers) -> list[account.Source]:
+def account_sources(containers: Iterable[DiskContainer]) -> list[account.Source]:
     sources = []
     for i, container in enumerate(containers):
         location = s3_location(container)
@@ -271,7 +272,9 @@ def account_sources(containers) -> list[account.Source]:
     return sources
 
 
-def account_problems(request: ImportRequest, containers=None) -> list[account.Problem]:
+def account_problems(
+    request: ImportRequest, containers: Iterable[DiskContainer] | None = None
+) -> list[account.Problem]:
     """What the AWS account lacks for this request (wizard.aws.account): the service role, its
     trust and permissions, the buckets' region, snapshot sources."""
     containers = list(containers if containers is not None else request.disk_containers.all())
@@ -287,7 +290,7 @@ def account_problems(request: ImportRequest, containers=None) -> list[account.Pr
 ACCOUNT_FIELDS = {"RoleName": ("details", "role_name"), "KmsKeyId": ("encryption", "kms_key_id")}
 
 
-def account_findings(request: ImportRequest, containers) -> list[Placed]:
+def account_findings(request: ImportRequest, containers: Iterable[DiskContainer]) -> list[Placed]:
     """The account's problems placed on the wizard's steps: the role on Details, the key on
     Encryption, buckets and snapshots on their disk."""
     found = []

@@ -51,7 +51,11 @@ class Xfs:
         if sb is None:
             raise XfsError("no XFS superblock")
         self.guest, self.start, self.size = guest, start, size
-        u32 = lambda at: struct.unpack_from(">I", sb, at)[0]  # noqa: E731
+
+        def u32(at: int) -> int:
+            value: int = struct.unpack_from(">I", sb, at)[0]
+            return value
+
         self.block_size = u32(4)
         self.dblocks = struct.unpack_from(">Q", sb, 8)[0]
         self.rootino = struct.unpack_from(">Q", sb, 56)[0]

@@ -58,7 +58,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         image, declared = options["image"], options["format"]
-        limits = {"seconds": settings.WIZARD_INSPECT_SECONDS, "memory_mb": settings.WIZARD_INSPECT_MEMORY_MB}
+        seconds, memory_mb = float(settings.WIZARD_INSPECT_SECONDS), int(settings.WIZARD_INSPECT_MEMORY_MB)
         if image.startswith("s3://"):
             parts = urlsplit(image)
             if not parts.netloc or not parts.path.strip("/"):
@@ -69,14 +69,19 @@ class Command(BaseCommand):
                 "endpoint_url": settings.AWS_ENDPOINT_URL,
             }
             report = inspection.inspect_s3(
-                parts.netloc, parts.path.lstrip("/"), aws=aws, declared_format=declared, **limits
+                parts.netloc,
+                parts.path.lstrip("/"),
+                aws=aws,
+                declared_format=declared,
+                seconds=seconds,
+                memory_mb=memory_mb,
             )
         else:
             try:
                 reader = FileReader(image)
             except OSError as e:
                 raise CommandError(f"{image}: {e.strerror or e}") from None
-            report = inspection.inspect_reader(reader, declared_format=declared, **limits)
+            report = inspection.inspect_reader(reader, declared_format=declared, seconds=seconds, memory_mb=memory_mb)
         self.stdout.write(json.dumps(report, indent=2) if options["json"] else render(report))
         if not report.get("ok"):
             raise SystemExit(1)
