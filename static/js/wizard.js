@@ -12,6 +12,7 @@
  *   stage once, not every poll (a live region inside the swapped element would be replaced whole).
  * - [data-batch-uploads=NAME]: an image uploaded loose (for a batch, no container) becomes a
  *   ticked checkbox NAME=<upload id> in it, at the top of the images to choose.
+ * - [data-etag]: an htmx answer with the same ETag (unchanged, 304) is not swapped in.
  */
 (function () {
   'use strict';
@@ -98,6 +99,14 @@
   document.addEventListener('upload-completed', chooseUploaded);
   document.addEventListener('DOMContentLoaded', announce);
   document.addEventListener('htmx:afterSettle', announce);
+
+  // A polled element carrying data-etag (the progress partial) is not swapped when the answer
+  // has that same ETag: the browser revalidated it (304) and handed htmx its cached copy.
+  document.addEventListener('htmx:beforeSwap', function (event) {
+    var target = event.detail.target;
+    var etag = event.detail.xhr && event.detail.xhr.getResponseHeader('ETag');
+    if (target && etag && target.dataset && target.dataset.etag === etag) event.detail.shouldSwap = false;
+  });
 
   document.addEventListener('click', function (event) {
     var button = event.target.closest && event.target.closest('button');

@@ -60,6 +60,7 @@ def request_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         cli_command=to_cli_command(spec, multiline=True),
         can_cancel=statemachine.can_cancel(import_request)
         and (import_request.owner_id == request.user.pk or request.user.has_perm("wizard.review_importrequest")),
+        etag=progress_etag(context),  # the first poll's answer, if unchanged, is not swapped in either
     )
     return render(request, "imports/detail.html", context)
 
@@ -70,7 +71,8 @@ def request_progress(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse
 
     Answered 304 when nothing it shows changed: its ETag is a hash of the values the
     template shows, computed after the access check and without rendering. The browser
-    revalidates (Cache-Control: no-cache) and hands htmx the cached 200, so the page stays.
+    revalidates (Cache-Control: no-cache) and hands htmx the cached 200, which wizard.js does
+    not swap in (the element's data-etag is the answer's ETag): the page stays as it was.
     """
     # The requester's own request first: one query, no permission look-ups on this hot path.
     own = ImportRequest.objects.select_related("import_task").filter(pk=pk, owner=request.user).first()
@@ -79,7 +81,7 @@ def request_progress(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse
     etag = progress_etag(context)
     response = get_conditional_response(request, etag=etag)
     if response is None:
-        response = render(request, "imports/_progress.html", context)
+        response = render(request, "imports/_progress.html", {**context, "etag": etag})
     response.headers["ETag"] = etag
     patch_cache_control(response, private=True, no_cache=True)
     return response

@@ -1,0 +1,80 @@
+"""The progress partial's polls in a real browser: an unchanged one is revalidated (If-None-Match,
+answered 304) and nothing is swapped; a change is swapped in.
+
+Chromium's HTTP cache sends If-None-Match by itself (the partial says Cache-Control: no-cache)
+and hands htmx its cached copy on a 304; wizard.js does not swap an answer whose ETag is the
+element's data-etag. The element carries a mark set from the test: it stays until the request
+changes.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.stack import ROOT
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SUBMITTED = """
+from django.contrib.auth import get_user_model
+from wizard.models import ImportRequest
+demo = get_user_model().objects.get(username="demo")
+print(ImportRequest.objects.create(owner=demo, status="submitted", description="poll test").pk)
+"""
+
+
+def _shell(stack, code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", code],
+        cwd=ROOT,
+        env={**stack.env, "WIZARD_LOG_LEVEL": "ERROR"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+
+
+def test_an_unchanged_poll_is_a_304_and_swaps_nothing(stack, page):
+    pk = int(_shell(stack, SUBMITTED))
+    answers: list[tuple[int, str]] = []
+
+    def seen(response) -> None:
+        if response.url.endswith(f"/imports/{pk}/progress/"):
+            # all_headers: what went on the wire, the browser cache's If-None-Match included
+            answers.append((response.status, response.request.all_headers().get("if-none-match", "")))
+
+    page.on("response", seen)
+    page.goto(stack.url + "/login/")
+    page.fill("#id_username", "demo")
+    page.fill("#id_password", "demo")
+    page.click("button[type=submit], input[type=submit]")
+    expect(page).to_have_url(re.compile(r"/imports/$"))
+
+    page.goto(f"{stack.url}/imports/{pk}/")
+    expect(page.locator("#progress")).to_contain_text("Waiting for a reviewer")
+    page.evaluate("document.getElementById('progress').dataset.mark = 'kept'")
+    deadline = time.monotonic() + 30
+    while len(answers) < 3 and time.monotonic() < deadline:  # htmx polls every 2 s
+        page.wait_for_timeout(500)
+    assert len(answers) >= 3, answers
+    etag = page.evaluate("document.getElementById('progress').dataset.etag")
+    # The browser's cache asked with the ETag it kept (the server answers that with 304,
+    # test_progress_page.py; Playwright reports the cached 200 the browser then hands on).
+    assert etag and all(sent == etag for _, sent in answers[1:]), (etag, answers)
+    assert page.evaluate("document.getElementById('progress').dataset.mark") == "kept"  # nothing swapped
+    expect(page.locator("#request-status")).to_have_text("Waiting for review")
+
+    _shell(
+        stack,
+        f"from wizard.models import ImportRequest; ImportRequest.objects.filter(pk={pk}).update(status='rejected')",
+    )
+    expect(page.locator("#request-status")).to_have_text("Rejected", timeout=15_000)  # a change is swapped in
+    assert page.evaluate("document.getElementById('progress').dataset.mark") is None
+    assert page.locator("#progress[hx-trigger]").count() == 0  # and the polling ends
