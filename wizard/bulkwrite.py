@@ -27,10 +27,22 @@ def _preparer(field: models.Field) -> Callable[[Any], Any]:
     return lambda value: value
 
 
+def _field(model: type[models.Model], name: str) -> models.Field:
+    """A concrete column of `model` (a relation's reverse side has no column to write)."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field) or not field.column:
+        raise ValueError(f"{model.__name__}.{name} is no column")
+    return field
+
+
+def _column(model: type[models.Model], name: str) -> str:
+    column = _field(model, name).column
+    assert column is not None  # _field checked it
+    return connection.ops.quote_name(column)
+
+
 def _columns(model: type[models.Model], fields: Sequence[str]) -> tuple[list[str], list[Callable[[Any], Any]]]:
-    meta = model._meta
-    resolved = [meta.get_field(name) for name in fields]
-    return [connection.ops.quote_name(f.column) for f in resolved], [_preparer(f) for f in resolved]
+    return [_column(model, name) for name in fields], [_preparer(_field(model, name)) for name in fields]
 
 
 # PostgreSQL answers each statement of an executemany in turn (a round trip each: 0.6 s for
@@ -67,7 +79,8 @@ def update_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable
     if not params:
         return
     meta = model._meta
-    table, pk = connection.ops.quote_name(meta.db_table), connection.ops.quote_name(meta.pk.column)
+    assert meta.pk is not None
+    table, pk = connection.ops.quote_name(meta.db_table), _column(model, meta.pk.name)
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
             sets = ", ".join(f"{c} = %s" for c in columns)
@@ -78,7 +91,7 @@ def update_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable
         # short, where the assignment refuses it).
         names = [f"c{i}" for i in range(len(columns))]
         sets = ", ".join(
-            f"{c} = {_cast(f'v.{n}', meta.get_field(name))}" for c, n, name in zip(columns, names, fields, strict=True)
+            f"{c} = {_cast(f'v.{n}', _field(model, name))}" for c, n, name in zip(columns, names, fields, strict=True)
         )
         one = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
         for chunk in _chunks(params, len(columns) + 1):
