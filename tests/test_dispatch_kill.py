@@ -47,6 +47,7 @@ from botocore.config import Config
 from tests.flows import grant
 from wizard import dispatch, polling
 from wizard.aws import clients, vmimport
+from wizard.aws.errors import AwsError
 from wizard.models import AuditEvent, ImportRequest, ImportTask
 from wizard.sandbox.testing import SandboxProcess
 
@@ -115,7 +116,7 @@ def test_a_throttled_dispatch_is_delivered_again_and_given_up_at_the_last_attemp
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "max_attempts": 3}
     sandbox.faults(throttle={"actions": ["ImportImage"]})
     for _ in range(2):
-        with pytest.raises(vmimport.ImportCallError, match="RequestLimitExceeded"):
+        with pytest.raises(AwsError, match="RequestLimitExceeded"):
             dispatch.dispatch(approved.pk)  # django-q2 delivers it again after `retry`
         approved.refresh_from_db()
         assert approved.status == ImportRequest.Status.APPROVED
@@ -130,7 +131,7 @@ def test_a_throttled_dispatch_is_delivered_again_and_given_up_at_the_last_attemp
 def test_a_dispatch_throttled_once_is_recorded_on_the_next_delivery(approved, sandbox, monkeypatch):
     monkeypatch.setattr(clients, "RETRY_CONFIG", Config(retries={"mode": "standard", "total_max_attempts": 1}))
     sandbox.faults(throttle={"actions": ["ImportImage"], "count": 1})
-    with pytest.raises(vmimport.ImportCallError):
+    with pytest.raises(AwsError):
         dispatch.dispatch(approved.pk)
     task_id = dispatch.dispatch(approved.pk)
     assert ImportTask.objects.get(request=approved).import_task_id == task_id

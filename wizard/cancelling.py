@@ -7,6 +7,7 @@ from django.db import transaction
 
 from wizard import audit, importspec, statemachine
 from wizard.aws import vmimport
+from wizard.aws.errors import AwsError
 from wizard.models import ImportRequest
 
 
@@ -26,7 +27,7 @@ def cancel(request: ImportRequest, user: User, reason: str) -> dict:
     task_id = request.import_task.import_task_id
     try:
         answer = vmimport.cancel_import_task(task_id, reason)
-    except vmimport.ImportCallError as exc:
+    except AwsError as exc:
         raise CancelError(f"AWS refused to cancel {task_id}: {exc.message}") from exc
     with transaction.atomic():
         ImportRequest.objects.filter(pk=request.pk).update(cancel_reason=reason)

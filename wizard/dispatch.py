@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from wizard import importspec, polling
 from wizard.aws import vmimport
+from wizard.aws.errors import AwsError
 from wizard.models import ImportRequest, ImportTask, TaskStatusChange
 from wizard.polling import fail
 from wizard.statemachine import change_status
@@ -74,7 +75,7 @@ def dispatch(request_id: int) -> str | None:
         return None
     try:
         answer = vmimport.import_image(importspec.to_api_params(spec))
-    except vmimport.ImportCallError as exc:
+    except AwsError as exc:
         if exc.code not in RETRYABLE_CODES:
             fail(request, exc.message, code=exc.code)
             return None

@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from wizard import audit, audit_checkpoint, bulkwrite, dispatch_queue, finishing
 from wizard.aws import clients, vmimport
+from wizard.aws.errors import AwsError
 from wizard.models import ImportRequest, ImportTask, TaskStatusChange
 from wizard.statemachine import change_status
 
@@ -71,7 +72,7 @@ ACCOUNT_CODES = {
     "ExpiredToken",
     "MissingAuthenticationToken",
 }
-FAILURES = (vmimport.ImportCallError, BotoCoreError, ResponseParserError)
+FAILURES = (AwsError, BotoCoreError, ResponseParserError)
 UNKNOWN, BROKEN, SLOW_DOWN, ACCOUNT = "unknown", "broken", "slow down", "account"
 
 
@@ -217,7 +218,7 @@ class Poll:
 
 def classify(exc: Exception) -> tuple[str, str]:
     """What a failed DescribeImportImageTasks call means: (UNKNOWN | BROKEN | SLOW_DOWN | ACCOUNT, code)."""
-    if isinstance(exc, vmimport.ImportCallError):
+    if isinstance(exc, AwsError):
         if _names_unknown_task(exc):
             return UNKNOWN, exc.code
         if exc.code in SLOW_DOWN_CODES:
@@ -232,14 +233,14 @@ def classify(exc: Exception) -> tuple[str, str]:
     return ACCOUNT, type(exc).__name__  # e.g. no credentials
 
 
-def _names_unknown_task(exc: vmimport.ImportCallError) -> bool:
+def _names_unknown_task(exc: AwsError) -> bool:
     """AWS's answer when an id is unknown (or expired, 7 days after its task ended)."""
     return exc.code.startswith("InvalidConversionTaskId") or exc.code == "InvalidParameterValue"
 
 
 def describe_failure(exc: Exception) -> str:
     """A short, printable account of a failed call (an unreadable answer is not quoted)."""
-    if isinstance(exc, vmimport.ImportCallError):
+    if isinstance(exc, AwsError):
         text = f"AWS answered {exc.code}: {exc.message}"
     elif isinstance(exc, ResponseParserError):
         # "Unable to parse response (not well-formed ...), invalid XML received. ...:\nb'<the body>'"

@@ -28,7 +28,8 @@ from django.utils import timezone
 
 from wizard import audit, drafts, preflight
 from wizard.aws import multipart
-from wizard.aws.multipart import MultipartError, Part
+from wizard.aws.errors import AwsError
+from wizard.aws.multipart import Part
 from wizard.models import DiskContainer, ImportRequest, Upload
 
 MIB = 1024**2
@@ -147,7 +148,7 @@ def start(user: Any, request: ImportRequest | None, *, file_name: Any, size: Any
     key = upload_key(user.pk, name)
     try:
         upload_id = multipart.create(bucket, key, file_name=name)
-    except MultipartError as exc:
+    except AwsError as exc:
         raise UploadError(f"S3 did not start the upload: {exc.message}", status=502) from exc
     return Upload.objects.create(
         owner=user,
@@ -191,7 +192,7 @@ def list_parts(upload: Upload) -> list[Part]:
     _uploading(upload)
     try:
         return multipart.list_parts(upload.bucket, upload.key, upload.upload_id)
-    except MultipartError as exc:
+    except AwsError as exc:
         if exc.code == "NoSuchUpload":
             _fail(upload, "S3 no longer knows this upload (it was aborted or expired). Upload the file again.")
             raise UploadError("S3 no longer knows this upload. Upload the file again.", status=409) from exc
@@ -269,7 +270,7 @@ def complete(upload: Upload, user: Any, parts: Any) -> Completed:
 
     try:
         etag = multipart.complete(upload.bucket, upload.key, upload.upload_id, cleaned)
-    except MultipartError as exc:
+    except AwsError as exc:
         if exc.code in ("InvalidPart", "InvalidPartOrder", "BadDigest"):
             raise UploadError(
                 "S3 does not hold every part the browser sent: pick the same file again to resume."
@@ -282,7 +283,7 @@ def complete(upload: Upload, user: Any, parts: Any) -> Completed:
 
     try:
         info = multipart.head(upload.bucket, upload.key)
-    except MultipartError as exc:
+    except AwsError as exc:
         upload.refresh_from_db()
         if upload.status == Upload.Status.COMPLETED:
             return Completed(upload, _container_of(upload))
@@ -416,7 +417,7 @@ def cancel(upload: Upload, user: Any) -> Upload:
     _uploading(upload)
     try:
         multipart.abort(upload.bucket, upload.key, upload.upload_id)
-    except MultipartError as exc:
+    except AwsError as exc:
         raise UploadError(f"S3 did not abort the upload: {exc.message}", status=502) from exc
     with transaction.atomic():
         locked = Upload.objects.select_for_update().get(pk=upload.pk)
@@ -451,7 +452,7 @@ def _fail(
             multipart.delete(upload.bucket, upload.key)
         else:
             multipart.abort(upload.bucket, upload.key, upload.upload_id)
-    except MultipartError:
+    except AwsError:
         pass  # nothing more to drop, or S3 is down: the bucket's lifecycle rule cleans up
     with transaction.atomic():
         locked = Upload.objects.select_for_update().get(pk=upload.pk)

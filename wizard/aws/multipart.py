@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 
 from wizard.aws.clients import client
+from wizard.aws.errors import AwsError
 
 # Presigned part URLs are good for this long: enough for one part on a slow link,
 # short enough that a leaked URL is soon worthless.
@@ -35,20 +36,7 @@ CHECKSUM_ALGORITHM = "CRC32"
 CHECKSUM_HEADER = "x-amz-checksum-crc32"
 
 
-class MultipartError(Exception):
-    """S3 refused a call; `code` and `message` are S3's own words."""
-
-    def __init__(self, code: str, message: str, status: int | None = None):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.status = status
-
-
-def _raise_from(exc: ClientError) -> MultipartError:
-    error = exc.response.get("Error", {})
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return MultipartError(error.get("Code", "Unknown"), error.get("Message", str(exc)), status)
+_raise_from = AwsError.from_client_error
 
 
 # CompleteMultipartUpload can take minutes on a large object (S3 says so; the sandbox

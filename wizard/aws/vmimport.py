@@ -8,23 +8,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from wizard.aws.clients import client
+from wizard.aws.errors import AwsError
 
 # DescribeImportImageTasks takes many ids per call; batches keep one call per this many tasks.
 DESCRIBE_BATCH = 200
 
 
-class ImportCallError(Exception):
-    """AWS refused a call; `code` and `message` are AWS's own words."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-def _raise_from(exc: ClientError) -> ImportCallError:
-    error = exc.response.get("Error", {})
-    return ImportCallError(error.get("Code", "Unknown"), error.get("Message", str(exc)))
+_raise_from = AwsError.from_client_error
 
 
 def import_image(params: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 
 from wizard import drafts, fixes, preflight, sources, uploads
 from wizard.aws import kms, vmimport
+from wizard.aws.errors import AwsError
 from wizard.cli_format import to_cli_command, to_cli_json
 from wizard.forms import (
     DetailsForm,
@@ -347,7 +348,7 @@ def dry_run(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     try:
         permitted, message = vmimport.dry_run(draft.to_api_params())
         error = ""
-    except vmimport.ImportCallError as exc:
+    except AwsError as exc:
         permitted, message, error = False, exc.message, exc.code
     except Exception as exc:  # noqa: BLE001 - e.g. the endpoint is unreachable
         permitted, message, error = False, str(exc), exc.__class__.__name__
