@@ -232,8 +232,10 @@ def test_the_s3_reader_reads_only_the_ranges_asked() -> None:
         (images.vmdk_stream(RAW), None, None),  # no Format given: nothing to mismatch
     ],
 )
-def test_the_local_detector(body: bytes, declared: str | None, failure: tuple[str, str] | None) -> None:
-    assert imagecheck.content_failure(BytesReader(body), declared, imagecheck.local_inspect) == failure
+def test_the_content_is_judged_by_the_inspector(
+    body: bytes, declared: str | None, failure: tuple[str, str] | None
+) -> None:
+    assert imagecheck.content_failure(BytesReader(body), declared) == failure
 
 
 def test_an_inspector_that_breaks_leaves_the_disk_alone(capsys: pytest.CaptureFixture[str]) -> None:

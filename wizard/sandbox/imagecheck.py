@@ -40,16 +40,12 @@ every disk check (missing objects too), "on" inspects objects of any size.
 Other findings of the inspector (damaged or truncated files, boot mode
 hints, ...) do not fail the task: only the findings in FAILING_FINDINGS do.
 
-The content is judged by `wizard.inspect.inspect_image` when that package is
-importable, run as the application runs it: in a child process with the same
-time and memory limits (`wizard.inspection`; WIZARD_INSPECT_SECONDS, default
-30, and WIZARD_INSPECT_MEMORY_MB, default 256), the child asking this process
-for each byte range, so a hostile image can hold the sandbox for the time
-limit at most. Else by `local_inspect` here, a minimal detector of the same
-cases with the same report fields (format, subformat, partition_table,
-findings with codes "format-mismatch", "vmdk-not-stream-optimized",
-"no-partitions"), which reads a few fixed ranges only. An inspector that
-raises, or an inspection that exceeds the limits or crashes, leaves the disk
+The content is judged by `wizard.inspect.inspect_image`, run as the application
+runs it: in a child process with the same time and memory limits
+(`wizard.inspection`; WIZARD_INSPECT_SECONDS, default 30, and
+WIZARD_INSPECT_MEMORY_MB, default 256), the child asking this process for each
+byte range, so a hostile image can hold the sandbox for the time limit at most.
+An inspector that raises, or an inspection that exceeds the limits or crashes, leaves the disk
 alone (logged). Only the byte ranges the inspection asks for are read from
 moto's in-memory S3 object.
 """
@@ -59,10 +55,8 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import struct
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -249,102 +243,6 @@ def kms_problem(account: str, region: str, key_id: str) -> str | None:
 # --- the image's content ----------------------------------------------------------------------
 
 
-@dataclass
-class LocalFinding:
-    severity: str
-    code: str
-    message: str
-
-
-@dataclass
-class LocalReport:
-    """The fields of `wizard.inspect.ImageReport` this module uses."""
-
-    format: str
-    subformat: str = ""
-    partition_table: str = "unknown"  # mbr | gpt | none | unknown
-    findings: list[LocalFinding] = field(default_factory=list)
-
-
-SECTOR = 512
-VMDK_MAGIC = b"KDMV"
-VMDK_COMPRESSED = 1 << 16
-VMDK_MARKERS = 1 << 17
-
-
-def _vmdk_subformat(head: bytes) -> str:
-    """createType of a sparse VMDK, or "streamOptimized" from its header flags."""
-    if head[:4] == VMDK_MAGIC and len(head) >= 79:
-        version, flags = struct.unpack_from("<II", head, 4)
-        compress = struct.unpack_from("<H", head, 77)[0]
-        if flags & VMDK_COMPRESSED and compress == 1:
-            return "streamOptimized"
-        return "monolithicSparse" if version == 1 else f"sparse v{version}"
-    text = head[:4096].decode("latin-1")
-    for line in text.splitlines():
-        if line.strip().lower().startswith("createtype"):
-            return line.split("=", 1)[-1].strip().strip('"')
-    return "descriptor"
-
-
-def _partition_table(reader: Any, start: int = 0) -> str:
-    """mbr, gpt or none: what sector 0 (and 1) of a raw disk at `start` hold."""
-    mbr = reader.read(start, SECTOR)
-    if reader.read(start + SECTOR, 8) == b"EFI PART":
-        return "gpt"
-    if len(mbr) == SECTOR and mbr[510:512] == b"\x55\xaa":
-        types = [mbr[446 + 16 * n + 4] for n in range(4)]
-        if 0xEE in types:
-            return "gpt"
-        if any(types):
-            return "mbr"
-    return "none"
-
-
-def local_inspect(reader: Any, declared_format: str | None = None) -> LocalReport:
-    """A minimal inspector: the format, a VMDK's kind, and a raw disk's partition table.
-
-    It looks inside neither compressed VMDK grains nor dynamic VHD/VHDX blocks: their
-    partition table is "unknown", which is never a failure.
-    """
-    head = reader.read(0, 4096)
-    tail = reader.read(max(0, reader.size - SECTOR), SECTOR)
-    report = LocalReport("RAW")
-    if head[257:262] == b"ustar":
-        report.format = "OVA"
-    elif head[:4] == VMDK_MAGIC or head.startswith(b"# Disk DescriptorFile"):
-        report.format, report.subformat = "VMDK", _vmdk_subformat(head)
-        if report.subformat != "streamOptimized":
-            report.findings.append(
-                LocalFinding(
-                    "error", "vmdk-not-stream-optimized", f"The VMDK is {report.subformat}, not streamOptimized."
-                )
-            )
-    elif head[:8] == b"vhdxfile":
-        report.format = "VHDX"
-    elif head[:4] == b"QFI\xfb":
-        report.format = "QCOW2"
-    elif tail[:8] == b"conectix":
-        report.format = "VHD"
-        disk_type = struct.unpack_from(">I", tail, 60)[0] if len(tail) >= 64 else 0
-        report.subformat = {2: "fixed", 3: "dynamic", 4: "differencing"}.get(disk_type, "")
-        if report.subformat == "fixed":
-            report.partition_table = _partition_table(reader)
-    elif reader.read(0x8001, 5) == b"CD001":
-        report.format = "ISO"
-    if report.format == "RAW":
-        report.partition_table = _partition_table(reader)
-    declared = (declared_format or "").upper()
-    if declared and report.format != declared:
-        report.findings.insert(
-            0,
-            LocalFinding("error", "format-mismatch", f"Declared {declared}, but the file is {report.format}."),
-        )
-    if report.partition_table == "none":
-        report.findings.append(LocalFinding("error", "no-partitions", "The disk has no partition table."))
-    return report
-
-
 class InspectionStopped(Exception):
     """The limited inspection ran out of time or memory, or its child crashed."""
 
@@ -371,20 +269,13 @@ def bounded(seconds: float, memory_mb: int) -> Callable[..., Any]:
 
 
 def _inspector(seconds: float | None = None, memory_mb: int | None = None) -> Callable[..., Any]:
-    """`wizard.inspect.inspect_image`, bounded, if that package is there, else `local_inspect`."""
-    try:
-        import wizard.inspect  # noqa: F401 - only whether it imports
-    except ImportError:
-        return local_inspect
-    except Exception as error:  # a broken package must not break the sandbox
-        print(f"sandbox: wizard.inspect does not import ({error!r}); using local_inspect", file=sys.stderr)
-        return local_inspect
+    """`wizard.inspect.inspect_image`, bounded as the application bounds it."""
     default_seconds, default_memory = limits()
     return bounded(default_seconds if seconds is None else seconds, memory_mb or default_memory)
 
 
 def _codes(report: Any) -> set[str]:
-    """The finding codes of a report, an object (ImageReport, LocalReport) or its dict, plus
+    """The finding codes of a report, an object (ImageReport) or its dict, plus
     "no-partitions" when it found no partition table."""
     if isinstance(report, dict):
         codes = {str(f.get("code", "")) for f in report.get("findings") or []}
