@@ -108,6 +108,9 @@ def test_a_new_user_completes_every_step(stack, browser, tmp_path):
     page.check("#id_imds_v2")
     page.locator("#id_region_copies").blur()
     saved(page)
+    page.reload()  # kept, and the save status starts afresh
+    expect(page.locator("input[name=ami_tag_key] >> nth=0")).to_have_value("app")
+    expect(page.locator("#id_region_copies")).to_have_value("eu-west-1")
     page.fill("#id_launch_user_ids", "12345")  # a rule shown next to its field, then mended
     page.locator("#id_launch_user_ids").blur()
     saved(page)
