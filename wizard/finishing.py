@@ -179,7 +179,8 @@ def fail_step(request: ImportRequest, step: FinishingStep, message: str) -> None
 
 def complete(request: ImportRequest) -> None:
     with contextlib.suppress(TransitionError):  # another run of the last step completed it meanwhile
-        change_status(request, "complete", action="completed", details={"image_id": current_image(request)})
+        details = {"image_id": current_image(request), "import_task_id": request.import_task.import_task_id}
+        change_status(request, "complete", action="completed", details=details)
 
 
 def stale_after() -> timedelta:
