@@ -394,7 +394,7 @@ class TargetForm(forms.ModelForm):
         fields = ("name", "account_id", "region", "bucket", "role_arn", "external_id", "groups", "note")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = cast("dict[str, Any]", super().clean())  # forms.ModelForm.clean returns cleaned_data
         account = data.get("account_id", "")
         if account and not (account.isascii() and account.isdigit() and len(account) == 12):
             self.add_error("account_id", "an AWS account id is 12 digits, e.g. 123456789012")

@@ -33,6 +33,7 @@ from django_q.tasks import async_task
 
 from wizard import audit, finishspec, targets
 from wizard.aws import images
+from wizard.aws.errors import AwsError
 from wizard.models import FinishingStep, ImportRequest, ImportTask
 from wizard.statemachine import TransitionError, change_status
 
@@ -124,7 +125,7 @@ def run_step(request: ImportRequest, step: FinishingStep) -> str:
     except StepFailed as exc:
         fail_step(request, step, str(exc))
         return "failed"
-    except images.ImageCallError as exc:
+    except AwsError as exc:
         if exc.throttled:
             return _later(request, step, f"{exc.code}: {exc.message}")
         fail_step(request, step, f"AWS answered {exc.code}: {exc.message}")
@@ -197,7 +198,8 @@ def resume() -> int:
     for request in ImportRequest.objects.filter(status=ImportRequest.Status.FINISHING):
         step = request.finishing_steps.exclude(state=State.DONE).first()
         if step is None or (step.state != State.FAILED and (step.touched_at or step.request.updated_at) < cutoff):
-            FinishingStep.objects.filter(pk=getattr(step, "pk", None)).update(touched_at=timezone.now())
+            if step is not None:
+                FinishingStep.objects.filter(pk=step.pk).update(touched_at=timezone.now())
             enqueue(request.pk)
             queued += 1
     return queued

@@ -258,7 +258,7 @@ class FinishForm(StepForm):
     MAX_BOX_CHARS = 20000  # a text box of ids or ARNs: far above what the rules allow
 
     @classmethod
-    def initial_for(cls, request) -> dict:
+    def initial_for(cls, request: ImportRequest) -> dict[str, Any]:
         return {
             "ami_name": request.ami_name,
             "ami_description": request.ami_description,
@@ -273,18 +273,22 @@ class FinishForm(StepForm):
             "delete_source": {None: "", True: "yes", False: "no"}[request.delete_source],
         }
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        data = cast("dict[str, Any]", super().clean())  # forms.Form.clean returns cleaned_data
         for name in ("launch_user_ids", "launch_organization_arns", "launch_organizational_unit_arns", "region_copies"):
             if len(data.get(name) or "") > self.MAX_BOX_CHARS:
                 self.add_error(name, f"is far too long to store (at most {self.MAX_BOX_CHARS:,} characters)")
-        keys, values = self.data.getlist("ami_tag_key"), self.data.getlist("ami_tag_value")
-        self.tag_rows = []
+        posted = cast(QueryDict, self.data)  # a bound form's data: the POST
+        keys, values = posted.getlist("ami_tag_key"), posted.getlist("ami_tag_value")
+        self.tag_rows: list[dict[str, Any]] = []
         for key, value in zip_longest(keys, values, fillvalue=""):
             if not (key.strip() or value.strip()):
                 continue
-            row = {"n": len(self.tag_rows) + 1, "Key": key.strip(), "Value": value}
-            row["key_error"], row["value_error"] = DetailsForm._tag_problem(row["Key"]), DetailsForm._tag_problem(value)
+            row: dict[str, Any] = {"n": len(self.tag_rows) + 1, "Key": key.strip(), "Value": value}
+            row["key_error"], row["value_error"] = (
+                DetailsForm._tag_problem(key.strip()),
+                DetailsForm._tag_problem(value),
+            )
             self.tag_rows.append(row)
         if any(row["key_error"] or row["value_error"] for row in self.tag_rows):
             raise forms.ValidationError("A tag cannot be saved: see its row.", code="tag")

@@ -1,7 +1,7 @@
 """The EC2 and S3 calls that finish an imported AMI (wizard.finishing), each safe to repeat.
 
 Throttling and 5xx answers are retried by botocore (wizard.aws.clients.RETRY_CONFIG); what is
-left is raised as `ImageCallError` with AWS's code and message. Every call here can be made
+left is raised as `AwsError` with AWS's code and message. Every call here can be made
 again after a worker died half-way with the same outcome: CopyImage by its ClientToken,
 deregistering and deleting by checking first, the rest because EC2 adds what is already there
 without a change.
@@ -16,26 +16,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from wizard.aws.clients import TargetLike, client
+from wizard.aws.errors import AwsError
 
-# What says "slow down" after botocore's own retries: the step is tried again later.
-THROTTLED = {"RequestLimitExceeded", "Throttling", "ThrottlingException", "ServiceUnavailable", "Unavailable"}
 GONE = {"InvalidAMIID.NotFound", "InvalidAMIID.Unavailable", "InvalidSnapshot.NotFound", "NoSuchKey"}
 
 
-class ImageCallError(Exception):
-    def __init__(self, code: str, message: str):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-    @property
-    def throttled(self) -> bool:
-        return self.code in THROTTLED
-
-
-def _raise_from(exc: ClientError) -> ImageCallError:
-    error = exc.response.get("Error", {})
-    return ImageCallError(error.get("Code", "Unknown"), error.get("Message", str(exc)))
+_raise_from = AwsError.from_client_error
 
 
 def _call(
@@ -51,7 +37,7 @@ def describe_image(image_id: str, region: str | None = None, target: TargetLike 
     """The AMI, or None when it is not there (deregistered, or never made)."""
     try:
         found = _call("ec2", "describe_images", region, target, ImageIds=[image_id]).get("Images", [])
-    except ImageCallError as exc:
+    except AwsError as exc:
         if exc.code in GONE:
             return None
         raise
@@ -102,7 +88,7 @@ def deregister_with_snapshots(image_id: str, snapshots: Iterable[str], target: T
     if describe_image(image_id, target=target) is not None:
         try:
             _call("ec2", "deregister_image", target=target, ImageId=image_id)
-        except ImageCallError as exc:
+        except AwsError as exc:
             if exc.code not in GONE:
                 raise
     deleted = []
@@ -110,7 +96,7 @@ def deregister_with_snapshots(image_id: str, snapshots: Iterable[str], target: T
         try:
             _call("ec2", "delete_snapshot", target=target, SnapshotId=snapshot_id)
             deleted.append(snapshot_id)
-        except ImageCallError as exc:
+        except AwsError as exc:
             if exc.code not in GONE:
                 raise
     return deleted
