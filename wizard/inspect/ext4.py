@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import struct
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from .reader import Reader
 
@@ -30,6 +32,58 @@ INCOMPAT_INLINE_DATA = 0x8000
 EXTENTS_FL = 0x80000
 INLINE_DATA_FL = 0x10000000
 S_IFMT, S_IFDIR, S_IFREG, S_IFLNK = 0o170000, 0o040000, 0o100000, 0o120000
+
+
+class HasKind(Protocol):
+    @property
+    def kind(self) -> int: ...
+
+
+N = TypeVar("N", bound=HasKind)
+
+
+def walk(
+    path: str,
+    root: N,
+    entries: Callable[[N], dict[str, int]],
+    inode: Callable[[int], N],
+    link_target: Callable[[N], str],
+    error: Callable[[str], Exception],
+) -> N | None:
+    """The node at absolute `path` in a file system given by its callbacks (ext4, XFS): '.' and
+    '..' resolved, symbolic links followed inside it (at most MAX_LINKS), at most MAX_PARTS
+    components; None if some component does not exist or is not a directory."""
+    parts = [p for p in path.split("/") if p]
+    stack: list[N] = [root]
+    links = steps = 0
+    while parts:
+        steps += 1
+        if steps > MAX_PARTS:
+            raise error("path too long")
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if len(stack) > 1:
+                stack.pop()
+            continue
+        number = entries(stack[-1]).get(part)
+        if number is None:
+            return None
+        node = inode(number)
+        if node.kind == S_IFLNK:
+            links += 1
+            if links > MAX_LINKS:
+                raise error("too many symbolic links")
+            target = link_target(node)
+            if target.startswith("/"):
+                stack = stack[:1]
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        if parts and node.kind != S_IFDIR:
+            return None
+        stack.append(node)
+    return stack[-1]
 
 
 class Ext4Error(ValueError):
@@ -243,37 +297,14 @@ class Ext4:
     def lookup(self, path: str) -> Inode | None:
         """The inode at absolute `path`, symbolic links followed (inside this file system); None
         if some component does not exist."""
-        parts = [p for p in path.split("/") if p]
-        stack: list[Inode] = [self.inode(ROOT_INODE)]
-        links = steps = 0
-        while parts:
-            steps += 1
-            if steps > MAX_PARTS:
-                raise Ext4Error("path too long")
-            part = parts.pop(0)
-            if part == ".":
-                continue
-            if part == "..":
-                if len(stack) > 1:
-                    stack.pop()
-                continue
-            number = self.entries(stack[-1]).get(part)
-            if number is None:
-                return None
-            node = self.inode(number)
-            if node.kind == S_IFLNK:
-                links += 1
-                if links > MAX_LINKS:
-                    raise Ext4Error("too many symbolic links")
-                target = self.read(node, 4096).decode("utf-8", "replace")
-                if target.startswith("/"):
-                    stack = stack[:1]
-                parts = [p for p in target.split("/") if p] + parts
-                continue
-            if parts and node.kind != S_IFDIR:
-                return None
-            stack.append(node)
-        return stack[-1]
+        return walk(
+            path,
+            self.inode(ROOT_INODE),
+            self.entries,
+            self.inode,
+            lambda node: self.read(node, 4096).decode("utf-8", "replace"),
+            Ext4Error,
+        )
 
     def file(self, path: str, length: int = MAX_FILE) -> bytes | None:
         node = self.lookup(path)

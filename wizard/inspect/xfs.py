@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .ext4 import MAX_DIR, MAX_FILE, MAX_LINKS, MAX_PARTS, MAX_RUNS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Ext4Error
+from .ext4 import MAX_DIR, MAX_FILE, MAX_RUNS, S_IFDIR, S_IFMT, S_IFREG, Ext4Error, walk
 from .reader import Reader
 
 LEAF_OFFSET = 32 * 1024**3  # directory data blocks lie below this byte offset of the directory
@@ -227,37 +227,7 @@ class Xfs:
         return data.decode("utf-8", "replace")
 
     def lookup(self, path: str) -> XInode | None:
-        parts = [p for p in path.split("/") if p]
-        stack = [self.inode(self.rootino)]
-        links = steps = 0
-        while parts:
-            steps += 1
-            if steps > MAX_PARTS:
-                raise XfsError("path too long")
-            part = parts.pop(0)
-            if part == ".":
-                continue
-            if part == "..":
-                if len(stack) > 1:
-                    stack.pop()
-                continue
-            number = self.entries(stack[-1]).get(part)
-            if number is None:
-                return None
-            node = self.inode(number)
-            if node.kind == S_IFLNK:
-                links += 1
-                if links > MAX_LINKS:
-                    raise XfsError("too many symbolic links")
-                target = self._target(node)
-                if target.startswith("/"):
-                    stack = stack[:1]
-                parts = [p for p in target.split("/") if p] + parts
-                continue
-            if parts and node.kind != S_IFDIR:
-                return None
-            stack.append(node)
-        return stack[-1]
+        return walk(path, self.inode(self.rootino), self.entries, self.inode, self._target, XfsError)
 
     def file(self, path: str, length: int = MAX_FILE) -> bytes | None:
         node = self.lookup(path)
