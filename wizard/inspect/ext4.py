@@ -13,7 +13,7 @@ import struct
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from .reader import Reader
 
@@ -86,6 +86,31 @@ def walk(
     return stack[-1]
 
 
+class FileSystem(Generic[N]):
+    """Files and directories by path, over a reader's `lookup`, `read` and `entries` (ext4, XFS)."""
+
+    def lookup(self, path: str) -> N | None:
+        raise NotImplementedError
+
+    def read(self, inode: N, length: int = MAX_FILE, offset: int = 0) -> bytes:
+        raise NotImplementedError
+
+    def entries(self, inode: N) -> dict[str, int]:
+        raise NotImplementedError
+
+    def file(self, path: str, length: int = MAX_FILE) -> bytes | None:
+        node = self.lookup(path)
+        if node is None or node.kind != S_IFREG:
+            return None
+        return self.read(node, length)
+
+    def listdir(self, path: str) -> list[str] | None:
+        node = self.lookup(path)
+        if node is None or node.kind != S_IFDIR:
+            return None
+        return sorted(n for n in self.entries(node) if n not in (".", ".."))
+
+
 class Ext4Error(ValueError):
     """The file system's structures are not what they should be (damaged, or not ext)."""
 
@@ -111,7 +136,7 @@ def probe(guest: Reader, start: int) -> bytes | None:
     return sb
 
 
-class Ext4:
+class Ext4(FileSystem[Inode]):
     """One ext2/3/4 file system of `size` bytes at byte `start` of `guest`."""
 
     def __init__(self, guest: Reader, start: int, size: int) -> None:
@@ -305,15 +330,3 @@ class Ext4:
             lambda node: self.read(node, 4096).decode("utf-8", "replace"),
             Ext4Error,
         )
-
-    def file(self, path: str, length: int = MAX_FILE) -> bytes | None:
-        node = self.lookup(path)
-        if node is None or node.kind != S_IFREG:
-            return None
-        return self.read(node, length)
-
-    def listdir(self, path: str) -> list[str] | None:
-        node = self.lookup(path)
-        if node is None or node.kind != S_IFDIR:
-            return None
-        return sorted(n for n in self.entries(node) if n not in (".", ".."))

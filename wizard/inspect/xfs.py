@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .ext4 import MAX_DIR, MAX_FILE, MAX_RUNS, S_IFDIR, S_IFMT, S_IFREG, Ext4Error, walk
+from .ext4 import MAX_DIR, MAX_FILE, MAX_RUNS, S_IFDIR, S_IFMT, Ext4Error, FileSystem, walk
 from .reader import Reader
 
 LEAF_OFFSET = 32 * 1024**3  # directory data blocks lie below this byte offset of the directory
@@ -45,7 +45,7 @@ def probe(guest: Reader, start: int) -> bytes | None:
     return sb if len(sb) >= 512 and sb.startswith(b"XFSB") else None
 
 
-class Xfs:
+class Xfs(FileSystem[XInode]):
     def __init__(self, guest: Reader, start: int, size: int) -> None:
         sb = probe(guest, start)
         if sb is None:
@@ -228,15 +228,3 @@ class Xfs:
 
     def lookup(self, path: str) -> XInode | None:
         return walk(path, self.inode(self.rootino), self.entries, self.inode, self._target, XfsError)
-
-    def file(self, path: str, length: int = MAX_FILE) -> bytes | None:
-        node = self.lookup(path)
-        if node is None or node.kind != S_IFREG:
-            return None
-        return self.read(node, length)
-
-    def listdir(self, path: str) -> list[str] | None:
-        node = self.lookup(path)
-        if node is None or node.kind != S_IFDIR:
-            return None
-        return sorted(n for n in self.entries(node) if n not in (".", ".."))
