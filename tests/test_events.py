@@ -109,6 +109,26 @@ def text(action, **kw):
             "demo uploaded web01.raw (20.0 MiB) to #7 as disk 1 (RAW).",
         ),
         (
+            "finishing",
+            dict(request=7, details={"image_id": "ami-0123456789abcdef0", "steps": ["Tag the AMI", "Share"]}),
+            "AWS imported #7 as AMI ami-0123456789abcdef0; 2 finishing steps follow: Tag the AMI, Share.",
+        ),
+        (
+            "finishing step done",
+            dict(request=7, details={"step": "copy", "title": "Copy to eu-west-1", "region": "eu-west-1"}),
+            "Finishing step “Copy to eu-west-1” (in eu-west-1) of #7: done.",
+        ),
+        (
+            "finishing step failed",
+            dict(request=7, details={"step": "tags", "title": "Tag the AMI", "error": "AccessDenied: no"}),
+            "Finishing step “Tag the AMI” of #7 failed: AccessDenied: no.",
+        ),
+        (
+            "finishing step retried",
+            dict(actor="demo", request=7, details={"step": "tags", "title": "Tag the AMI"}),
+            "demo retried finishing step “Tag the AMI” of #7.",
+        ),
+        (
             "upload completed",
             dict(actor="demo", request=None, details={"file_name": "vm1.raw", "size_bytes": 1 << 20}),
             "demo uploaded vm1.raw (1.0 MiB), to choose for a batch.",
@@ -211,6 +231,10 @@ RECORDED = {
     "api token revoked": {"details": {"name": "n", "prefix": "p"}},
     "login failed": {"details": {"username": "u", "address": "1.2.3.4", "failures": 1}},
     "login locked out": {"details": {"username": "u", "minutes": 15}},
+    "finishing": {"details": {"image_id": AMI, "import_task_id": TASK, "steps": ["Tag the AMI"]}},
+    "finishing step done": {"details": {"step": "tags", "title": "Tag the AMI"}},
+    "finishing step failed": {"details": {"step": "tags", "title": "Tag the AMI", "error": "e"}},
+    "finishing step retried": {"details": {"step": "tags", "title": "Tag the AMI"}},
 }
 
 
@@ -229,7 +253,7 @@ def test_every_recorded_action_has_a_sentence_of_its_own():
 
 
 def _recorded_actions() -> set[str]:
-    """The action names the code passes to audit.record and change_status(action=...) (the
+    """The action names the code passes to audit.record, audit.Entry and change_status(action=...) (the
     admin's "<model> added/changed/deleted" are built from the model's name: tested above)."""
     from pathlib import Path
 
@@ -239,7 +263,7 @@ def _recorded_actions() -> set[str]:
         if {"sandbox", "management"} & set(path.parts) or path.name == "events.py":
             continue
         source = path.read_text()
-        found |= set(re.findall(r'audit\.record\(\s*"([^"]+)"', source))
+        found |= set(re.findall(r'audit\.(?:record|Entry)\(\s*"([^"]+)"', source))
         found |= set(re.findall(r'\baction="([^"]+)"', source))
         found |= set(re.findall(r'^ACTION = "([^"]+)"', source, re.M))
         found |= set(re.findall(r'"(batch [a-z ]+)"', source)) if path.name == "batches.py" else set()

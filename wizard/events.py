@@ -418,6 +418,20 @@ def _completed(e: Event) -> list[Part]:
     ]
 
 
+def _finishing(e: Event) -> list[Part]:
+    image, steps, target = e.details.get("image_id"), e.details.get("steps"), _str(e.details, "target")
+    count = len(steps) if isinstance(steps, list) else 0
+    return [
+        "AWS imported ",
+        *e.req,
+        *([" as AMI ", aws_id_ref(image)] if image else []),
+        f" in {target}" if target else "",
+        *([f"; {count} finishing step{'s' if count != 1 else ''} follow: ", value(steps)] if count else []),
+        ".",
+        *_status_changes(e.before, e.after),
+    ]
+
+
 def _cancelled(e: Event) -> list[Part]:
     return ["The import of ", *e.req, " was cancelled (import task ", e.task(), ")", *e.reason(), "."] + (
         _status_changes(e.before, e.after)
@@ -499,6 +513,31 @@ def _batch(verb: str, done: str = ": ") -> Callable[[Event], list[Part]]:
         return [e.who, f" {verb} ", batch_ref(e.details.get("batch")), *reason, *_outcome(e.details, done), "."]
 
     return sentence
+
+
+def _finishing_step(e: Event) -> list[Part]:
+    """`“Copy under its name” (in eu-west-1) of #7: ami-0123...`: a finishing step and its AMI."""
+    d = e.details
+    title, region, image = _str(d, "title") or _str(d, "step") or "a step", _str(d, "region"), d.get("image_id")
+    return [
+        f"“{title}”",
+        f" (in {region})" if region else "",
+        " of ",
+        *e.req,
+        *([", ", aws_id_ref(image)] if image else []),
+    ]
+
+
+def _finishing_done(e: Event) -> list[Part]:
+    return ["Finishing step ", *_finishing_step(e), ": done."]
+
+
+def _finishing_failed(e: Event) -> list[Part]:
+    return ["Finishing step ", *_finishing_step(e), " failed", *e.reason("error"), "."]
+
+
+def _finishing_retried(e: Event) -> list[Part]:
+    return [e.who, " retried finishing step ", *_finishing_step(e), "."]
 
 
 def _batch_item_not_submitted(e: Event) -> list[Part]:
@@ -601,6 +640,7 @@ SENTENCES: dict[str, Callable[[Event], list[Part]]] = {
     "rejected": _rejected,
     "dispatched": _dispatched,
     "completed": _completed,
+    "finishing": _finishing,
     "cancelled": _cancelled,
     "withdrawn": _withdrawn,
     "failed": _failed(" failed"),
@@ -613,6 +653,9 @@ SENTENCES: dict[str, Callable[[Event], list[Part]]] = {
     "attention cleared": _attention_cleared,
     "reconciled": _reconciled,
     "cancel requested": _cancel_requested,
+    "finishing step done": _finishing_done,
+    "finishing step failed": _finishing_failed,
+    "finishing step retried": _finishing_retried,
     "batch created": _batch_created,
     "batch submitted": _batch("submitted"),
     "batch approved": _batch("approved"),
