@@ -206,6 +206,31 @@ def test_duplicate_copies_settings_and_disks_with_a_new_token(alice, draft):
     assert [c.source_label for c in copy.disk_containers.all()] == [c.source_label for c in draft.disk_containers.all()]
 
 
+def test_import_again_keeps_the_finishing_choices_but_not_the_target(alice, draft):
+    from wizard.models import Target
+
+    target = Target.objects.create(
+        name="prod", account_id="111122223333", region="eu-west-1", role_arn="arn:aws:iam::111122223333:role/x"
+    )
+    ImportRequest.objects.filter(pk=draft.pk).update(
+        ami_name="web01-2026",
+        ami_tags=[{"Key": "team", "Value": "web"}],
+        launch_user_ids=["444455556666"],
+        region_copies=[{"Region": "eu-west-1", "KmsKeyId": ""}],
+        imds_v2=True,
+        target=target,
+    )
+    alice.post(reverse("request-duplicate", args=[draft.pk]))
+    copy = ImportRequest.objects.exclude(pk=draft.pk).get()
+    assert (copy.ami_name, copy.ami_tags, copy.launch_user_ids) == (
+        "web01-2026",
+        [{"Key": "team", "Value": "web"}],
+        ["444455556666"],
+    )
+    assert copy.region_copies == [{"Region": "eu-west-1", "KmsKeyId": ""}] and copy.imds_v2
+    assert copy.target is None
+
+
 def test_delete_asks_first_then_keeps_the_history(alice, draft):
     page = alice.get(reverse("draft-delete", args=[draft.pk])).content.decode()
     assert "Delete draft #" in page

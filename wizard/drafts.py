@@ -203,7 +203,28 @@ def duplicate(request: ImportRequest, user: User) -> tuple[ImportRequest, list[s
     for (original, _), new in zip(kept, copy.disk_containers.all(), strict=True):
         if original.upload is not None and original.upload.owner_id == user.pk:
             DiskContainer.objects.filter(pk=new.pk).update(upload=original.upload_id)
+    # The finishing choices too (not ImportImage parameters, so not in the spec).
+    ImportRequest.objects.filter(pk=copy.pk).update(**{f: getattr(request, f) for f in FINISH_FIELDS})
+    copy.refresh_from_db()
     return copy, dropped
+
+
+# The fields of "Finishing the AMI" (wizard.finishspec), copied by "import again". The target is
+# not: the copier may not be allowed to use it.
+FINISH_FIELDS = (
+    "ami_name",
+    "ami_description",
+    "ami_tags",
+    "launch_user_ids",
+    "launch_organization_arns",
+    "launch_organizational_unit_arns",
+    "share_snapshots",
+    "region_copies",
+    "imds_v2",
+    "deprecation_time",
+    "deregister_import",
+    "delete_source",
+)
 
 
 def delete_draft(request: ImportRequest, user: User) -> None:
