@@ -120,6 +120,14 @@ def test_every_step_is_applied_and_the_request_completes(
     assert {(t["Key"], t["Value"]) for t in copy["Tags"]} == {("team", "web"), ("env", "prod")}
     (copy_snapshot,) = west.describe_snapshots(SnapshotIds=images.snapshot_ids(copy))["Snapshots"]
     assert copy_snapshot["Encrypted"] and copy_snapshot["KmsKeyId"] == "alias/west"
+    # The copy gets what the AMI got: IMDSv2, the deprecation time, the shares (CopyImage copies none).
+    assert copy["ImdsSupport"] == "v2.0" and copy["DeprecationTime"] == "2031-05-06T07:08:00.000Z"
+    west_shared = west.describe_image_attribute(ImageId=copy["ImageId"], Attribute="launchPermission")
+    assert west_shared["LaunchPermissions"] == [{"UserId": OTHER_ACCOUNT}]
+    west_volume = west.describe_snapshot_attribute(
+        SnapshotId=copy_snapshot["SnapshotId"], Attribute="createVolumePermission"
+    )
+    assert west_volume["CreateVolumePermissions"] == [{"UserId": OTHER_ACCOUNT}]
     # The uploaded image is deleted.
     container = req.disk_containers.get()
     listed = sandbox.client("s3").list_objects_v2(Bucket=container.s3_bucket, Prefix=container.s3_key)

@@ -345,11 +345,28 @@ def _apply_region_copy(request: ImportRequest, step: FinishingStep) -> bool:
     name = request.ami_name or _image(request, source).get("Name") or request.import_task.import_task_id
     if not _copy(request, step, region=step.region, source=source, name=name):
         return False
-    if request.ami_tags:  # CopyImage copies no tags
-        copy = _image(request, step.image_id, step.region)
-        images.create_tags(
-            [step.image_id, *images.snapshot_ids(copy)], request.ami_tags, region=step.region, target=request.target
+    # CopyImage copies no tags, launch permissions, ImdsSupport or deprecation: the copy gets
+    # what the request asks of its AMI, in its own region (each call safe to repeat).
+    region, target = step.region, request.target
+    snapshots = images.snapshot_ids(_image(request, step.image_id, region))
+    if request.ami_tags:
+        images.create_tags([step.image_id, *snapshots], request.ami_tags, region=region, target=target)
+    if request.imds_v2:
+        images.require_imdsv2(step.image_id, region=region, target=target)
+    if request.launch_user_ids or request.launch_organization_arns or request.launch_organizational_unit_arns:
+        images.add_launch_permission(
+            step.image_id,
+            user_ids=request.launch_user_ids,
+            organization_arns=request.launch_organization_arns,
+            organizational_unit_arns=request.launch_organizational_unit_arns,
+            region=region,
+            target=target,
         )
+    if request.launch_user_ids and request.share_snapshots:
+        for snapshot_id in snapshots:
+            images.add_create_volume_permission(snapshot_id, request.launch_user_ids, region=region, target=target)
+    if request.deprecation_time is not None:
+        images.enable_deprecation(step.image_id, request.deprecation_time, region=region, target=target)
     return True
 
 

@@ -108,8 +108,8 @@ def create_tags(
     _call("ec2", "create_tags", region, target, Resources=resources, Tags=tags)
 
 
-def require_imdsv2(image_id: str, target: TargetLike | None = None) -> None:
-    _call("ec2", "modify_image_attribute", target=target, ImageId=image_id, ImdsSupport={"Value": "v2.0"})
+def require_imdsv2(image_id: str, region: str | None = None, target: TargetLike | None = None) -> None:
+    _call("ec2", "modify_image_attribute", region, target, ImageId=image_id, ImdsSupport={"Value": "v2.0"})
 
 
 def add_launch_permission(
@@ -118,6 +118,7 @@ def add_launch_permission(
     user_ids: list[str],
     organization_arns: list[str],
     organizational_unit_arns: list[str],
+    region: str | None = None,
     target: TargetLike | None = None,
 ) -> None:
     add = (
@@ -125,14 +126,17 @@ def add_launch_permission(
         + [{"OrganizationArn": a} for a in organization_arns]
         + [{"OrganizationalUnitArn": a} for a in organizational_unit_arns]
     )
-    _call("ec2", "modify_image_attribute", target=target, ImageId=image_id, LaunchPermission={"Add": add})
+    _call("ec2", "modify_image_attribute", region, target, ImageId=image_id, LaunchPermission={"Add": add})
 
 
-def add_create_volume_permission(snapshot_id: str, user_ids: list[str], target: TargetLike | None = None) -> None:
+def add_create_volume_permission(
+    snapshot_id: str, user_ids: list[str], region: str | None = None, target: TargetLike | None = None
+) -> None:
     _call(
         "ec2",
         "modify_snapshot_attribute",
-        target=target,
+        region,
+        target,
         SnapshotId=snapshot_id,
         Attribute="createVolumePermission",
         OperationType="add",
@@ -140,8 +144,10 @@ def add_create_volume_permission(snapshot_id: str, user_ids: list[str], target: 
     )
 
 
-def enable_deprecation(image_id: str, when: datetime, target: TargetLike | None = None) -> None:
-    _call("ec2", "enable_image_deprecation", target=target, ImageId=image_id, DeprecateAt=when)
+def enable_deprecation(
+    image_id: str, when: datetime, region: str | None = None, target: TargetLike | None = None
+) -> None:
+    _call("ec2", "enable_image_deprecation", region, target, ImageId=image_id, DeprecateAt=when)
 
 
 def delete_object(bucket: str, key: str, target: TargetLike | None = None) -> None:
