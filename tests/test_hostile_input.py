@@ -72,7 +72,7 @@ def _walk(resolver: URLResolver, prefix: str = "") -> Iterator[tuple[str, URLPat
 
 ENDPOINTS: dict[str, str] = {pattern.name: route for route, pattern in _walk(get_resolver()) if pattern.name}
 # The JSON endpoints of the upload widget (wizard.views.uploads); every other POST takes forms.
-JSON_ENDPOINTS = {"upload-create", "upload-sign", "upload-complete", "upload-abort"}
+JSON_ENDPOINTS = {"upload-create", "upload-create-loose", "upload-sign", "upload-complete", "upload-abort"}
 PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
 
 
@@ -516,6 +516,7 @@ def deep(depth: int, opener: str = "[") -> str:
 
 VALID_BODIES = {
     "upload-create": {"file_name": "web01.vmdk", "size": 10 * MIB, "content_type": "application/octet-stream"},
+    "upload-create-loose": {"file_name": "vm02.raw", "size": 10 * MIB},
     "upload-sign": {
         "parts": [{"PartNumber": 1, "ChecksumCRC32": "AAAAAA=="}, {"PartNumber": 2, "ChecksumCRC32": "AAAAAA=="}]
     },
