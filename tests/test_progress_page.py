@@ -15,7 +15,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from wizard import cancelling, failures, progress
-from wizard.models import AuditEvent, ImportRequest, ImportTask, TaskStatusChange
+from wizard.models import AuditEvent, FinishingStep, ImportRequest, ImportTask, TaskStatusChange
 
 FACTS_MESSAGES = [
     "The service role vmimport provided does not exist or does not have sufficient permissions",
@@ -256,6 +256,29 @@ def test_a_status_change_or_a_failure_message_alone_makes_a_new_etag(client, req
     assert _poll(client, req, failed.headers["ETag"]).status_code == 200
 
 
+def test_a_finishing_step_that_moves_makes_a_new_etag(client, requester):
+    from wizard.models import FinishingStep
+
+    req, task = _running(requester, status="completed", progress=None, image_id="ami-0123456789abcdef0")
+    ImportRequest.objects.filter(pk=req.pk).update(status=ImportRequest.Status.FINISHING)
+    step = FinishingStep.objects.create(request=req, position=0, action="CreateTags")
+    client.force_login(requester)
+    first = _poll(client, req)
+    assert first.status_code == 200 and 'id="finishing-steps"' in first.content.decode()
+    assert _poll(client, req, first.headers["ETag"]).status_code == 304
+    FinishingStep.objects.filter(pk=step.pk).update(state=FinishingStep.State.FAILED, error="AccessDenied: no")
+    failed = _poll(client, req, first.headers["ETag"])
+    assert failed.status_code == 200 and "AccessDenied: no" in failed.content.decode()
+    assert "finishing-retry" in failed.content.decode()
+    # Somebody else who may see it (a reviewer) has an ETag of their own: what they are offered differs.
+    from tests.conftest import make_user
+
+    auditor = make_user("audrey", "auditor")
+    client.force_login(auditor)
+    seen = _poll(client, req, failed.headers["ETag"])
+    assert seen.status_code == 200 and "finishing-retry" not in seen.content.decode()
+
+
 def test_a_minute_more_makes_a_new_etag(client, requester):
     req, task = _running(requester)
     client.force_login(requester)
@@ -284,6 +307,7 @@ def _in_memory(req_fields: dict, task_fields: dict | None):
     """A request (and its task) as the view reads them, without the database."""
     start = timezone.make_aware(timezone.datetime(2026, 1, 1, 12, 0, 0))
     req = ImportRequest(pk=7, **req_fields)
+    req._prefetched_objects_cache = {"finishing_steps": FinishingStep.objects.none()}  # none, and no query
     if task_fields is None:
         ImportRequest._meta.get_field("import_task").set_cached_value(req, None)  # no task, and no query
     else:

@@ -22,7 +22,7 @@ from wizard import cancelling, failures, progress, statemachine, submission
 from wizard.cli_format import to_cli_command, to_cli_json
 from wizard.forms import CancelForm, error_summary
 from wizard.http import AuthenticatedHttpRequest
-from wizard.models import ImportRequest, ImportTask
+from wizard.models import FinishingStep, ImportRequest, ImportTask
 from wizard.review import ReviewError
 from wizard.selectors import visible_requests
 from wizard.statemachine import TransitionError
@@ -53,7 +53,7 @@ def new_import(request: AuthenticatedHttpRequest) -> HttpResponse:
 def request_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     import_request = get_object_or_404(visible_requests(request.user), pk=pk)
     spec = import_request.to_spec()
-    context = _progress_context(import_request)
+    context = {**_progress_context(import_request), "viewer": request.user.pk}
     context.update(
         containers=import_request.disk_containers.select_related("upload"),
         cli_json=to_cli_json(spec),
@@ -77,7 +77,7 @@ def request_progress(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse
     # The requester's own request first: one query, no permission look-ups on this hot path.
     own = ImportRequest.objects.select_related("import_task").filter(pk=pk, owner=request.user).first()
     import_request = own or get_object_or_404(visible_requests(request.user).select_related("import_task"), pk=pk)
-    context = _progress_context(import_request)
+    context = {**_progress_context(import_request), "viewer": request.user.pk}
     etag = progress_etag(context)
     response = get_conditional_response(request, etag=etag)
     if response is None:
@@ -124,12 +124,16 @@ def cancel_request(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 
 
 def _progress_context(import_request: ImportRequest) -> dict[str, object]:
-    """Everything the progress partial shows, from the request and its task: two queries."""
+    """Everything the progress partial shows, from the request and its task (and, once AWS's
+    import ended, its finishing steps: one query more)."""
     task = getattr(import_request, "import_task", None)
     now = timezone.now()
+    finishing = import_request.status in (ImportRequest.Status.FINISHING, ImportRequest.Status.COMPLETED)
     context: dict[str, object] = {
         "req": import_request,
         "task": task,
+        # Steps exist only once the import completed (wizard.finishing.start).
+        "finishing_steps": list(import_request.finishing_steps.all()) if finishing and import_request.pk else [],
         # Poll while something can still change without the requester doing anything.
         "polling": import_request.status in POLLING_STATUSES,
         "explanation": failures.explain(import_request.failure_message) if import_request.failure_message else None,
@@ -164,6 +168,7 @@ def progress_etag(context: dict[str, object]) -> str:
     assert isinstance(req, ImportRequest)
     shown: list[object] = [
         _template_source_hash(),
+        context.get("viewer"),  # who looks: the retry button is the owner's or a reviewer's
         req.pk,
         req.status,
         req.failure_message,
@@ -182,6 +187,9 @@ def progress_etag(context: dict[str, object]) -> str:
             task.snapshot_details,
             task.attention,
         ]
+    steps = context.get("finishing_steps")
+    if isinstance(steps, list):
+        shown += [(s.pk, s.state, s.image_id, s.error) for s in steps if isinstance(s, FinishingStep)]
     return progress.fingerprint(shown)
 
 
