@@ -103,7 +103,9 @@ def test_bucket_in_another_region_or_missing(sandbox) -> None:
 
 def test_kms_key_permissions_of_the_role(sandbox) -> None:
     key = sandbox.client("kms").create_key()["KeyMetadata"]
-    [p] = check(sandbox, kms_key_id=key["KeyId"], encrypted=True)
+    assert check(sandbox, kms_key_id=key["KeyId"], encrypted=True) == []  # the sandbox's role: the guide's
+    make_role(sandbox, "no-kms", policy=policies.role_policy([sandbox.bucket]))
+    [p] = check(sandbox, role="no-kms", kms_key_id=key["KeyId"], encrypted=True)
     assert (p.path, p.severity) == ("KmsKeyId", "warning")
     assert "kms:CreateGrant" in p.message and key["Arn"] in p.message
     make_role(sandbox, "with-kms", policy=policies.role_policy([sandbox.bucket], [key["Arn"]]))

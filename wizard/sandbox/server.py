@@ -110,7 +110,8 @@ def trust_policy() -> dict[str, Any]:
 
 
 def role_policy(bucket: str) -> dict[str, Any]:
-    """The permissions VM Import's guide gives the `vmimport` role, for imports from `bucket`."""
+    """The permissions VM Import's guide gives the `vmimport` role, for imports from `bucket`
+    (with the KMS statement it adds for encrypted imports: any key of the account here)."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -126,6 +127,18 @@ def role_policy(bucket: str) -> dict[str, Any]:
                     "ec2:CopySnapshot",
                     "ec2:RegisterImage",
                     "ec2:Describe*",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "kms:CreateGrant",
+                    "kms:Decrypt",
+                    "kms:DescribeKey",
+                    "kms:Encrypt",
+                    "kms:GenerateDataKey*",
+                    "kms:ReEncrypt*",
                 ],
                 "Resource": "*",
             },
