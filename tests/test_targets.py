@@ -14,8 +14,8 @@ from tests.conftest import make_user
 from tests.sandbox.conftest import DISK_IMAGE
 from wizard import finishing, targets
 from wizard.aws import clients, sts
+from wizard.aws.policies import role_policy
 from wizard.models import AuditEvent, ImportRequest, ImportTask, Target
-from wizard.sandbox.server import role_policy
 
 A, B = "111122223333", "444455556666"
 TRUST = {
@@ -79,7 +79,9 @@ def test_finishing_runs_in_the_targets_account_and_region(two, sandbox, requeste
     s3.put_object(Bucket=a.bucket, Key="disk.vmdk", Body=DISK_IMAGE)
     iam = clients.client("iam", target=a)
     iam.create_role(RoleName="vmimport", AssumeRolePolicyDocument=json.dumps(TRUST))
-    iam.put_role_policy(RoleName="vmimport", PolicyName="vmimport", PolicyDocument=json.dumps(role_policy(a.bucket)))
+    iam.put_role_policy(
+        RoleName="vmimport", PolicyName="vmimport", PolicyDocument=json.dumps(role_policy([a.bucket], ["*"]))
+    )
     ec2 = clients.client("ec2", target=a)
     disk = {"Format": "VMDK", "UserBucket": {"S3Bucket": a.bucket, "S3Key": "disk.vmdk"}}
     task_id = ec2.import_image(DiskContainers=[disk])["ImportTaskId"]

@@ -64,7 +64,7 @@ def test_the_vmimport_role_exists_as_the_guide_documents_it(sb: SandboxProcess, 
     assert statement["Condition"] == {"StringEquals": {"sts:Externalid": "vmimport"}}
     policy = iam.get_role_policy(RoleName="vmimport", PolicyName="vmimport")["PolicyDocument"]
     s3_statement, ec2_statement, kms_statement = policy["Statement"]
-    assert "kms:CreateGrant" in kms_statement["Action"] and kms_statement["Resource"] == "*"
+    assert "kms:CreateGrant" in kms_statement["Action"] and kms_statement["Resource"] == ["*"]
     assert s3_statement["Action"] == ["s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket"]
     assert s3_statement["Resource"] == [f"arn:aws:s3:::{sb.bucket}", f"arn:aws:s3:::{sb.bucket}/*"]
     assert set(ec2_statement["Action"]) == {

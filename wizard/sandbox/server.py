@@ -62,6 +62,7 @@ from moto.utilities.utils import get_partition
 from werkzeug.serving import make_server
 
 from wizard import logs
+from wizard.aws import policies
 from wizard.sandbox import faults as faults_module
 from wizard.sandbox import imagecheck, s3fixes, vmimport
 from wizard.sandbox import images as image_calls
@@ -94,58 +95,6 @@ class SandboxConfig:
     inspect_min_bytes: int = imagecheck.DEFAULT_MIN_BYTES  # smaller objects are not inspected
 
 
-def trust_policy() -> dict[str, Any]:
-    """The trust policy VM Import's guide gives the `vmimport` role."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": vmimport.VMIE_PRINCIPAL},
-                "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"sts:Externalid": "vmimport"}},
-            }
-        ],
-    }
-
-
-def role_policy(bucket: str) -> dict[str, Any]:
-    """The permissions VM Import's guide gives the `vmimport` role, for imports from `bucket`
-    (with the KMS statement it adds for encrypted imports: any key of the account here)."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Action": ["s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket"],
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-            },
-            {
-                "Effect": "Allow",
-                "Action": [
-                    "ec2:ModifySnapshotAttribute",
-                    "ec2:CopySnapshot",
-                    "ec2:RegisterImage",
-                    "ec2:Describe*",
-                ],
-                "Resource": "*",
-            },
-            {
-                "Effect": "Allow",
-                "Action": [
-                    "kms:CreateGrant",
-                    "kms:Decrypt",
-                    "kms:DescribeKey",
-                    "kms:Encrypt",
-                    "kms:GenerateDataKey*",
-                    "kms:ReEncrypt*",
-                ],
-                "Resource": "*",
-            },
-        ],
-    }
-
-
 def bootstrap(config: SandboxConfig) -> None:
     """Create the upload bucket (with CORS for the browser) and the `vmimport` role.
 
@@ -169,14 +118,16 @@ def bootstrap(config: SandboxConfig) -> None:
     iam = iam_backends[DEFAULT_ACCOUNT_ID][partition]
     iam.create_role(
         role_name=ROLE_NAME,
-        assume_role_policy_document=json.dumps(trust_policy()),
+        assume_role_policy_document=json.dumps(policies.trust_policy()),
         path="/",
         permissions_boundary=None,
         description="VM Import service role",
         tags=[],
         max_session_duration=None,
     )
-    iam.put_role_policy(ROLE_NAME, ROLE_NAME, json.dumps(role_policy(config.bucket)))
+    # The guide's policies (wizard.aws.policies), with its KMS statement for any key of the account:
+    # a well set-up account, where encrypting with a key passes the account check.
+    iam.put_role_policy(ROLE_NAME, ROLE_NAME, json.dumps(policies.role_policy([config.bucket], ["*"])))
 
 
 class SandboxApp:
