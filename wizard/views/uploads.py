@@ -129,11 +129,8 @@ def upload_json(upload: Upload) -> dict[str, Any]:
 # --- JSON endpoints ------------------------------------------------------------------------
 
 
-@require_POST
-@json_endpoint()
-def create(request: HttpRequest, pk: int) -> HttpResponse:
+def _start(request: HttpRequest, req: ImportRequest | None) -> HttpResponse:
     """POST {file_name, size, content_type?} → 201 the upload (key, upload_id, part_size, urls)."""
-    req = _own_request(request, pk)
     data = _body(request)
     upload = uploads.start(
         request.user,
@@ -147,19 +144,18 @@ def create(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @json_endpoint()
+def create(request: HttpRequest, pk: int) -> HttpResponse:
+    """An upload for the user's draft `pk` (see `_start`)."""
+    return _start(request, _own_request(request, pk))
+
+
+@require_POST
+@json_endpoint()
 def create_loose(request: HttpRequest) -> HttpResponse:
-    """POST {file_name, size, content_type?} → 201 a loose upload: an image for a batch (no request yet)."""
+    """A loose upload: an image for a batch, no request yet (see `_start`)."""
     if not request.user.has_perm("wizard.add_importrequest"):
         return _error("You may not make import requests.", 403)
-    data = _body(request)
-    upload = uploads.start(
-        request.user,
-        None,
-        file_name=data.get("file_name"),
-        size=data.get("size"),
-        content_type=data.get("content_type", ""),
-    )
-    return JsonResponse(upload_json(upload), status=201)
+    return _start(request, None)
 
 
 @require_GET
