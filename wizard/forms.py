@@ -153,6 +153,19 @@ class LicenceForm(StepForm):
         }
 
 
+def tag_rows(posted: QueryDict, key_field: str, value_field: str) -> list[dict[str, Any]]:
+    """The tag rows posted as parallel lists (blank rows dropped), each with the error that keeps
+    it from being stored next to its key or value (DetailsForm's limits)."""
+    rows: list[dict[str, Any]] = []
+    for key, value in zip_longest(posted.getlist(key_field), posted.getlist(value_field), fillvalue=""):
+        if not (key.strip() or value.strip()):
+            continue
+        row: dict[str, Any] = {"n": len(rows) + 1, "Key": key.strip(), "Value": value}
+        row["key_error"], row["value_error"] = DetailsForm._tag_problem(key.strip()), DetailsForm._tag_problem(value)
+        rows.append(row)
+    return rows
+
+
 class DetailsForm(StepForm):
     """Description, role, comment, and tags as rows (tag_key / tag_value lists in the POST)."""
 
@@ -171,15 +184,7 @@ class DetailsForm(StepForm):
         """Tags as rows; a row that cannot be stored gets its error next to its key or value
         (`tag_rows`), and nothing is saved."""
         data = cast("dict[str, Any]", super().clean())  # forms.Form.clean returns cleaned_data
-        posted = cast(QueryDict, self.data)  # a bound form's data: the POST
-        keys, values = posted.getlist("tag_key"), posted.getlist("tag_value")
-        self.tag_rows: list[dict[str, Any]] = []
-        for key, value in zip_longest(keys, values, fillvalue=""):
-            if not (key.strip() or value.strip()):
-                continue
-            row: dict[str, Any] = {"n": len(self.tag_rows) + 1, "Key": key.strip(), "Value": value}
-            row["key_error"], row["value_error"] = self._tag_problem(row["Key"]), self._tag_problem(value)
-            self.tag_rows.append(row)
+        self.tag_rows = tag_rows(cast(QueryDict, self.data), "tag_key", "tag_value")  # a bound form's data: the POST
         if any(row["key_error"] or row["value_error"] for row in self.tag_rows):
             raise forms.ValidationError("A tag cannot be saved: see its row.", code="tag")
         data["tags"] = [{"Key": row["Key"], "Value": row["Value"]} for row in self.tag_rows]
@@ -278,18 +283,7 @@ class FinishForm(StepForm):
         for name in ("launch_user_ids", "launch_organization_arns", "launch_organizational_unit_arns", "region_copies"):
             if len(data.get(name) or "") > self.MAX_BOX_CHARS:
                 self.add_error(name, f"is far too long to store (at most {self.MAX_BOX_CHARS:,} characters)")
-        posted = cast(QueryDict, self.data)  # a bound form's data: the POST
-        keys, values = posted.getlist("ami_tag_key"), posted.getlist("ami_tag_value")
-        self.tag_rows: list[dict[str, Any]] = []
-        for key, value in zip_longest(keys, values, fillvalue=""):
-            if not (key.strip() or value.strip()):
-                continue
-            row: dict[str, Any] = {"n": len(self.tag_rows) + 1, "Key": key.strip(), "Value": value}
-            row["key_error"], row["value_error"] = (
-                DetailsForm._tag_problem(key.strip()),
-                DetailsForm._tag_problem(value),
-            )
-            self.tag_rows.append(row)
+        self.tag_rows = tag_rows(cast(QueryDict, self.data), "ami_tag_key", "ami_tag_value")
         if any(row["key_error"] or row["value_error"] for row in self.tag_rows):
             raise forms.ValidationError("A tag cannot be saved: see its row.", code="tag")
         data["ami_tags"] = [{"Key": row["Key"], "Value": row["Value"]} for row in self.tag_rows]
