@@ -7,7 +7,7 @@ what is left. If any part dies, the others are stopped too. Once every part is u
 the demo requests in the background (sandbox only, WIZARD_DEMO_DATA; `manage.py demo_data`).
 
 Environment (see README): WEB_HOST, WEB_PORT, WIZARD_SANDBOX, SANDBOX_HOST,
-SANDBOX_PORT, SANDBOX_IMPORT_SECONDS, WEB_WORKERS, plus everything wizard.settings reads.
+SANDBOX_PORT, SANDBOX_IMPORT_SECONDS, WEB_WORKERS, plus everything config.settings reads.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def main() -> int:
                 PYTHON,
                 "-m",
                 "gunicorn",
-                "wizard.wsgi:application",
+                "config.wsgi:application",
                 "--bind",
                 f"{web_host}:{web_port}",
                 "--workers",

@@ -42,7 +42,7 @@ def sandbox(sandbox_process, settings):
     settings.AWS_ENDPOINT_URL = sandbox_process.endpoint
     settings.AWS_REGION = sandbox_process.region
     settings.IMPORT_BUCKET = sandbox_process.bucket
-    from wizard import settings as project
+    from config import settings as project
 
     storages = {**settings.STORAGES, "audit": project.STORAGES["audit"]}
     for alias in ("default", "audit"):

@@ -7,12 +7,14 @@ import posixpath
 from django.test import TestCase
 
 from tests.images import raw_mbr
-from wizard import drafts, polling, preflight
+from wizard.imports import polling
 from wizard.models import ImportRequest, SourceGrant
+from wizard.preflight import preflight
+from wizard.requests import drafts
 
 
 def grant(user, kind: str = SourceGrant.Kind.S3, **fields: str) -> SourceGrant:
-    """An administrator's grant (wizard.sources) to a group of the user's own, "team-<name>":
+    """An administrator's grant (wizard.uploads.sources) to a group of the user's own, "team-<name>":
     e.g. grant(alice, s3_bucket="b", s3_prefix="images/"), grant(alice, "url", host="example.com")."""
     from django.contrib.auth.models import Group
 

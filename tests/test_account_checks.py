@@ -165,7 +165,7 @@ def _request(requester, sandbox, **fields: Any):
 
 
 def test_the_role_problems_are_placed_on_the_details_step(db, sandbox, requester) -> None:
-    from wizard import preflight
+    from wizard.preflight import preflight
 
     ec2_only = policies.role_policy([sandbox.bucket])
     ec2_only["Statement"] = ec2_only["Statement"][1:]
@@ -178,8 +178,8 @@ def test_the_role_problems_are_placed_on_the_details_step(db, sandbox, requester
 
 
 def test_dispatch_checks_the_account_again_and_calls_nothing(db, sandbox, requester, settings) -> None:
-    from wizard import dispatch
     from wizard.aws import clients
+    from wizard.imports import dispatch
     from wizard.models import AuditEvent, ImportRequest, ImportTask
 
     make_role(sandbox, "revoked", policy=policies.role_policy([sandbox.bucket]))

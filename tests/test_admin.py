@@ -9,8 +9,8 @@ from django.urls import reverse
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wizard import audit
 from wizard.admin import host_problem
+from wizard.audit import audit
 from wizard.models import AuditEvent, DiskContainer, ImportRequest, ImportTask, SourceGrant, Upload
 
 CHANGELIST = reverse("admin:wizard_importrequest_changelist")
@@ -50,7 +50,7 @@ def test_the_admin_lists_requests_with_filters(client, reviewer, requester):
 
 def test_audit_events_cannot_be_changed_in_the_admin(client, db):
     from tests.conftest import make_user
-    from wizard import audit
+    from wizard.audit import audit
 
     admin = make_user("root", None, is_staff=True, is_superuser=True)
     event = audit.record("something")

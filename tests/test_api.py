@@ -16,9 +16,9 @@ from tests.conftest import make_user
 from tests.flows import grant
 from tests.images import raw_mbr
 from wizard.api import tokens
-from wizard.cli_format import parse_cli_input
 from wizard.models import ApiToken, AuditEvent, Batch, IdempotencyKey, ImportRequest
-from wizard.uploads import crc32_b64
+from wizard.requests.cli_format import parse_cli_input
+from wizard.uploads.uploads import crc32_b64
 
 IMAGE = raw_mbr(64 * 1024)
 

@@ -10,7 +10,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.urls import reverse
 
-from wizard import audit, audit_checkpoint
+from wizard.audit import audit
+from wizard.audit import checkpoint as audit_checkpoint
 from wizard.models import AuditEvent
 
 
@@ -66,7 +67,7 @@ def test_it_detects_a_reordering_in_the_database(chain):
     assert audit.verify_chain().pk == a.pk
 
 
-# --- the checkpoint of the head, outside the database (wizard.audit_checkpoint) ------------------
+# --- the checkpoint of the head, outside the database (wizard.audit.checkpoint) ------------------
 
 HEADS_PREFIX = "audit/heads/"
 
@@ -110,7 +111,7 @@ def test_a_rolled_back_transaction_does_not_stop_the_next_checkpoint(transaction
 
 
 def test_a_poll_cycle_writes_one_checkpoint_for_all_its_tasks(transactional_db, sandbox, requester):
-    from wizard import polling
+    from wizard.imports import polling
     from wizard.models import ImportRequest, ImportTask
 
     ec2 = sandbox.client("ec2")

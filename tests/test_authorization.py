@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.conftest import make_user
-from wizard import audit
+from wizard.audit import audit
 from wizard.models import ImportRequest
 
 ROLES = ["anonymous", "requester_a", "requester_b", "reviewer", "auditor", "admin"]

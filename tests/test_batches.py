@@ -13,7 +13,8 @@ from django.utils import timezone
 from tests.conftest import make_user
 from tests.flows import grant, poll_until_final
 from tests.images import raw_mbr
-from wizard import batches, dispatch_queue, polling
+from wizard.batches import batches
+from wizard.imports import dispatch_queue, polling
 from wizard.models import AuditEvent, Batch, BatchItem, DispatchSlot, ImportRequest, ImportTask
 
 IMAGE = raw_mbr(64 * 1024)

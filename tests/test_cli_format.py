@@ -24,8 +24,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.test_importspec import SETTINGS, full_spec, spec, valid_specs
-from wizard.cli_format import IMPORT_IMAGE, ListOf, Struct, cli_option, parse_cli_input, to_cli_command, to_cli_json
-from wizard.importspec import ClientData, DiskContainer, ImportSpec, Tag, UserBucket, from_api_params, to_api_params
+from wizard.requests.cli_format import (
+    IMPORT_IMAGE,
+    ListOf,
+    Struct,
+    cli_option,
+    parse_cli_input,
+    to_cli_command,
+    to_cli_json,
+)
+from wizard.requests.importspec import (
+    ClientData,
+    DiskContainer,
+    ImportSpec,
+    Tag,
+    UserBucket,
+    from_api_params,
+    to_api_params,
+)
 from wizard.text import not_text
 
 INPUT_SHAPE = botocore.session.get_session().get_service_model("ec2").operation_model("ImportImage").input_shape

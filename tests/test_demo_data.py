@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from tests.flows import poll_until_final
-from wizard import audit
+from wizard.audit import audit
 from wizard.management.commands.demo_data import BATCH_NAME, DEMOS, REJECTION
 from wizard.models import AuditEvent, Batch, ImportRequest, Upload
 

@@ -45,9 +45,9 @@ import pytest
 from botocore.config import Config
 
 from tests.flows import grant
-from wizard import dispatch, polling
 from wizard.aws import clients, vmimport
 from wizard.aws.errors import AwsError
+from wizard.imports import dispatch, polling
 from wizard.models import AuditEvent, ImportRequest, ImportTask
 from wizard.sandbox.testing import SandboxProcess
 
@@ -76,7 +76,7 @@ CREATE_REQUESTS = """
 import os
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from wizard import review
+from wizard.requests import review
 from wizard.models import ImportRequest, SourceGrant
 n, bucket, key, prefix = (int(os.environ["KILL_REQUESTS"]), os.environ["KILL_BUCKET"], os.environ["KILL_KEY"],
                           os.environ["KILL_PREFIX"])
@@ -93,7 +93,7 @@ for i in range(n):
 
 @pytest.fixture
 def approved(db, sandbox, requester) -> ImportRequest:
-    grant(requester, s3_bucket=sandbox.bucket)  # the owner may import the image (wizard.sources)
+    grant(requester, s3_bucket=sandbox.bucket)  # the owner may import the image (wizard.uploads.sources)
     request = ImportRequest.objects.create(owner=requester, status="approved", description="throttled")
     request.disk_containers.create(format="VMDK", s3_bucket=sandbox.bucket, s3_key="uploads/x.vmdk")
     return request
@@ -181,7 +181,7 @@ def app_env(tmp_path, faulty_sandbox) -> dict[str, str]:
         "Q_WORKERS": str(Q_WORKERS),
         "Q_TIMEOUT": str(Q_TIMEOUT),
         "Q_RETRY": str(Q_RETRY),
-        "WIZARD_INSPECT_SECONDS": "5",  # under Q_RETRY (wizard.settings)
+        "WIZARD_INSPECT_SECONDS": "5",  # under Q_RETRY (config.settings)
         "WIZARD_POLL_SECONDS": "0.5",
         "WIZARD_MAX_ACTIVE_IMPORTS": str(REQUESTS),  # every request at once: the clock stands still
         "PYTHONUNBUFFERED": "1",

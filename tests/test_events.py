@@ -1,4 +1,4 @@
-"""wizard.events: every recorded action as a sentence, changes spelled out, ids as Refs; any JSON
+"""wizard.audit.events: every recorded action as a sentence, changes spelled out, ids as Refs; any JSON
 given to it gives a sentence (never an exception), and its HTML is escaped."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wizard import events
-from wizard.events import Ref, as_html, as_text, describe
+from wizard.audit import events
+from wizard.audit.events import Ref, as_html, as_text, describe
 
 TASK = "import-ami-0123456789abcdef0"
 AMI = "ami-0123456789abcdef0"

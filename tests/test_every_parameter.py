@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from django.urls import reverse
 
 from tests.flows import grant
-from wizard import dispatch, drafts, importspec
 from wizard.aws import ec2, kms
+from wizard.imports import dispatch
 from wizard.models import ImportRequest, ImportTask
+from wizard.requests import drafts, importspec
 
 
 def full_spec(sandbox, key_arn: str) -> importspec.ImportSpec:
@@ -122,11 +123,11 @@ def test_the_snapshot_look_up_finds_the_accounts_snapshots_by_id_or_tag(sandbox)
     )["SnapshotId"]
     assert [s["SnapshotId"] for s in ec2.own_snapshots(snapshot_ids=[snap, "snap-0123456789abcdef0"])] == [snap]
     assert [s["SnapshotId"] for s in ec2.own_snapshots(tags=[("golden", "yes")])] == [tagged]
-    assert ec2.own_snapshots() == []  # never every snapshot of the account (wizard.sources picks)
+    assert ec2.own_snapshots() == []  # never every snapshot of the account (wizard.uploads.sources picks)
 
 
 def test_a_missing_or_disabled_kms_key_is_caught_before_submission(sandbox, requester):
-    from wizard import preflight
+    from wizard.preflight import preflight
 
     key = sandbox.client("kms").create_key()["KeyMetadata"]["KeyId"]
     sandbox.client("kms").disable_key(KeyId=key)

@@ -10,7 +10,7 @@ from django.urls import reverse
 from tests.flows import grant, poll_until_final
 from tests.images import raw_mbr
 from tests.sandbox.images import raw_disk, vmdk_sparse
-from wizard import dispatch
+from wizard.imports import dispatch
 from wizard.models import DiskContainer, ImportRequest
 
 CASES = {

@@ -11,9 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.flows import draft_with_image
-from wizard import finishing, polling, review, submission, tasks
+from wizard import tasks
 from wizard.aws import images
+from wizard.imports import finishing, polling
 from wizard.models import AuditEvent, DiskContainer, FinishingStep, ImportRequest, Upload
+from wizard.requests import review, submission
 
 OTHER_ACCOUNT = "222233334444"
 WEST = "eu-west-1"

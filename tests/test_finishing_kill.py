@@ -58,7 +58,7 @@ STEPS = [
 CREATE_REQUESTS = """
 import json, os
 from django.contrib.auth import get_user_model
-from wizard import polling
+from wizard.imports import polling
 from wizard.models import ImportRequest, ImportTask
 owner = get_user_model().objects.create_user("killtest")
 for i, task_id in enumerate(json.loads(os.environ["KILL_TASKS"])):
@@ -157,7 +157,7 @@ def test_a_killed_worker_still_applies_each_finishing_step_exactly_once(tmp_path
         time.sleep(Q_RETRY)  # what the dead cluster had taken is delivered again after Q_RETRY
         log = cluster.log()
         during["steps started"] += log.count("processing finish-")
-        during["steps ended"] += log.count("Processed 'wizard.finishing.run'")
+        during["steps ended"] += log.count("Processed 'wizard.imports.finishing.run'")
     done_before = rows(db_path, "SELECT count(*) FROM wizard_finishingstep WHERE state = 'done'")[0][0]
 
     last = Cluster(app_env, tmp_path / "cluster-last.log")

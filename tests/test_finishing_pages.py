@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from tests.conftest import make_user
 from tests.flows import grant
-from wizard import drafts, statemachine
 from wizard.models import AuditEvent, DiskContainer, FinishingStep, ImportRequest, ImportTask
+from wizard.requests import drafts, statemachine
 
 ORG = "arn:aws:organizations::123456789012:organization/o-abcdefghij"
 

@@ -13,9 +13,9 @@ from botocore.validate import ParamValidator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wizard import finishspec
-from wizard.finishspec import FinishSpec, RegionCopy, plan, validate
-from wizard.importspec import Tag
+from wizard.requests import finishspec
+from wizard.requests.finishspec import FinishSpec, RegionCopy, plan, validate
+from wizard.requests.importspec import Tag
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
 ORG = "arn:aws:organizations::123456789012:organization/o-abcdefghij"

@@ -7,8 +7,8 @@ from __future__ import annotations
 from django.test import Client
 from django.urls import reverse
 
-from wizard import fixes
 from wizard.models import AuditEvent, ImportRequest
+from wizard.preflight import fixes
 
 REPORT = {
     "format": "RAW",

@@ -7,8 +7,10 @@ import pytest
 from django.urls import reverse
 
 from tests.flows import draft_with_image
-from wizard import cancelling, review, submission, tasks
+from wizard import tasks
+from wizard.imports import cancelling
 from wizard.models import AuditEvent, ImportRequest
+from wizard.requests import review, submission
 
 BELL = "\x07"
 

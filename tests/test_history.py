@@ -8,9 +8,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 
-from wizard import audit
+from wizard.audit import audit
+from wizard.audit.timeline import progress_svg, stage_durations
 from wizard.models import ImportRequest, ImportTask, TaskStatusChange
-from wizard.timeline import progress_svg, stage_durations
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

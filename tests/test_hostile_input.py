@@ -43,9 +43,11 @@ from hypothesis import strategies as st
 
 from tests.conftest import make_user
 from tests.flows import grant
-from wizard import audit, drafts, uploads
+from wizard.audit import audit
 from wizard.models import AuditEvent, DiskContainer, ImportRequest, ImportTask, Upload
-from wizard.steps import STEPS
+from wizard.requests import drafts
+from wizard.requests.steps import STEPS
+from wizard.uploads import uploads
 
 MIB = 1024**2
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "8"))
@@ -86,7 +88,7 @@ class World:
         self.alice, self.rita = requester, reviewer
         self.bob = make_user("bob", "requester")
         self.users = {"alice": self.alice, "rita": self.rita, "bob": self.bob}
-        for user in (self.alice, self.bob):  # they may import the test buckets (wizard.sources)
+        for user in (self.alice, self.bob):  # they may import the test buckets (wizard.uploads.sources)
             grant(user, s3_bucket=sandbox.bucket)
             grant(user, s3_bucket="bucket-one")
         self.draft = drafts.create_draft(self.alice, description="web01", tags=[{"Key": "team", "Value": "infra"}])
@@ -909,13 +911,13 @@ def test_nul_in_a_tag_value_is_refused_and_the_autosave_note_says_where(alice, w
 def test_every_text_field_of_every_form_refuses_what_is_not_text():
     from django import forms as django_forms
 
-    from wizard import forms
+    from wizard.requests import forms
     from wizard.views.history import AuditFilter
 
     classes = [AuditFilter] + [
         c
         for c in vars(forms).values()
-        if isinstance(c, type) and issubclass(c, django_forms.BaseForm) and c.__module__ == "wizard.forms"
+        if isinstance(c, type) and issubclass(c, django_forms.BaseForm) and c.__module__ == "wizard.requests.forms"
     ]
     checked = 0
     for cls in classes:
@@ -945,7 +947,7 @@ def test_a_delete_racing_a_submit_answers_with_a_message(alice, world, monkeypat
 
 
 def test_a_submit_racing_a_delete_answers_with_a_message(alice, world, monkeypatch):
-    from wizard import submission
+    from wizard.requests import submission
 
     def deleted_meanwhile(findings):
         ImportRequest.objects.filter(pk=world.draft.pk).update(status=ImportRequest.Status.DELETED)

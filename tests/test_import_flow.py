@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tests.flows import draft_with_image, grant
-from wizard import polling, review, submission, tasks
+from wizard import tasks
+from wizard.imports import polling
 from wizard.models import AuditEvent, ImportRequest, ImportTask
+from wizard.requests import review, submission
 
 STAGES = ["pending", "validating", "validated", "converting", "updating", "booting", "preparing ami", "completed"]
 

@@ -16,7 +16,7 @@ from botocore.validate import ParamValidator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wizard.importspec import (
+from wizard.requests.importspec import (
     KMS_KEY_ID_FORMS,
     ClientData,
     DiskContainer,
@@ -774,7 +774,7 @@ def test_the_request_modules_stay_pure() -> None:
     import sys
 
     code = (
-        "import sys, wizard.importspec, wizard.cli_format; "
+        "import sys, wizard.requests.importspec, wizard.requests.cli_format; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'boto3', 'botocore')))"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

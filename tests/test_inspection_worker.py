@@ -1,7 +1,7 @@
 """Image inspection runs in the worker, in a child process with a time and a memory limit.
 
 A web request only queues it (the container is "pending"); the django-q2 task runs the
-inspector in `python -m wizard.inspection` with WIZARD_INSPECT_SECONDS and
+inspector in `python -m wizard.preflight.inspection` with WIZARD_INSPECT_SECONDS and
 WIZARD_INSPECT_MEMORY_MB, stores the report once, and an image that exceeds the limits (or
 crashes the child) gets a clear error finding, never an exception. Pages poll a small
 partial until the report is in; a pending inspection blocks submission.
@@ -27,8 +27,10 @@ from tests.conftest import make_user
 from tests.flows import grant
 from tests.images import raw_mbr
 from tests.sandbox import images
-from wizard import drafts, inspection, preflight, submission, tasks
+from wizard import tasks
 from wizard.models import AuditEvent, DiskContainer, ImportRequest
+from wizard.preflight import inspection, preflight
+from wizard.requests import drafts, submission
 from wizard.sandbox import imagecheck
 
 
@@ -57,7 +59,7 @@ def put(sandbox, key: str, body: bytes) -> None:
 def container_for(user, sandbox, key: str, body: bytes | None = None) -> DiskContainer:
     if body is not None:
         put(sandbox, key, body)
-    grant(user, s3_bucket=sandbox.bucket)  # the user may import the test bucket (wizard.sources)
+    grant(user, s3_bucket=sandbox.bucket)  # the user may import the test bucket (wizard.uploads.sources)
     draft = drafts.create_draft(user, description="inspected")
     return drafts.add_container(draft, user, s3_bucket=sandbox.bucket, s3_key=key)
 
@@ -396,7 +398,8 @@ QUEUE_INSPECTIONS = """
 import os
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from wizard import drafts, preflight
+from wizard.requests import drafts
+from wizard.preflight import preflight
 from wizard.models import SourceGrant
 bucket = os.environ["TEST_BUCKET"]
 owner = get_user_model().objects.create_user("worker-test")

@@ -9,10 +9,10 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wizard import manifest
-from wizard.cli_format import parse_cli_input
-from wizard.importspec import to_api_params, validate
-from wizard.manifest import MAX_ROWS, parse_manifest
+from wizard.batches import manifest
+from wizard.batches.manifest import MAX_ROWS, parse_manifest
+from wizard.requests.cli_format import parse_cli_input
+from wizard.requests.importspec import to_api_params, validate
 
 BATCH = {
     "Platform": "Linux",

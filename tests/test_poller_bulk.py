@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from wizard import audit, polling
+from wizard.audit import audit
+from wizard.imports import polling
 from wizard.models import AuditEvent, ImportRequest, ImportTask, TaskStatusChange
 
 

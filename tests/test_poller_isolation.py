@@ -16,8 +16,10 @@ from botocore.config import Config
 from django.core.cache import cache
 from django.urls import reverse
 
-from wizard import audit, polling, tasks
+from wizard import tasks
+from wizard.audit import audit
 from wizard.aws import clients, vmimport
+from wizard.imports import polling
 from wizard.models import AuditEvent, ImportRequest, ImportTask
 from wizard.sandbox.testing import SandboxProcess
 

@@ -18,8 +18,9 @@ import pytest
 from botocore.config import Config
 from django.core.cache import cache
 
-from wizard import polling, tasks
+from wizard import tasks
 from wizard.aws import clients, vmimport
+from wizard.imports import polling
 from wizard.models import ImportRequest, ImportTask
 from wizard.sandbox.testing import SandboxProcess
 

@@ -10,8 +10,9 @@ from django.urls import reverse
 
 from tests.flows import grant
 from tests.images import raw_mbr
-from wizard import drafts, preflight, submission
 from wizard.models import ImportRequest
+from wizard.preflight import preflight
+from wizard.requests import drafts, submission
 
 
 @pytest.fixture

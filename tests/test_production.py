@@ -28,6 +28,7 @@ from django.urls import reverse
 from hypothesis import given
 from hypothesis import strategies as st
 
+from config.settings import upload_origins
 from tests.conftest import make_user
 from tests.images import raw_mbr
 from wizard import logs
@@ -35,7 +36,6 @@ from wizard.aws import clients, ec2, kms, multipart, vmimport
 from wizard.aws.errors import AwsError
 from wizard.aws.s3 import S3RangeReader
 from wizard.models import AuditEvent
-from wizard.settings import upload_origins
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse 7731 battery"

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from wizard import cancelling, failures, progress
+from wizard.imports import cancelling, failures, progress
 from wizard.models import AuditEvent, FinishingStep, ImportRequest, ImportTask, TaskStatusChange
 
 FACTS_MESSAGES = [
@@ -119,7 +119,8 @@ def test_cancel_needs_a_confirmation_and_ends_as_cancelled(
     client, sandbox, requester, reviewer, monkeypatch, django_capture_on_commit_callbacks
 ):
     from tests.flows import draft_with_image, poll_until_final
-    from wizard import review, submission, tasks
+    from wizard import tasks
+    from wizard.requests import review, submission
 
     monkeypatch.setattr(tasks, "kick_poller", lambda: None)
     req = draft_with_image(requester, sandbox)
@@ -142,8 +143,8 @@ def test_cancel_needs_a_confirmation_and_ends_as_cancelled(
 def test_the_requester_is_emailed_on_approval_and_completion(
     requester, reviewer, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from wizard import review
-    from wizard.statemachine import change_status
+    from wizard.requests import review
+    from wizard.requests.statemachine import change_status
 
     requester.email = "alice@example.com"
     requester.save()
@@ -213,7 +214,7 @@ def test_the_304_is_decided_without_rendering_the_template(client, requester, mo
 
 
 def test_what_the_poller_writes_makes_a_new_etag(client, requester):
-    from wizard import polling
+    from wizard.imports import polling
 
     req, task = _running(requester)
     client.force_login(requester)

@@ -11,7 +11,8 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from tests.flows import grant
-from wizard import dispatch, polling, reconcile, setup, tasks
+from wizard import setup, tasks
+from wizard.imports import dispatch, polling, reconcile
 from wizard.models import AuditEvent, DispatchSlot, ImportRequest, ImportTask, WorkerLease
 
 KEY = "uploads/reconcile.vmdk"
@@ -22,7 +23,7 @@ def make_importing(db, sandbox, requester, monkeypatch):
     """An importing request with its task in the sandbox, as the dispatcher leaves it."""
     monkeypatch.setattr(tasks, "kick_poller", lambda: None)
     sandbox.client("s3").put_object(Bucket=sandbox.bucket, Key=KEY, Body=b"KDMV" + bytes(4092))
-    grant(requester, s3_bucket=sandbox.bucket)  # the owner may import the image (wizard.sources)
+    grant(requester, s3_bucket=sandbox.bucket)  # the owner may import the image (wizard.uploads.sources)
 
     def make(description: str = "reconcile") -> ImportTask:
         request = ImportRequest.objects.create(owner=requester, status="approved", description=description)
@@ -175,7 +176,11 @@ def test_the_command_prints_what_it_repaired(make_importing, sandbox):
 def test_it_runs_every_10_minutes_one_pass_at_a_time(db, monkeypatch):
     setup.ensure_schedules()
     schedule = Schedule.objects.get(name="reconcile")
-    assert (schedule.func, schedule.schedule_type, schedule.minutes) == ("wizard.reconcile.run", Schedule.MINUTES, 10)
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
+        "wizard.imports.reconcile.run",
+        Schedule.MINUTES,
+        10,
+    )
     assert reconcile.run() == 0
     WorkerLease.objects.filter(name=reconcile.LEASE).update(
         holder="other:1", expires_at=timezone.now() + timedelta(minutes=5)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from tests.flows import grant
-from wizard import review, submission
 from wizard.models import AuditEvent, DiskContainer, ImportRequest
+from wizard.requests import review, submission
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from tests.conftest import make_user
 from tests.flows import grant
-from wizard import submission
 from wizard.models import AuditEvent, DiskContainer, ImportRequest
+from wizard.requests import submission
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ def people(db, sandbox, monkeypatch):
         "rob": make_user("rob", "reviewer", is_staff=True),
         "root": make_user("root", None, is_staff=True, is_superuser=True),
     }
-    # Whoever submits below may import the sandbox's images (wizard.sources), so that each
+    # Whoever submits below may import the sandbox's images (wizard.uploads.sources), so that each
     # test reaches the approval it is about.
     grant = SourceGrant.objects.create(kind=SourceGrant.Kind.S3, s3_bucket=sandbox.bucket, note="tests")
     grant.groups.add(*Group.objects.filter(name__in=["requester", "reviewer"]))

@@ -1,4 +1,4 @@
-"""Who may import what (wizard.sources): a request imports only what its owner may read.
+"""Who may import what (wizard.uploads.sources): a request imports only what its owner may read.
 
 Through real HTTP to the sandbox wherever S3 or EC2 is touched. `aws_calls` records every
 request the application's boto3 clients send (botocore's before-send event), so a test can
@@ -27,8 +27,11 @@ from urllib3.util import parse_url
 from tests.conftest import make_user
 from tests.flows import grant
 from tests.images import raw_mbr
-from wizard import dispatch, drafts, importspec, preflight, sources, submission, uploads
+from wizard.imports import dispatch
 from wizard.models import AuditEvent, DiskContainer, ImportRequest, ImportTask, SourceGrant, Upload
+from wizard.preflight import preflight
+from wizard.requests import drafts, importspec, submission
+from wizard.uploads import sources, uploads
 
 REFUSED = "You may not import from this location"
 

@@ -115,7 +115,7 @@ def import_to_ami(stack: Stack) -> None:
 def upload_image(session: requests.Session, stack: Stack, pk: int, token: str, body: bytes, referer: str) -> None:
     """Upload an image as the browser's widget does (the user may import only their own
     uploads): start, PUT the one part to its presigned URL with its CRC32, complete."""
-    from wizard.uploads import crc32_b64
+    from wizard.uploads.uploads import crc32_b64
 
     headers = {"X-CSRFToken": token, "Referer": referer}
     up = session.post(

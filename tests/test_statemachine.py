@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from wizard import statemachine
 from wizard.models import AuditEvent, ImportRequest, ImportTask
-from wizard.statemachine import TRANSITIONS, TransitionError, change_status
+from wizard.requests import statemachine
+from wizard.requests.statemachine import TRANSITIONS, TransitionError, change_status
 
 STATUSES = [s for s, _ in ImportRequest.Status.choices]
 

@@ -12,9 +12,10 @@ from django.urls import reverse
 
 from tests.conftest import make_user
 from tests.sandbox.conftest import DISK_IMAGE
-from wizard import finishing, targets
+from wizard import targets
 from wizard.aws import clients, sts
 from wizard.aws.policies import role_policy
+from wizard.imports import finishing
 from wizard.models import AuditEvent, ImportRequest, ImportTask, Target
 
 A, B = "111122223333", "444455556666"

@@ -31,7 +31,7 @@ import os
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
-from wizard import review
+from wizard.requests import review
 from wizard.models import Batch, BatchItem, ImportRequest, SourceGrant
 n, bucket, key, prefix = int(os.environ["VMS"]), os.environ["BUCKET"], os.environ["KEY"], os.environ["PREFIX"]
 owner = get_user_model().objects.create_user("migrator")

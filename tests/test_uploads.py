@@ -14,8 +14,9 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from tests.conftest import make_user
-from wizard import drafts, uploads
 from wizard.models import AuditEvent, DiskContainer, ImportRequest, Upload
+from wizard.requests import drafts
+from wizard.uploads import uploads
 from wizard.views import uploads as views
 
 MIB = 1024**2

@@ -4,8 +4,8 @@ import pytest
 from django.urls import reverse
 
 from tests.flows import draft_with_image
-from wizard import submission
 from wizard.models import ImportRequest, ImportTask
+from wizard.requests import submission
 
 
 @pytest.fixture

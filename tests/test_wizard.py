@@ -6,8 +6,8 @@ import pytest
 from django.urls import reverse
 
 from tests.flows import grant
-from wizard import drafts
 from wizard.models import AuditEvent, DiskContainer, ImportRequest, ImportTask
+from wizard.requests import drafts
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Import requests, their disks, tasks, uploads and the audit log are read-only here: a request
 changes only through the same services as the pages (the approve and reject actions go through
-wizard.review, with its separation of duties). What stays editable (source grants, users and
+wizard.requests.review, with its separation of duties). What stays editable (source grants, users and
 groups, which decide who may approve and what may be imported) goes through `AuditedAdmin`: every
 add, change and delete is an audit event with the fields before and after.
 """
@@ -26,9 +26,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from wizard import audit, drafts, finishspec, review
+from wizard.audit import audit
 from wizard.http import AuthenticatedHttpRequest
-from wizard.importspec import bucket_name_problem
 from wizard.models import (
     AuditEvent,
     DiskContainer,
@@ -39,6 +38,8 @@ from wizard.models import (
     TaskStatusChange,
     Upload,
 )
+from wizard.requests import drafts, finishspec, review
+from wizard.requests.importspec import bucket_name_problem
 
 # --- read-only -------------------------------------------------------------------------
 
@@ -93,7 +94,7 @@ class DiskContainerInline(ReadOnlyInline):
 
 @admin.register(ImportRequest)
 class ImportRequestAdmin(ReadOnlyAdmin):
-    """Read-only: owner, status, every ImportImage parameter. Approve and reject go through wizard.review."""
+    """Read-only: owner, status, every ImportImage parameter. Approve and reject go through wizard.requests.review."""
 
     list_display = ("id", "description", "owner", "status", "created_at", "submitted_at")
     list_filter = ("status", "owner", "created_at")
@@ -135,7 +136,7 @@ class ImportRequestAdmin(ReadOnlyAdmin):
     def reject_selected(
         self, request: AuthenticatedHttpRequest, queryset: QuerySet[ImportRequest]
     ) -> TemplateResponse | None:
-        """First a page asking for the reason; then each request goes through wizard.review.reject."""
+        """First a page asking for the reason; then each request goes through wizard.requests.review.reject."""
         reason = request.POST.get("reason", "").strip()
         if "confirm" not in request.POST or not reason:
             return TemplateResponse(
@@ -276,7 +277,7 @@ class AuditedAdmin(admin.ModelAdmin):
                 self._record(request, "deleted", obj, before=self._public(before))
 
 
-# Users and groups decide who may approve (wizard.review) and which grants apply (wizard.sources).
+# Users and groups decide who may approve (wizard.requests.review) and which grants apply (wizard.uploads.sources).
 admin.site.unregister(User)
 admin.site.unregister(Group)
 

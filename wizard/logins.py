@@ -1,6 +1,6 @@
 """Failed logins and lockouts: audit events, and the login page while locked out.
 
-django-axes (wizard.settings, AXES_*) counts failed logins per user name and per address and
+django-axes (config.settings, AXES_*) counts failed logins per user name and per address and
 refuses further attempts for a while once either reaches the limit. Here:
 
 - `audit_failed_login` (Django's `user_login_failed`, after django-axes has counted it) writes
@@ -21,7 +21,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from wizard import audit
+from wizard.audit import audit
 
 USERNAME_LENGTH = 150  # Django's user name field; anything longer is cut in the event
 

@@ -2,7 +2,7 @@
 
 Each record becomes one line `{"time": ..., "level": ..., "logger": ..., "message": ..., ...}`:
 the fields given with `extra=` follow, then `exception` (the traceback, newlines escaped), so a
-log shipper reads each event whole. Django's LOGGING (wizard.settings), gunicorn (through
+log shipper reads each event whole. Django's LOGGING (config.settings), gunicorn (through
 `GunicornLogger`, scripts/run.py) and the sandbox (wizard.sandbox.server) all write this way.
 
 Nothing secret reaches a line: `redact` masks the values of presigned URLs' signatures,

@@ -1,7 +1,7 @@
 """The data: an import request, its disk containers, the AWS task that runs it, the audit log.
 
 Field names follow the ImportImage API (snake_case of its member names), so that the
-request maps one to one onto `wizard.importspec.ImportSpec`.
+request maps one to one onto `wizard.requests.importspec.ImportSpec`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from wizard import importspec as spec
-from wizard.finishspec import FinishSpec, PlannedStep, RegionCopy
-from wizard.importspec import new_client_token
+from wizard.requests import importspec as spec
+from wizard.requests.finishspec import FinishSpec, PlannedStep, RegionCopy
+from wizard.requests.importspec import new_client_token
 
 
 class ImportRequest(models.Model):
@@ -37,7 +37,7 @@ class ImportRequest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
-    # Who handed it to review: nobody approves a request they submitted (wizard.review).
+    # Who handed it to review: nobody approves a request they submitted (wizard.requests.review).
     submitted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -74,7 +74,7 @@ class ImportRequest(models.Model):
     upload_end = models.DateTimeField(null=True, blank=True)
     upload_size = models.FloatField(null=True, blank=True, help_text="GiB")
 
-    # Finishing the AMI once imported (wizard.finishspec, applied by wizard.finishing).
+    # Finishing the AMI once imported (wizard.requests.finishspec, applied by wizard.imports.finishing).
     ami_name = models.CharField(max_length=128, blank=True, help_text="CopyImage Name")
     ami_description = models.CharField(max_length=255, blank=True, help_text="CopyImage Description")
     ami_tags = models.JSONField(default=list, blank=True, help_text="on the AMI and its snapshots")
@@ -177,7 +177,7 @@ class Target(models.Model):
 
 
 class FinishingStep(models.Model):
-    """One step of finishing a request's AMI (wizard.finishing), applied once by the worker.
+    """One step of finishing a request's AMI (wizard.imports.finishing), applied once by the worker.
 
     `state` is kept per step, so a worker that dies resumes where it was; `image_id` is the AMI the
     step made (the copies) or worked on."""
@@ -190,7 +190,7 @@ class FinishingStep(models.Model):
 
     request = models.ForeignKey(ImportRequest, on_delete=models.CASCADE, related_name="finishing_steps")
     position = models.PositiveSmallIntegerField()
-    action = models.CharField(max_length=32, help_text="wizard.finishspec.ACTIONS")
+    action = models.CharField(max_length=32, help_text="wizard.requests.finishspec.ACTIONS")
     region = models.CharField(max_length=32, blank=True)
     kms_key_id = models.CharField(max_length=2048, blank=True)
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
@@ -354,7 +354,7 @@ class SourceGrant(models.Model):
     """An administrator's grant: members of `groups` may import from this location.
 
     Without a grant, a user may import only the images they uploaded here themselves
-    (wizard.sources). None exists by default.
+    (wizard.uploads.sources). None exists by default.
     """
 
     class Kind(models.TextChoices):
@@ -399,7 +399,7 @@ class AuditEventQuerySet(models.QuerySet):
 
 
 class AuditEvent(models.Model):
-    """One entry of the hash-chained audit log (written only by wizard.audit.record)."""
+    """One entry of the hash-chained audit log (written only by wizard.audit.audit.record)."""
 
     at = models.DateTimeField(db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
@@ -442,7 +442,7 @@ class WorkerLease(models.Model):
         return f"{self.name} held by {self.holder or 'nobody'} until {self.expires_at:%H:%M:%S}"
 
 
-# --- batches, the JSON API and the dispatch queue (wizard.batches, wizard.api, wizard.dispatch_queue) ---------
+# --- batches, the JSON API and the dispatch queue (wizard.batches, wizard.api, wizard.imports.dispatch_queue) ---
 
 
 class Batch(models.Model):
@@ -477,7 +477,7 @@ class BatchItem(models.Model):
     # "Retry the failed ones": the item this one retries.
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # The owner asked to submit the batch when it was made: each request is submitted as soon as
-    # the worker has inspected its images (wizard.batches.inspected).
+    # the worker has inspected its images (wizard.batches.batches.inspected).
     submit_when_inspected = models.BooleanField(default=False)
 
     class Meta:
@@ -488,7 +488,7 @@ class BatchItem(models.Model):
 
 
 class DispatchSlot(models.Model):
-    """An approved request the dispatch queue let through (wizard.dispatch_queue): it counts
+    """An approved request the dispatch queue let through (wizard.imports.dispatch_queue): it counts
     against WIZARD_MAX_ACTIVE_IMPORTS until its request is final."""
 
     request = models.OneToOneField(ImportRequest, on_delete=models.CASCADE, related_name="dispatch_slot")

@@ -30,7 +30,7 @@ def ensure_roles() -> None:
 
 def ensure_schedules() -> None:
     """A schedule restarts the poll loop every minute, e.g. after the worker was down; another
-    reconciles stored requests with AWS every 10 minutes (wizard.reconcile)."""
+    reconciles stored requests with AWS every 10 minutes (wizard.imports.reconcile)."""
     from django_q.models import Schedule
 
     Schedule.objects.update_or_create(
@@ -39,9 +39,9 @@ def ensure_schedules() -> None:
     )
     Schedule.objects.update_or_create(
         name="reconcile",
-        defaults={"func": "wizard.reconcile.run", "schedule_type": Schedule.MINUTES, "minutes": 10},
+        defaults={"func": "wizard.imports.reconcile.run", "schedule_type": Schedule.MINUTES, "minutes": 10},
     )
-    Schedule.objects.update_or_create(  # finishing whose task django-q2 gave up (wizard.finishing.resume)
+    Schedule.objects.update_or_create(  # finishing whose task django-q2 gave up (wizard.imports.finishing.resume)
         name="resume-finishing",
-        defaults={"func": "wizard.finishing.resume", "schedule_type": Schedule.MINUTES, "minutes": 1},
+        defaults={"func": "wizard.imports.finishing.resume", "schedule_type": Schedule.MINUTES, "minutes": 1},
     )

@@ -15,8 +15,9 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from wizard import dispatch, polling, preflight
+from wizard.imports import dispatch, polling
 from wizard.models import WorkerLease
+from wizard.preflight import preflight
 
 # A poller that died with its worker is replaced by the next kick after this long.
 LEASE_SECONDS = 90
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 def enqueue_dispatch(request_id: int) -> None:
     """An approved request waits for its place in the dispatch queue, which queues its dispatch."""
-    from wizard import dispatch_queue
+    from wizard.imports import dispatch_queue
 
     dispatch_queue.kick()
 
@@ -47,7 +48,7 @@ def queue_dispatch(request_id: int) -> None:
 
 
 def dispatch_request(request_id: int) -> str | None:
-    from wizard import dispatch_queue
+    from wizard.imports import dispatch_queue
 
     task_id = dispatch.dispatch(request_id)
     if task_id:
@@ -125,9 +126,9 @@ def enqueue_inspection(container_id: int, asked_at: str) -> None:
 
 
 def inspect_container_task(container_id: int, asked_at: str) -> str:
-    """Inspect one container's image (wizard.preflight.run_inspection): idempotent, so a task
+    """Inspect one container's image (wizard.preflight.preflight.run_inspection): idempotent, so a task
     delivered again after a killed worker stores and audits nothing twice."""
-    from wizard import batches
+    from wizard.batches import batches
 
     outcome = preflight.run_inspection(container_id, asked_at)
     if outcome in ("done", "refused"):

@@ -1,7 +1,7 @@
 """Is a string text that can be stored and shown? One rule for the forms, the CLI documents and the uploads.
 
-Pure Python (no Django): wizard.cli_format uses it without settings; the forms' validator is
-wizard.forms.validate_text.
+Pure Python (no Django): wizard.requests.cli_format uses it without settings; the forms' validator is
+wizard.requests.forms.validate_text.
 
 A lone surrogate (half of a UTF-16 pair, e.g. from the JSON escape ``"\\ud800"``) cannot be
 encoded as UTF-8: SQLite, PostgreSQL, the audit log's JSON and every page refuse it. NUL is

@@ -1,9 +1,9 @@
-from django.contrib import admin
+"""The app's pages and the upload widget's JSON calls (config.urls adds the admin and the API)."""
+
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from wizard.api import api
 from wizard.views import batches, drafts, finishing, health, history, imports, inspection, review, wizard
 
 urlpatterns = [
@@ -41,8 +41,6 @@ urlpatterns = [
     path("review/batches/<int:pk>/", batches.batch_review, name="batch-review"),
     path("account/tokens/", batches.api_tokens, name="api-tokens"),
     path("account/tokens/<int:pk>/revoke/", batches.api_token_revoke, name="api-token-revoke"),
-    path("api/v1/", api.urls),
     path("healthz", health.healthz, name="healthz"),
-    path("admin/", admin.site.urls),
-    path("", include("wizard.upload_urls")),
+    path("", include("wizard.uploads.urls")),
 ]

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.sandbox.helpers import describe, error_of
-from wizard.importspec import text_problem
+from wizard.requests.importspec import text_problem
 from wizard.sandbox.testing import SandboxProcess
 
 ILLEGAL = "Invalid or illegal XML character specified"

@@ -24,18 +24,21 @@ from ninja import Status as Answer
 from ninja.errors import AuthenticationError, ValidationError
 from ninja.security import HttpBearer
 
-from wizard import batches, cancelling, dispatch_queue, drafts, failures, preflight, progress, review, submission
-from wizard import uploads as upload_service
 from wizard.api import idempotency, schemas, tokens
 from wizard.aws.multipart import PART_URL_SECONDS
-from wizard.cli_format import parse_cli_input, to_cli_json
+from wizard.batches import batches
+from wizard.batches.manifest import MAX_BYTES, Manifest, RowError
 from wizard.http import AuthenticatedHttpRequest, HttpError
-from wizard.importspec import Finding
-from wizard.manifest import MAX_BYTES, Manifest, RowError
+from wizard.imports import cancelling, dispatch_queue, failures, progress
 from wizard.models import Batch, DiskContainer, ImportRequest, Upload
+from wizard.preflight import preflight
+from wizard.requests import drafts, review, submission
+from wizard.requests.cli_format import parse_cli_input, to_cli_json
+from wizard.requests.importspec import Finding
+from wizard.requests.statemachine import TransitionError
+from wizard.requests.steps import Placed
 from wizard.selectors import visible_requests
-from wizard.statemachine import TransitionError
-from wizard.steps import Placed
+from wizard.uploads import uploads as upload_service
 
 T = TypeVar("T")
 Status = ImportRequest.Status

@@ -18,7 +18,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from wizard import audit
+from wizard.audit import audit
 from wizard.models import ApiToken
 
 TOKEN = re.compile(r"iw_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")

@@ -18,7 +18,7 @@ def own_snapshots(
     snapshot-id filter (unknown ids are skipped, not an error) or a tag:<key> filter.
 
     Nothing is asked when nothing is named: there is no listing of every snapshot of the
-    account (wizard.sources decides which a user may see). EC2 reads `*` and `?` in filter
+    account (wizard.uploads.sources decides which a user may see). EC2 reads `*` and `?` in filter
     values as wildcards, so callers check the tags of what comes back. The owner is checked
     again against the caller's account: the sandbox (moto) also answers with the snapshots
     of its built-in public AMIs.

@@ -1,4 +1,4 @@
-"""The EC2 and S3 calls that finish an imported AMI (wizard.finishing), each safe to repeat.
+"""The EC2 and S3 calls that finish an imported AMI (wizard.imports.finishing), each safe to repeat.
 
 Throttling and 5xx answers are retried by botocore (wizard.aws.clients.RETRY_CONFIG); what is
 left is raised as `AwsError` with AWS's code and message. Every call here can be made

@@ -41,7 +41,7 @@ _raise_from = AwsError.from_client_error
 
 # CompleteMultipartUpload can take minutes on a large object (S3 says so; the sandbox
 # takes about 30 s for 2 GiB). It waits that long and is not retried: a retry while the
-# first call is still joining the parts fails, and `wizard.uploads.complete` settles a
+# first call is still joining the parts fails, and `wizard.uploads.uploads.complete` settles a
 # lost answer by HEADing the object instead.
 COMPLETE_SECONDS = 15 * 60
 

@@ -42,7 +42,7 @@ hints, ...) do not fail the task: only the findings in FAILING_FINDINGS do.
 
 The content is judged by `wizard.inspect.inspect_image`, run as the application
 runs it: in a child process with the same time and memory limits
-(`wizard.inspection`; WIZARD_INSPECT_SECONDS, default 30, and
+(`wizard.preflight.inspection`; WIZARD_INSPECT_SECONDS, default 30, and
 WIZARD_INSPECT_MEMORY_MB, default 256), the child asking this process for each
 byte range, so a hostile image can hold the sandbox for the time limit at most.
 An inspector that raises, or an inspection that exceeds the limits or crashes, leaves the disk
@@ -67,7 +67,7 @@ from moto.s3.exceptions import MissingBucket
 from moto.s3.models import FakeKey, s3_backends
 from moto.utilities.utils import get_partition
 
-from wizard import inspection
+from wizard.preflight import inspection
 
 if TYPE_CHECKING:
     from wizard.sandbox.vmimport import ImportTask
@@ -254,7 +254,7 @@ def limits() -> tuple[float, int]:
 
 
 def bounded(seconds: float, memory_mb: int) -> Callable[..., Any]:
-    """`wizard.inspect.inspect_image` in a limited child (`wizard.inspection`), as the application runs it."""
+    """`wizard.inspect.inspect_image` in a limited child (`wizard.preflight.inspection`), as the application runs it."""
 
     def inspect(reader: Any, declared_format: str | None = None) -> dict[str, Any]:
         report = inspection.inspect_reader(

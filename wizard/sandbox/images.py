@@ -1,4 +1,4 @@
-"""What moto lacks of the EC2 image calls the finishing uses (wizard.finishing).
+"""What moto lacks of the EC2 image calls the finishing uses (wizard.imports.finishing).
 
 moto 5 copies, tags, shares and deregisters AMIs, but:
 

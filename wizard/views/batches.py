@@ -1,5 +1,5 @@
 """Batch pages: make a batch from a manifest, follow it on one dashboard, review it, and the
-API tokens page. Thin: the work is in wizard.batches and wizard.api.tokens."""
+API tokens page. Thin: the work is in wizard.batches.batches and wizard.api.tokens."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from wizard import batches, uploads
 from wizard.api import tokens
+from wizard.batches import batches
+from wizard.batches.manifest import MAX_BYTES, MAX_ROWS
 from wizard.http import AuthenticatedHttpRequest
-from wizard.manifest import MAX_BYTES, MAX_ROWS
 from wizard.models import ApiToken, Batch, BatchItem, ImportRequest, Upload
+from wizard.uploads import uploads
 
 REVIEW_PERM = "wizard.review_importrequest"
 CHOICES = {

@@ -8,15 +8,16 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from wizard import drafts, preflight
-from wizard.cli_format import parse_cli_input
-from wizard.forms import CliImportForm
 from wizard.http import AuthenticatedHttpRequest
-from wizard.importspec import Finding
 from wizard.models import ImportRequest
+from wizard.preflight import preflight
+from wizard.requests import drafts
+from wizard.requests.cli_format import parse_cli_input
+from wizard.requests.forms import CliImportForm
+from wizard.requests.importspec import Finding
+from wizard.requests.statemachine import TransitionError
+from wizard.requests.steps import INDEX, STEPS
 from wizard.selectors import visible_requests
-from wizard.statemachine import TransitionError
-from wizard.steps import INDEX, STEPS
 from wizard.views.wizard import step_url
 
 

@@ -9,8 +9,8 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
-from wizard import finishing
 from wizard.http import AuthenticatedHttpRequest
+from wizard.imports import finishing
 from wizard.models import FinishingStep
 from wizard.selectors import visible_requests
 

@@ -18,13 +18,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from wizard import events as sentences
-from wizard.batches import visible_batches
-from wizard.forms import TextFields
+from wizard.audit import events as sentences
+from wizard.audit.timeline import progress_svg, stage_durations
+from wizard.batches.batches import visible_batches
 from wizard.http import AuthenticatedHttpRequest
 from wizard.models import AuditEvent, ImportRequest, TaskStatusChange
+from wizard.requests.forms import TextFields
 from wizard.selectors import visible_events, visible_requests
-from wizard.timeline import progress_svg, stage_durations
 
 PAGE_SIZE = 50
 

@@ -18,21 +18,22 @@ from django.utils.cache import get_conditional_response, patch_cache_control
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from wizard import cancelling, failures, progress, statemachine, submission
-from wizard.cli_format import to_cli_command, to_cli_json
-from wizard.forms import CancelForm, error_summary
 from wizard.http import AuthenticatedHttpRequest
+from wizard.imports import cancelling, failures, progress
 from wizard.models import FinishingStep, ImportRequest, ImportTask
-from wizard.review import ReviewError
+from wizard.requests import statemachine, submission
+from wizard.requests.cli_format import to_cli_command, to_cli_json
+from wizard.requests.forms import CancelForm, error_summary
+from wizard.requests.review import ReviewError
+from wizard.requests.statemachine import TransitionError
 from wizard.selectors import visible_requests
-from wizard.statemachine import TransitionError
 from wizard.templatetags.wizard_tags import duration
 
 POLLING_STATUSES = (
     ImportRequest.Status.SUBMITTED,
     ImportRequest.Status.APPROVED,
     ImportRequest.Status.IMPORTING,
-    ImportRequest.Status.FINISHING,  # wizard.finishing
+    ImportRequest.Status.FINISHING,  # wizard.imports.finishing
 )
 
 
@@ -132,7 +133,7 @@ def _progress_context(import_request: ImportRequest) -> dict[str, object]:
     context: dict[str, object] = {
         "req": import_request,
         "task": task,
-        # Steps exist only once the import completed (wizard.finishing.start).
+        # Steps exist only once the import completed (wizard.imports.finishing.start).
         "finishing_steps": list(import_request.finishing_steps.all()) if finishing and import_request.pk else [],
         # Poll while something can still change without the requester doing anything.
         "polling": import_request.status in POLLING_STATUSES,

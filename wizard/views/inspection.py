@@ -7,9 +7,9 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from wizard import preflight
 from wizard.http import AuthenticatedHttpRequest
 from wizard.models import DiskContainer
+from wizard.preflight import preflight
 from wizard.selectors import visible_requests
 
 

@@ -8,11 +8,13 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from wizard import preflight, review, sources
-from wizard.cli_format import to_cli_json
-from wizard.forms import DecideForm, error_summary
 from wizard.http import AuthenticatedHttpRequest
 from wizard.models import AuditEvent, ImportRequest
+from wizard.preflight import preflight
+from wizard.requests import review
+from wizard.requests.cli_format import to_cli_json
+from wizard.requests.forms import DecideForm, error_summary
+from wizard.uploads import sources
 
 REVIEW_PERM = "wizard.review_importrequest"
 

@@ -1,4 +1,4 @@
-"""The upload widget's JSON endpoints (thin: the work is in wizard.uploads).
+"""The upload widget's JSON endpoints (thin: the work is in wizard.uploads.uploads).
 
 Every endpoint answers JSON, needs a logged-in user, finds uploads and requests only among
 the user's own (404 otherwise), and refuses bodies larger than it could need before
@@ -20,11 +20,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
-from wizard import uploads
 from wizard.aws.multipart import PART_URL_SECONDS
 from wizard.http import HttpError
 from wizard.models import ImportRequest, Upload
-from wizard.uploads import UploadError
+from wizard.uploads import uploads
+from wizard.uploads.uploads import UploadError
 
 # A sign or start call is a few hundred bytes; a complete call lists up to 10,000 parts
 # of about 60 bytes each.

@@ -17,11 +17,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from wizard import drafts, fixes, preflight, sources, uploads
 from wizard.aws import kms, vmimport
 from wizard.aws.errors import AwsError
-from wizard.cli_format import to_cli_command, to_cli_json
-from wizard.forms import (
+from wizard.http import AuthenticatedHttpRequest
+from wizard.models import DiskContainer, ImportRequest
+from wizard.preflight import fixes, preflight
+from wizard.requests import drafts
+from wizard.requests.cli_format import to_cli_command, to_cli_json
+from wizard.requests.forms import (
     DetailsForm,
     DiskForm,
     DiskFormSet,
@@ -34,10 +37,9 @@ from wizard.forms import (
     UrlSourceForm,
     error_summary,
 )
-from wizard.http import AuthenticatedHttpRequest
-from wizard.models import DiskContainer, ImportRequest
-from wizard.steps import INDEX, STEPS, step_states
+from wizard.requests.steps import INDEX, STEPS, step_states
 from wizard.text import shown
+from wizard.uploads import sources, uploads
 
 T = TypeVar("T")
 FORMS = {"encryption": EncryptionForm, "licence": LicenceForm, "details": DetailsForm, "finish": FinishForm}
@@ -285,7 +287,7 @@ SOURCE_FIELD = {"s3": "s3_key", "url": "url", "snapshot": "snapshot_id"}
 def add_source(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """Add a disk container from an S3 object, a URL or a snapshot; or remove one.
 
-    A source the user may not import (wizard.sources) is refused next to its field, with
+    A source the user may not import (wizard.uploads.sources) is refused next to its field, with
     what was typed kept: nothing is saved and nothing is read from it."""
     draft = _draft(request, pk)
     kind = request.POST.get("kind", "")
@@ -318,7 +320,7 @@ def add_source(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def apply_fix(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
-    """A one-click fix: set the parameter the boot disk's image settles (wizard.fixes); the value
+    """A one-click fix: set the parameter the boot disk's image settles (wizard.preflight.fixes); the value
     is the image's, never the posted one."""
     draft = _draft(request, pk)
     parameter = request.POST.get("parameter", "")

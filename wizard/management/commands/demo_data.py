@@ -26,8 +26,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from wizard import batches, drafts, review, submission, uploads
+from wizard.batches import batches
 from wizard.models import Batch, DiskContainer, ImportRequest, ImportTask, Upload
+from wizard.requests import drafts, review, submission
+from wizard.uploads import uploads
 
 IMAGE_BYTES = 64 * 1024  # the sandbox inspects images from SANDBOX_INSPECT_MIN_BYTES (64 KiB) on
 BATCH_NAME = "Demo: wave 1"

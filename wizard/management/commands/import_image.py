@@ -9,8 +9,8 @@ from typing import Any, Literal
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from wizard import drafts
-from wizard.cli_format import parse_cli_input
+from wizard.requests import drafts
+from wizard.requests.cli_format import parse_cli_input
 
 
 class Command(BaseCommand):

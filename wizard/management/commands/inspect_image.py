@@ -1,6 +1,6 @@
 """`python manage.py inspect_image PATH|s3://bucket/key [--format VMDK] [--json]`: the whole
 pre-flight report of one image (container, partitions, guest OS), as the worker makes it: in a
-child process with the inspection's time and memory limits (wizard.inspection). Exit status 1
+child process with the inspection's time and memory limits (wizard.preflight.inspection). Exit status 1
 when VM Import would fail on the image."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from wizard import inspection
 from wizard.inspect import FileReader
+from wizard.preflight import inspection
 
 MARK = {"error": "ERROR  ", "warning": "WARNING", "info": "info   "}
 

@@ -1,4 +1,4 @@
-"""Compare stored requests and tasks with AWS and repair what disagrees (wizard.reconcile)."""
+"""Compare stored requests and tasks with AWS and repair what disagrees (wizard.imports.reconcile)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from wizard import reconcile
+from wizard.imports import reconcile
 
 
 class Command(BaseCommand):

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from wizard import audit_checkpoint
-from wizard.audit import verify_chain
+from wizard.audit import checkpoint as audit_checkpoint
+from wizard.audit.audit import verify_chain
 from wizard.models import AuditEvent
 
 

@@ -1,0 +1,1 @@
+"""Batches: many requests made from a manifest, reviewed and followed together."""

@@ -1,0 +1,3 @@
+"""Import requests: drafts and the wizard's steps, the ImportImage and finishing specs, their life
+cycle, submission and review.
+"""
