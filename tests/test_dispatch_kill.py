@@ -1,9 +1,10 @@
 """Dispatch happens exactly once, whatever dies: a real `qcluster` SIGKILLed at random points.
 
 First, quickly, in-process against the session's sandbox: a throttled dispatch raises (so
-django-q2 delivers it again) until its last attempt, which fails the request with AWS's
-message; an error retrying cannot fix fails the request after one call; a delivery whose
-task had already ended (completed, or failed) records the task's real final state.
+django-q2 delivers it again, counting the attempts on its task row) and after its last attempt
+django-q2's hook fails the request with AWS's message; an error retrying cannot fix fails the
+request after one call; a delivery whose task had already ended (completed, or failed) records
+the task's real final state.
 
 A real sandbox process (ImportImage slowed down, so a kill can land while AWS is making
 the task, and throttled at a seeded rate, so botocore and django-q2 retry) and a real
@@ -46,7 +47,6 @@ from botocore.config import Config
 
 from tests.flows import grant
 from wizard.aws import clients, vmimport
-from wizard.aws.errors import AwsError
 from wizard.imports import dispatch, polling
 from wizard.models import AuditEvent, ImportRequest, ImportTask
 from wizard.sandbox.testing import SandboxProcess
@@ -109,29 +109,57 @@ def import_sends(sandbox, settings) -> list[int]:
     events.unregister("before-send.ec2.ImportImage", unique_id="test-import-sends")
 
 
+def _attempt_recorded(package: dict, error: Exception) -> None:
+    """What django-q2's monitor does with a failed attempt: record it on the task's row (one row
+    per task id, its attempt_count counted up), which calls the task's hook."""
+    from django.utils import timezone
+    from django_q.brokers import get_broker
+    from django_q.monitor import save_task
+
+    now = timezone.now()
+    save_task(
+        {**package, "started": now, "stopped": now, "result": f"{error} : Traceback (most recent call last): ..."},
+        get_broker(),
+    )
+
+
 def test_a_throttled_dispatch_is_delivered_again_and_given_up_at_the_last_attempt(
     approved, sandbox, import_sends, monkeypatch, settings
 ):
+    from django_q.models import Task
+
     monkeypatch.setattr(clients, "RETRY_CONFIG", Config(retries={"mode": "standard", "total_max_attempts": 1}))
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "max_attempts": 3}
     sandbox.faults(throttle={"actions": ["ImportImage"]})
-    for _ in range(2):
-        with pytest.raises(AwsError, match="RequestLimitExceeded"):
-            dispatch.dispatch(approved.pk)  # django-q2 delivers it again after `retry`
+    package = {  # the task wizard.tasks.queue_dispatch makes, as a delivery carries it
+        "id": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        "name": f"dispatch-{approved.pk}",
+        "func": "wizard.tasks.dispatch_request",
+        "hook": "wizard.tasks.dispatch_attempted",
+        "args": (approved.pk,),
+        "kwargs": {},
+        "success": False,
+    }
+    for attempt in (1, 2, 3):
+        with pytest.raises(dispatch.RetryLater, match="RequestLimitExceeded") as raised:
+            dispatch.dispatch(approved.pk)  # django-q2 delivers it again after `retry`...
+        _attempt_recorded(package, raised.value)  # ... and counts the attempt
+        assert Task.objects.get(id=package["id"]).attempt_count == attempt
         approved.refresh_from_db()
-        assert approved.status == ImportRequest.Status.APPROVED
-    assert dispatch.dispatch(approved.pk) is None  # the last attempt: no more raising
-    approved.refresh_from_db()
-    assert approved.status == ImportRequest.Status.FAILED
+        expected = ImportRequest.Status.FAILED if attempt == 3 else ImportRequest.Status.APPROVED
+        assert approved.status == expected, attempt
     assert approved.failure_message == "AWS did not take the import after 3 attempts: Request limit exceeded."
     assert len(import_sends) == 3
     assert not sandbox.client("ec2").describe_import_image_tasks()["ImportImageTasks"]
+    dispatch.give_up(approved.pk, "RequestLimitExceeded: again", 4)  # a late hook changes nothing
+    approved.refresh_from_db()
+    assert approved.failure_message.endswith("after 3 attempts: Request limit exceeded.")
 
 
 def test_a_dispatch_throttled_once_is_recorded_on_the_next_delivery(approved, sandbox, monkeypatch):
     monkeypatch.setattr(clients, "RETRY_CONFIG", Config(retries={"mode": "standard", "total_max_attempts": 1}))
     sandbox.faults(throttle={"actions": ["ImportImage"], "count": 1})
-    with pytest.raises(AwsError):
+    with pytest.raises(dispatch.RetryLater):
         dispatch.dispatch(approved.pk)
     task_id = dispatch.dispatch(approved.pk)
     assert ImportTask.objects.get(request=approved).import_task_id == task_id

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
+from django_q.models import Task
 from django_q.tasks import async_task
 
 from wizard.imports import dispatch, polling
@@ -44,7 +45,12 @@ def enqueue_dispatch(request_id: int) -> None:
 
 
 def queue_dispatch(request_id: int) -> None:
-    async_task("wizard.tasks.dispatch_request", request_id, task_name=f"dispatch-{request_id}")
+    async_task(
+        "wizard.tasks.dispatch_request",
+        request_id,
+        task_name=f"dispatch-{request_id}",
+        hook="wizard.tasks.dispatch_attempted",
+    )
 
 
 def dispatch_request(request_id: int) -> str | None:
@@ -56,6 +62,18 @@ def dispatch_request(request_id: int) -> str | None:
     else:
         dispatch_queue.kick()  # a dispatch that failed frees its place
     return task_id
+
+
+def dispatch_attempted(task: Task) -> None:
+    """django-q2's hook, run each time it records an attempt of a dispatch: after the last
+    attempt it makes (its own `attempt_count` reaching `max_attempts`), the request fails with
+    the last answer instead of waiting for ever."""
+    max_attempts = int(settings.Q_CLUSTER.get("max_attempts") or 0)
+    if task.success or not max_attempts or task.attempt_count < max_attempts:
+        return
+    (request_id,) = task.args
+    last_error = str(task.result or "").split(" : Traceback", 1)[0]  # django-q2 appends the traceback
+    dispatch.give_up(int(request_id), last_error, task.attempt_count)
 
 
 def kick_poller() -> None:

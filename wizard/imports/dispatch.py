@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import NoReturn
 
 from botocore.exceptions import BotoCoreError, ParamValidationError
-from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -30,8 +29,17 @@ RETRYABLE_CODES = {
     "ServiceUnavailable",
     "Unavailable",
 }
-# How many deliveries of a request's dispatch ended in such an answer (or no answer).
-ATTEMPTS_KEY = "wizard:dispatch-attempts:{}"
+
+
+class RetryLater(Exception):
+    """AWS throttled ImportImage or did not answer: django-q2 delivers the dispatch again.
+
+    Its text is "Code: message", which `give_up` reads back from django-q2's record of the
+    last attempt (wizard.tasks.dispatch_attempted, the task's hook)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
 
 
 def dispatch(request_id: int) -> str | None:
@@ -80,16 +88,12 @@ def dispatch(request_id: int) -> str | None:
         if exc.code not in RETRYABLE_CODES:
             fail(request, exc.message, code=exc.code)
             return None
-        if _gave_up(request, exc.message, code=exc.code):
-            return None
-        raise  # django-q2 delivers the task again after `retry`
+        _retry_later(request, exc.code, exc.message)
     except ParamValidationError as exc:  # botocore refused the parameters: no retry fixes that
         fail(request, str(exc), code="ParamValidationError")
         return None
     except BotoCoreError as exc:  # no answer at all (connection refused, read timeout)
-        if _gave_up(request, str(exc), code=type(exc).__name__):
-            return None
-        raise
+        _retry_later(request, type(exc).__name__, str(exc))
 
     task_id = answer["ImportTaskId"]
     ended = answer.get("Status") in ImportTask.FINAL_STATES
@@ -128,7 +132,6 @@ def dispatch(request_id: int) -> str | None:
             action="dispatched",
             details=details,
         )
-    cache.delete(ATTEMPTS_KEY.format(request.pk))
     log.info("request %s dispatched as %s", request.pk, task_id)
     if ended:
         _record_ended(task)
@@ -150,27 +153,20 @@ def _record_ended(task: ImportTask) -> None:
     polling.apply_description(task, description)
 
 
-def _gave_up(request: ImportRequest, message: str, *, code: str) -> bool:
-    """Count a delivery that AWS throttled or did not answer; at django-q2's last attempt
-    (`max_attempts`, after which it stops delivering) fail the request with AWS's message,
-    so it does not wait for a dispatch that will never come, and return True.
+def _retry_later(request: ImportRequest, code: str, message: str) -> NoReturn:
+    log.warning("dispatch of request %s: %s: %s (django-q2 delivers it again)", request.pk, code, message)
+    raise RetryLater(code, message)
 
-    A worker killed outright is not counted here, as django-q2 does not count it either.
-    """
-    key = ATTEMPTS_KEY.format(request.pk)
-    cache.add(key, 0, timeout=7 * 24 * 3600)
-    attempts = cache.incr(key)
-    max_attempts = int(settings.Q_CLUSTER.get("max_attempts") or 0)
-    log.warning(
-        "dispatch of request %s: %s: %s (attempt %s of %s)",
-        request.pk,
-        code,
-        message,
-        attempts,
-        max_attempts or "unlimited",
-    )
-    if max_attempts and attempts >= max_attempts:
-        cache.delete(key)
-        fail(request, f"AWS did not take the import after {attempts} attempts: {message}", code=code)
-        return True
-    return False
+
+def give_up(request_id: int, last_error: str, attempts: int) -> None:
+    """django-q2 made its last attempt (`max_attempts`) and AWS still did not take the import:
+    fail the request with AWS's message, so it does not wait for a dispatch that never comes.
+
+    `last_error` is the last attempt's RetryLater ("Code: message"). A request that got its task
+    meanwhile, or is no longer approved, is left alone. A worker killed outright is not an
+    attempt django-q2 counts, so it never leads here."""
+    request = ImportRequest.objects.get(pk=request_id)
+    if request.status != ImportRequest.Status.APPROVED or ImportTask.objects.filter(request=request).exists():
+        return
+    code, _, message = last_error.partition(": ")
+    fail(request, f"AWS did not take the import after {attempts} attempts: {message or code}", code=code)
