@@ -3,7 +3,7 @@
 AWS accepts an ImportImage call without looking at the disk images, the S3
 objects or the KMS key; what is wrong with them shows later: the task fails
 (Status "deleted", StatusMessage "ClientError: ...") at "validating" or
-further on. `ImageChecks` is the sandbox's `vmimport.Validator`: it looks at a
+further on. `ImageChecks` is the sandbox's `taskstore.Validator`: it looks at a
 task as it reaches "validating" and answers the first failure, if any, as
 (stage name, StatusMessage):
 
@@ -70,7 +70,7 @@ from moto.utilities.utils import get_partition
 from wizard.preflight import inspection
 
 if TYPE_CHECKING:
-    from wizard.sandbox.vmimport import ImportTask
+    from wizard.sandbox.taskstore import ImportTask
 
 DEFAULT_MIN_BYTES = 64 * 1024
 INSPECT_TAG = "sandbox:inspect"

@@ -1,6 +1,6 @@
 """The sandbox AWS server: moto's server plus VM Import and a few control endpoints.
 
-`serve` installs the VM Import actions (see `wizard.sandbox.vmimport`),
+`serve` installs the VM Import actions (see `wizard.sandbox.actions`),
 creates the upload bucket and the `vmimport` service role (`bootstrap`), and
 serves moto on host:port until SIGTERM or SIGINT, then returns.
 
@@ -63,15 +63,15 @@ from werkzeug.serving import make_server
 
 from wizard import logs
 from wizard.aws import policies
+from wizard.sandbox import actions, imagecheck, s3fixes, taskstore
 from wizard.sandbox import faults as faults_module
-from wizard.sandbox import imagecheck, s3fixes, vmimport
 from wizard.sandbox import images as image_calls
 from wizard.sandbox.clock import SandboxClock
 from wizard.sandbox.faults import CallError, Faults, FaultSpecError
 
 log = logging.getLogger("wizard.sandbox")
 
-ROLE_NAME = vmimport.DEFAULT_ROLE
+ROLE_NAME = actions.DEFAULT_ROLE
 CLOCK_PATH = "/_sandbox/clock"
 FAULTS_PATH = "/_sandbox/faults"
 RESET_PATH = "/moto-api/reset"
@@ -138,7 +138,7 @@ class SandboxApp:
         moto_app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
         config: SandboxConfig,
         clock: SandboxClock,
-        tasks: vmimport.ImportTasks,
+        tasks: taskstore.ImportTasks,
         faults: Faults | None = None,
     ) -> None:
         self.moto_app = moto_app
@@ -332,13 +332,13 @@ def serve(config: SandboxConfig) -> None:
     clock = SandboxClock(config.clock_speed)
     faults = Faults()
     faults.update(faults_module.parse(config.faults))
-    tasks = vmimport.ImportTasks(
+    tasks = taskstore.ImportTasks(
         clock,
         config.import_seconds,
         faults=faults,
         validator=imagecheck.ImageChecks(min_bytes=config.inspect_min_bytes),
     )
-    vmimport.install(tasks)
+    actions.install(tasks)
     # CopyImage's copies take a twentieth of an import to become available.
     image_calls.install(image_calls.ImageCopies(clock, config.import_seconds * COPY_SHARE))
     s3fixes.install()
