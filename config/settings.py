@@ -252,6 +252,12 @@ STORAGES["audit"] = {
         ),
     },
 }
+# Batch manifests as they were sent (wizard.batches.batches), under manifests/<owner id>/ of the
+# upload bucket: never overwritten, read back only through the batch page's access check.
+STORAGES["manifests"] = {
+    "BACKEND": "storages.backends.s3.S3Storage",
+    "OPTIONS": {**STORAGES["default"]["OPTIONS"], "location": "manifests", "file_overwrite": False},
+}
 
 # --- auth, i18n, static ----------------------------------------------------------------
 # django-axes first: it refuses a locked-out user name or address before any password is checked.

@@ -15,12 +15,17 @@ def q_sync(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def audit_storage(settings, tmp_path):
-    """The audit log's checkpoints go to a directory of the test's own (to the sandbox's S3 with `sandbox`)."""
+    """The audit log's checkpoints and the batch manifests go to directories of the test's own (to
+    the sandbox's S3 with `sandbox`)."""
     settings.STORAGES = {
         **settings.STORAGES,
         "audit": {
             "BACKEND": "django.core.files.storage.FileSystemStorage",
             "OPTIONS": {"location": tmp_path / "audit", "allow_overwrite": True},
+        },
+        "manifests": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "manifests"},
         },
     }
 
@@ -44,8 +49,8 @@ def sandbox(sandbox_process, settings):
     settings.IMPORT_BUCKET = sandbox_process.bucket
     from config import settings as project
 
-    storages = {**settings.STORAGES, "audit": project.STORAGES["audit"]}
-    for alias in ("default", "audit"):
+    storages = {**settings.STORAGES, "audit": project.STORAGES["audit"], "manifests": project.STORAGES["manifests"]}
+    for alias in ("default", "audit", "manifests"):
         storages[alias] = {
             **storages[alias],
             "OPTIONS": {

@@ -262,3 +262,55 @@ def test_a_batch_of_images_uploaded_here_one_vm_each(owner, sandbox, client):
     assert {(r.status, r.platform) for r in requests} == {("submitted", "Linux")}
     with pytest.raises(batches.BatchError):
         batches.create_from_uploads(owner, name="x", upload_ids=[theirs.pk])
+
+
+def test_the_manifest_is_kept_as_sent_and_read_back_only_by_those_who_see_the_batch(owner, sandbox, client):
+    import hashlib
+
+    text = manifest(sandbox, 2).strip().replace("\n", "\r\n")  # as the browser sends a text box
+    client.force_login(owner)
+    answer = client.post(reverse("batch-new"), {"name": "wave 2", "format": "csv", "manifest": text})
+    assert answer.status_code == 302, answer.content.decode()[-3000:]
+    batch = Batch.objects.get()
+    assert answer.status_code == 302
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    assert batch.manifest_sha256 == digest
+    assert AuditEvent.objects.get(action="batch created").details["manifest_sha256"] == digest
+    kept = sandbox.client("s3").get_object(Bucket=sandbox.bucket, Key=f"manifests/{batch.manifest}")
+    assert kept["Body"].read() == text.encode() and batch.manifest.startswith(f"{owner.pk}/")
+    assert b'id="batch-manifest"' in client.get(reverse("batch-detail", args=[batch.pk])).content
+
+    url = reverse("batch-manifest", args=[batch.pk])
+    got = client.get(url)
+    assert got.status_code == 200 and got.content == text.encode()
+    assert got["Content-Disposition"] == f'attachment; filename="batch-{batch.pk}-manifest.csv"'
+    assert got["Content-Type"] == "text/plain; charset=utf-8"
+    for user, status in ((make_user("bob", "requester"), 404), (make_user("aud", "auditor"), 200)):
+        client.force_login(user)
+        assert client.get(url).status_code == status, user
+    client.logout()
+    assert client.get(url).status_code == 302
+
+
+def test_a_batch_of_uploads_has_no_manifest_to_read(owner, client):
+    batch = Batch.objects.create(owner=owner, name="uploads", source="uploads")
+    client.force_login(owner)
+    assert client.get(reverse("batch-manifest", args=[batch.pk])).status_code == 404
+    assert b'id="batch-manifest"' not in client.get(reverse("batch-detail", args=[batch.pk])).content
+
+
+def test_storage_down_nothing_is_saved_and_the_manifest_stays_in_the_form(owner, sandbox, client, settings):
+    working = settings.STORAGES["manifests"]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "manifests": {**working, "OPTIONS": {**working["OPTIONS"], "endpoint_url": "http://127.0.0.1:9"}},
+    }
+    text = manifest(sandbox, 1)
+    client.force_login(owner)
+    page = client.post(reverse("batch-new"), {"name": "wave 3", "format": "csv", "manifest": text})
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "the manifest could not be kept in storage" in body
+    assert f"{sandbox.bucket},batch/vm000.raw,RAW,vm000" in body  # still in the text box
+    assert not Batch.objects.exists() and not ImportRequest.objects.exists()
+    assert not AuditEvent.objects.filter(action="batch created").exists()

@@ -455,6 +455,11 @@ class Batch(models.Model):
     name = models.CharField(max_length=255)
     source = models.CharField(max_length=32, help_text="manifest-csv, manifest-yaml, manifest-json, uploads, api")
     settings = models.JSONField(default=dict, blank=True)
+    # The manifest exactly as it was sent: its name in STORAGES["manifests"] (django-storages; looked
+    # up when used, so tests and settings can point it elsewhere) and its SHA-256, which the
+    # "batch created" audit event carries too.
+    manifest = models.CharField(max_length=255, blank=True)
+    manifest_sha256 = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -36,6 +36,7 @@ urlpatterns = [
     path("batches/new/", batches.batch_new, name="batch-new"),
     path("batches/<int:pk>/", batches.batch_detail, name="batch-detail"),
     path("batches/<int:pk>/table/", batches.batch_table, name="batch-table"),
+    path("batches/<int:pk>/manifest/", batches.batch_manifest, name="batch-manifest"),
     path("batches/<int:pk>/<str:action>/", batches.batch_action, name="batch-action"),
     path("review/batches/", batches.review_list, name="batch-review-list"),
     path("review/batches/<int:pk>/", batches.batch_review, name="batch-review"),

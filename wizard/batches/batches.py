@@ -12,7 +12,9 @@ Writes are services here; `dashboard` is the one read, in a constant number of q
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -20,13 +22,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
 from django.db import transaction
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from wizard.audit import audit
-from wizard.batches.manifest import Format, Manifest, RowError, parse_manifest
+from wizard.batches.manifest import MAX_BYTES, Format, Manifest, RowError, parse_manifest
 from wizard.imports import cancelling, dispatch_queue, failures, progress
 from wizard.models import Batch, BatchItem, ImportRequest, Upload
 from wizard.preflight import preflight
@@ -36,8 +41,11 @@ from wizard.requests.importspec import TAG_RESOURCE_TYPE, Finding, ImportSpec
 from wizard.selectors import can_see_all
 from wizard.uploads import sources
 
+log = logging.getLogger(__name__)
+
 Status = ImportRequest.Status
 MAX_NAME = 255
+MANIFESTS = "manifests"  # the STORAGES alias the manifests are kept in
 # The settings a batch chooses once for every VM (API names; a row or request may override each).
 SETTINGS = (
     "Platform",
@@ -126,7 +134,18 @@ def create_from_manifest(
     if not manifest.valid:
         raise BatchRefused(manifest, "Nothing was saved: no row of the manifest is valid.")
     specs = [(row.row, row.spec) for row in manifest.valid if row.spec is not None]  # (valid: it has a spec)
-    batch = _create(user, name, f"manifest-{fmt}", defaults or {}, specs, skipped=[r.row for r in manifest.invalid])
+    try:
+        batch = _create(
+            user,
+            name,
+            f"manifest-{fmt}",
+            defaults or {},
+            specs,
+            skipped=[r.row for r in manifest.invalid],
+            manifest=(text, fmt),
+        )
+    except ManifestNotKept as exc:
+        raise BatchRefused(manifest, str(exc)) from exc
     _after_create(batch, user, submit)
     return batch, manifest
 
@@ -166,10 +185,13 @@ def _create(
     defaults: dict[str, Any],
     specs: Sequence[tuple[int | None, ImportSpec]],
     skipped: list[int] | None = None,
+    manifest: tuple[str, Format] | None = None,
 ) -> Batch:
     name = (name or "").strip()[:MAX_NAME] or f"batch of {len(specs)}"
     with transaction.atomic():
         batch = Batch.objects.create(owner=user, name=name, source=source, settings=defaults)
+        if manifest is not None:
+            _keep_manifest(batch, *manifest)
         for position, (row, spec) in enumerate(specs):
             request = drafts.draft_from_spec(user, spec, source=f"batch #{batch.pk}" + (f" row {row}" if row else ""))
             BatchItem.objects.create(batch=batch, request=request, position=position, row=row)
@@ -182,9 +204,40 @@ def _create(
                 "source": source,
                 "requests": len(specs),
                 "skipped_rows": skipped or [],
+                **({"manifest_sha256": batch.manifest_sha256} if batch.manifest_sha256 else {}),
             },
         )
     return batch
+
+
+class ManifestNotKept(BatchError):
+    pass
+
+
+def _keep_manifest(batch: Batch, text: str, fmt: Format) -> None:
+    """Keep the manifest as it was sent (STORAGES["manifests"], through django-storages): what a
+    reviewer or auditor reads back later is exactly what made the batch. If it cannot be kept,
+    nothing is saved (the caller's transaction rolls back)."""
+    data = text.encode()
+    batch.manifest_sha256 = hashlib.sha256(data).hexdigest()
+    name = f"{batch.owner_id}/batch-{batch.pk}-{batch.manifest_sha256[:12]}.{fmt}"
+    try:
+        batch.manifest = storages[MANIFESTS].save(name, ContentFile(data))
+    except (BotoCoreError, ClientError) as exc:
+        log.warning("batch %s: the manifest could not be kept: %r", batch.pk, exc)
+        raise ManifestNotKept(
+            "Nothing was saved: the manifest could not be kept in storage (S3 did not take it). Try again in a "
+            "moment; the manifest is still in the form."
+        ) from exc
+    batch.save(update_fields=["manifest", "manifest_sha256"])
+
+
+def manifest_text(batch: Batch) -> str | None:
+    """The manifest as it was sent, or None (a batch of uploads, or one made before manifests were kept)."""
+    if not batch.manifest:
+        return None
+    with storages[MANIFESTS].open(batch.manifest, "rb") as f:
+        return f.read(MAX_BYTES + 1).decode("utf-8", "replace")
 
 
 def _after_create(batch: Batch, user: User, submit: bool) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, QueryDict
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -187,6 +188,22 @@ def batch_table(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The whole table and its totals, one htmx request for every row (constant queries)."""
     batch = _visible(request, pk)
     return render(request, "batches/_table.html", _context(request, batch))
+
+
+@login_required
+def batch_manifest(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """The manifest exactly as it was sent, for whoever may see the batch (a download, never rendered)."""
+    batch = _visible(request, pk)
+    try:
+        text = batches.manifest_text(batch)
+    except (BotoCoreError, ClientError, OSError):
+        return HttpResponse("The manifest could not be read from storage just now; try again.", status=503)
+    if text is None:
+        raise Http404("This batch was not made from a manifest.")
+    ext = batch.source.removeprefix("manifest-")
+    response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}-manifest.{ext}"'
+    return response
 
 
 def _outcome(request: AuthenticatedHttpRequest, outcome: batches.Outcome, done: str) -> None:
