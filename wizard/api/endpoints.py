@@ -283,7 +283,7 @@ def get_request(request: AuthenticatedHttpRequest, pk: int) -> dict[str, Any]:
 @api.post(
     "/requests/{pk}/submit",
     response={200: schemas.ImportRequestOut, 404: schemas.Error, 409: schemas.Error, 422: schemas.Error},
-    summary="Submit a draft for review (every rule and pre-flight check first)",
+    summary="Submit a draft for review (every rule and pre-flight check first; warnings need acknowledge_warnings)",
 )
 def submit_request(
     request: AuthenticatedHttpRequest, pk: int, body: schemas.Submit | None = None
