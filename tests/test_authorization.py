@@ -181,6 +181,41 @@ def test_a_duplicate_keeps_only_what_the_copier_may_import(world):
         ), role
 
 
+def test_only_the_owner_acknowledges_a_drafts_warnings(world):
+    """request-submit with the review step's box ticked (wizard.preflight.acknowledgements): whoever may
+    edit the draft, i.e. its owner; everybody else is answered as for any other draft of theirs, and
+    nothing is stored."""
+    from tests.flows import grant
+    from wizard.models import WarningAcknowledgement
+    from wizard.preflight import acknowledgements
+
+    users, _, _ = world
+    grant(users["requester_a"], s3_bucket="bucket-one")
+    warned = ImportRequest.objects.create(owner=users["requester_a"], description="warned", platform="Linux")
+    report = {
+        "format": "RAW",
+        "ok": True,
+        "findings": [{"severity": "warning", "code": "static-network", "message": "s"}],
+    }
+    disk = warned.disk_containers.create(
+        format="RAW", s3_bucket="bucket-one", s3_key="w.raw", inspection_status="done", inspection=report
+    )
+    data = {"acknowledge": "yes", "warnings": acknowledgements.token({(disk.pk, "static-network")})}
+    url = reverse("request-submit", args=[warned.pk])
+    for role in ["anonymous", "requester_b", "reviewer", "auditor", "admin"]:
+        response = _client(world, role).post(url, data)
+        if role == "anonymous":
+            assert response.status_code == 302 and "login" in response["Location"]
+        else:
+            assert response.status_code == 404, role
+    assert not WarningAcknowledgement.objects.exists()
+    warned.refresh_from_db()
+    assert warned.status == "draft"
+    assert _client(world, "requester_a").post(url, data).status_code == 302
+    (ack,) = WarningAcknowledgement.objects.all()
+    assert ack.by == users["requester_a"] and ImportRequest.objects.get(pk=warned.pk).status == "submitted"
+
+
 def test_a_requester_reads_only_their_own_history(world):
     assert b"a&#x27;s import" not in _client(world, "requester_b").get(reverse("my-imports")).content
     log_b = _client(world, "requester_b").get(reverse("audit-log") + "?format=csv").content.decode()

@@ -32,6 +32,22 @@ def text(action, **kw):
             "demo submitted #12 for review. Status: Draft → Waiting for review.",
         ),
         (
+            "warnings acknowledged",
+            dict(
+                actor="demo",
+                request=12,
+                details={
+                    "codes": ["account-rolename-0a1b2c3d", "static-network"],
+                    "warnings": [
+                        {"disk": None, "code": "account-rolename-0a1b2c3d"},
+                        {"disk": 9, "code": "static-network", "position": 1},
+                    ],
+                },
+            ),
+            "demo acknowledged the warnings of #12, to import it anyway: account-rolename-0a1b2c3d, "
+            "static-network on disk 2.",
+        ),
+        (
             "approved",
             dict(actor="rita", request=12, before={"status": "submitted"}, after={"status": "approved"}),
             "rita approved #12. Status: Waiting for review → Approved, dispatching.",
@@ -204,6 +220,9 @@ RECORDED = {
     "upload failed": {"details": {"file_name": "a.raw", "message": "too big"}},
     "image inspected": {"details": {"position": 0, "ok": True}},
     "submitted": {},
+    "warnings acknowledged": {
+        "details": {"codes": ["static-network"], "warnings": [{"disk": 4, "code": "static-network", "position": 0}]}
+    },
     "approved": {},
     "rejected": {"details": {"reason": "no"}},
     "dispatched": {"details": {"import_task_id": TASK}},

@@ -790,6 +790,30 @@ def test_the_disks_step_takes_any_tampered_formset(world):
     hostile()
 
 
+def test_the_submit_form_takes_any_acknowledgement_of_warnings(world):
+    """The review step's box (wizard.preflight.acknowledgements), posted with any set of warnings, to a
+    draft whose first disk has a warning: a message by the box, never a 500, nothing saved lost."""
+    from wizard.preflight import acknowledgements
+
+    disk = world.container_ids[0]
+    report = {
+        "format": "VMDK",
+        "ok": True,
+        "findings": [{"severity": "warning", "code": "static-network", "message": "s"}],
+    }
+    DiskContainer.objects.filter(pk=disk).update(inspection=report, inspection_status="done")
+    path = f"/imports/{world.draft.pk}/submit/"
+    valid = acknowledgements.token({(disk, "static-network")})
+    sets = st.sampled_from([valid, "[]", f'[[{disk},"x"]]', f'[[{disk},"\\ud800"]]', "[" * 3000, valid[:-1]])
+
+    @settings(HYPOTHESIS, max_examples=FOCUSED)
+    @given(ticked=st.sampled_from(["yes", ""]) | hostile_text, warnings=sets | hostile_text, htmx=st.booleans())
+    def hostile(ticked, warnings, htmx):
+        run_one(world, "request-submit", _post("alice", path, [("acknowledge", ticked), ("warnings", warnings)], htmx))
+
+    hostile()
+
+
 def test_the_details_step_takes_any_tag_rows(world):
     path = f"/imports/{world.draft.pk}/edit/details/"
     tag = st.one_of(st.sampled_from(["team", "", " ", "aws:x", "k" * 129, "v" * 1001]), hostile_text)

@@ -306,6 +306,22 @@ class DiskContainer(models.Model):
         )
 
 
+class WarningAcknowledgement(models.Model):
+    """The requester's "I have read these warnings and want to import anyway": exactly which
+    warnings, by whom, when (wizard.preflight.acknowledgements; the latest one of a request counts)."""
+
+    request = models.ForeignKey(ImportRequest, on_delete=models.CASCADE, related_name="warning_acknowledgements")
+    warnings = models.JSONField(help_text='[{"disk": DiskContainer pk or null, "code": ...}]: what was acknowledged')
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.by} acknowledged {len(self.warnings or [])} warning(s) of #{self.request_id} at {self.at}"
+
+
 class ImportTask(models.Model):
     """The EC2 import task that runs a request, as last seen by the poller."""
 

@@ -187,3 +187,40 @@ def test_a_new_user_completes_every_step(stack, browser, tmp_path):
         "ec2", endpoint_url=stack.sandbox_url, region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
     )
     assert west.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["web01 (wizard)"]}])["Images"]
+
+
+def test_warnings_are_acknowledged_on_the_review_step_then_submitted(stack, browser, tmp_path):
+    """A real guest disk whose network is static (warning static-network): uploaded, inspected, its
+    warning shown on its row and on the review step; the box ticked, then submitted."""
+    from tests.inspect import guests
+    from tests.inspect.conftest import require_tools
+
+    require_tools()
+    root, boot = guests.linux()
+    root["etc/network/interfaces"] = b"auto eth0\niface eth0 inet static\n  address 10.0.0.5/24\n"
+    image = guests.build_disk(tmp_path / "static.raw", root, boot, size_mib=16)
+
+    page = log_in(browser, stack, "demo")
+    page.goto(stack.url + "/imports/new/")
+    page.click("#start-wizard")
+    expect(page.locator("[data-upload-widget]")).to_have_attribute("data-ready", "true")
+    page.set_input_files("[data-upload-widget] input[type=file]", str(image))
+    expect(page.locator("#container-list")).to_contain_text("static.raw", timeout=60_000)
+    expect(page.locator("#container-list .guest")).to_contain_text("debian", timeout=30_000)
+    expect(page.locator("#sources .finding.warning")).to_contain_text("static IP addresses")
+    page.goto(page.url.replace("/edit/upload/", "/edit/disks/"))
+    expect(page.locator("#disk-0 .finding.warning")).to_contain_text("Switch the interfaces to DHCP")
+
+    page.goto(page.url.replace("/edit/disks/", "/edit/review/"))
+    expect(page.locator("#warnings-list li[data-code=static-network]")).to_contain_text("static IP addresses")
+    page.click("#submit-request")  # the box is required: the browser does not send the form without it
+    expect(page).to_have_url(re.compile(r"/edit/review/$"))
+    page.check("#acknowledge-warnings")
+    page.click("#submit-request")
+    expect(page.locator("#request-status")).to_have_text("Waiting for review")
+    pk = re.search(r"/imports/(\d+)/$", page.url)[1]
+
+    reviewer = log_in(browser, stack, "reviewer")
+    reviewer.goto(f"{stack.url}/review/{pk}/")
+    expect(reviewer.locator("#acknowledged-by")).to_contain_text("Acknowledged by demo")
+    expect(reviewer.locator("#acknowledged-warnings li[data-code=static-network]")).to_contain_text("acknowledged")

@@ -31,7 +31,7 @@ from wizard.batches.manifest import MAX_BYTES, Manifest, RowError
 from wizard.http import AuthenticatedHttpRequest, HttpError
 from wizard.imports import cancelling, dispatch_queue, failures, progress
 from wizard.models import Batch, DiskContainer, ImportRequest, Upload
-from wizard.preflight import preflight
+from wizard.preflight import acknowledgements, preflight
 from wizard.requests import drafts, review, submission
 from wizard.requests.cli_format import parse_cli_input, to_cli_json
 from wizard.requests.importspec import Finding
@@ -156,7 +156,7 @@ def request_json(r: ImportRequest, *, findings: list[Placed] | None = None, ahea
         "document": json.loads(to_cli_json(r.to_spec())),
         "findings": None
         if findings is None
-        else [{"path": f.path, "message": f.message, "severity": f.severity} for f in findings],
+        else [{"path": f.path, "message": f.message, "severity": f.severity, "code": f.code} for f in findings],
         "inspecting": None
         if findings is None
         else r.disk_containers.filter(inspection_status=preflight.PENDING).exists(),
@@ -283,14 +283,25 @@ def get_request(request: AuthenticatedHttpRequest, pk: int) -> dict[str, Any]:
 @api.post(
     "/requests/{pk}/submit",
     response={200: schemas.ImportRequestOut, 404: schemas.Error, 409: schemas.Error, 422: schemas.Error},
-    summary="Submit a draft for review (every rule and pre-flight check first)",
+    summary="Submit a draft for review (every rule and pre-flight check first; warnings need acknowledge_warnings)",
 )
-def submit_request(request: AuthenticatedHttpRequest, pk: int) -> dict[str, Any]:
+def submit_request(
+    request: AuthenticatedHttpRequest, pk: int, body: schemas.Submit | None = None
+) -> dict[str, Any] | JsonResponse:
     r = _one(request, pk)
     if r.owner_id != request.user.pk:
         raise Http404
+    codes = body.acknowledge_warnings if body is not None else None
     try:
-        submission.submit(r, request.user)
+        submission.submit(r, request.user, acknowledge_codes=codes)
+    except submission.WarningsNotAcknowledged as exc:
+        warnings = acknowledgements.codes(acknowledgements.keys(exc.findings))
+        message = exc.stale or (
+            "Not submitted: these warnings need an acknowledgement. Read them; to import anyway, send "
+            '{"acknowledge_warnings": [...]} with every code listed in warnings_to_acknowledge.'
+        )
+        errors = [{"path": f.path, "message": f.message, "code": f.code} for f in exc.findings]
+        return JsonResponse({"message": message, "errors": errors, "warnings_to_acknowledge": warnings}, status=422)
     except submission.SubmitRefused as exc:
         raise HttpError(422, "Not submitted: fix these first.", _findings(exc.findings)) from exc
     except TransitionError as exc:

@@ -16,17 +16,30 @@ class Problem(Schema):
     row: int | None = Field(None, description="a manifest's row (batches); 0 for the whole manifest")
     column: str | None = Field(None, description="the CSV column the path comes from")
     request: int | None = Field(None, description="the request a batch action refused")
+    code: str | None = Field(None, description="a warning's code (submit refused until it is acknowledged)")
 
 
 class Error(Schema):
     message: str
     errors: list[Problem] = []
+    warnings_to_acknowledge: list[str] | None = Field(
+        None, description="submit refused for warnings: their codes, to send back as acknowledge_warnings"
+    )
 
 
 class Finding(Schema):
     path: str
     message: str
     severity: Literal["error", "warning"]
+    code: str = Field("", description="the finding's code; a warning's is acknowledged by it (acknowledge_warnings)")
+
+
+class Submit(Schema):
+    acknowledge_warnings: list[str] | None = Field(
+        None,
+        max_length=500,
+        description="the codes of every warning of the request: I have read them and want to import anyway",
+    )
 
 
 class Task(Schema):

@@ -384,6 +384,26 @@ def _submitted(e: Event) -> list[Part]:
     return [e.who, " submitted ", *e.req, " for review.", *_status_changes(e.before, e.after)]
 
 
+def _warnings_acknowledged(e: Event) -> list[Part]:
+    """`alice acknowledged the warnings of #12, to import it anyway: static-network on disk 1, ...`."""
+    items = e.details.get("warnings")
+    listed: list[Any] = []
+    for item in items if isinstance(items, list) else []:
+        w = _dict(item)
+        code = _str(w, "code") or "a warning"
+        listed.append(f"{code} on {_position(w)}" if _int(w.get("position")) is not None else code)
+    codes = e.details.get("codes")
+    listed = listed or (codes if isinstance(codes, list) else [])
+    return [
+        e.who,
+        " acknowledged the warnings of ",
+        *e.req,
+        ", to import it anyway",
+        *([": ", value(listed)] if listed else []),
+        ".",
+    ]
+
+
 def _approved(e: Event) -> list[Part]:
     return [e.who, " approved ", *e.req, *e.reason(), ".", *_status_changes(e.before, e.after)]
 
@@ -636,6 +656,7 @@ SENTENCES: dict[str, Callable[[Event], list[Part]]] = {
     "upload failed": _upload_failed,
     "image inspected": _image_inspected,
     "submitted": _submitted,
+    "warnings acknowledged": _warnings_acknowledged,
     "approved": _approved,
     "rejected": _rejected,
     "dispatched": _dispatched,

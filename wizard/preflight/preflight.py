@@ -25,7 +25,7 @@ from django.utils import timezone
 from wizard.audit import audit
 from wizard.aws import account, kms
 from wizard.models import DiskContainer, ImportRequest
-from wizard.preflight import inspection
+from wizard.preflight import acknowledgements, inspection
 from wizard.requests.steps import Placed, finishing_findings, placed_findings
 from wizard.uploads import sources
 
@@ -198,7 +198,15 @@ def placed(request: ImportRequest, containers: list[DiskContainer] | None = None
             # A stored refusal is stale once a grant is made; all_findings judges the source afresh.
             if f["severity"] in ("error", "warning") and f.get("code") != NOT_PERMITTED:
                 found.append(
-                    Placed("upload", f"disk-{i}", f"DiskContainers[{i}] (image)", f["message"], severity=f["severity"])
+                    Placed(
+                        "upload",
+                        f"disk-{i}",
+                        f"DiskContainers[{i}] (image)",
+                        f["message"],
+                        severity=f["severity"],
+                        code=str(f.get("code") or ""),
+                        disk=container.pk,
+                    )
                 )
         if i == 0 and report.get("boot_mode_hint"):
             hints.add(report["boot_mode_hint"])
@@ -297,13 +305,17 @@ ACCOUNT_FIELDS = {"RoleName": ("details", "role_name"), "KmsKeyId": ("encryption
 def account_findings(request: ImportRequest, containers: Iterable[DiskContainer]) -> list[Placed]:
     """The account's problems placed on the wizard's steps: the role on Details, the key on
     Encryption, buckets and snapshots on their disk."""
+    containers = list(containers)
     found = []
     for p in account_problems(request, containers):
+        disk = None
         if p.disk is not None:
             step, field = "upload", f"disk-{p.disk}"
+            disk = containers[p.disk].pk if 0 <= p.disk < len(containers) else None
         else:
             step, field = ACCOUNT_FIELDS.get(p.path, ("details", "role_name"))
-        found.append(Placed(step, field, p.path, p.message, severity=p.severity))
+        code = acknowledgements.account_code(p.path, p.message)
+        found.append(Placed(step, field, p.path, p.message, severity=p.severity, code=code, disk=disk))
     return found
 
 

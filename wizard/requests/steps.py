@@ -58,7 +58,9 @@ class Placed:
     field: str
     path: str
     message: str
-    severity: str = "error"  # "warning": shown, but does not stop a submission
+    severity: str = "error"  # "warning": shown; a submission needs it acknowledged (wizard.preflight.acknowledgements)
+    code: str = ""  # the finding's code (an image's report, or the account check's)
+    disk: int | None = None  # the DiskContainer's pk, for a finding of one disk's image or source
 
     @property
     def title(self) -> str:

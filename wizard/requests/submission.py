@@ -8,8 +8,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from wizard.models import ImportRequest
-from wizard.preflight import preflight
+from wizard.preflight import acknowledgements, preflight
+from wizard.preflight.acknowledgements import Key
+from wizard.requests import acknowledgement
 from wizard.requests.statemachine import change_status
+from wizard.text import shown
 
 
 class SubmitRefused(Exception):
@@ -20,15 +23,55 @@ class SubmitRefused(Exception):
         self.findings = findings
 
 
-def submit(request: ImportRequest, user: User) -> ImportRequest:
+class WarningsNotAcknowledged(SubmitRefused):
+    """Warnings stand that the requester has not acknowledged (`findings`), or what was sent to
+    acknowledge them is not the warnings there are now (`stale`: why)."""
+
+    def __init__(self, findings: list, stale: str = ""):
+        super().__init__(findings)
+        self.stale = stale
+
+
+def submit(
+    request: ImportRequest,
+    user: User,
+    acknowledge: frozenset[Key] | None = None,
+    acknowledge_codes: list[str] | None = None,
+) -> ImportRequest:
     """Hand a draft (or a rejected request) to the reviewers, or straight to dispatch
-    when the installation does not require approval (WIZARD_APPROVAL_REQUIRED=0)."""
+    when the installation does not require approval (WIZARD_APPROVAL_REQUIRED=0).
+
+    Errors refuse it; warnings need an acknowledgement (wizard.preflight.acknowledgements): the
+    latest stored one, or the one sent, stored and audited with the submission: `acknowledge`,
+    exactly the warnings there are now (the review step's box), or `acknowledge_codes`, the
+    codes of every warning there is now (the API), none that is not."""
     from wizard.requests.review import approve_without_review
 
-    findings = preflight.blocking(preflight.all_findings(request, check_aws=True))
+    found = preflight.all_findings(request, check_aws=True)
+    findings = preflight.blocking(found)
     if findings:
         raise SubmitRefused(findings)
+    covered = acknowledgement.acknowledged(request)
+    if acknowledge_codes is not None:
+        acknowledge, unknown = acknowledgements.from_codes(found, acknowledge_codes)
+        if unknown:
+            stale = f"Not warnings of this request (now): {shown(', '.join(unknown), 300)}; nothing was acknowledged."
+            raise WarningsNotAcknowledged(acknowledgements.needing(found), stale=stale)
+        covered = acknowledge
+    elif acknowledge is not None:
+        try:
+            acknowledgement.check(found, acknowledge)
+        except acknowledgement.NotAcknowledged as exc:
+            raise WarningsNotAcknowledged(acknowledgements.needing(found), stale=exc.message) from exc
+        covered = acknowledge
+    if missing := acknowledgements.uncovered(found, covered):
+        raise WarningsNotAcknowledged(missing)
     with transaction.atomic():
+        if acknowledge:
+            try:
+                acknowledgement.record(request, user, found)
+            except acknowledgement.NotAcknowledged as exc:
+                raise WarningsNotAcknowledged(acknowledgements.needing(found), stale=exc.message) from exc
         change_status(
             request,
             "submit",

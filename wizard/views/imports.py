@@ -21,13 +21,15 @@ from django.views.decorators.http import require_POST
 from wizard.http import AuthenticatedHttpRequest
 from wizard.imports import cancelling, failures, progress
 from wizard.models import FinishingStep, ImportRequest, ImportTask
-from wizard.requests import statemachine, submission
+from wizard.preflight import acknowledgements
+from wizard.requests import drafts, statemachine, submission
 from wizard.requests.cli_format import to_cli_command, to_cli_json
 from wizard.requests.forms import CancelForm, error_summary
 from wizard.requests.review import ReviewError
 from wizard.requests.statemachine import TransitionError
 from wizard.selectors import visible_requests
 from wizard.templatetags.wizard_tags import duration
+from wizard.views.wizard import review_refused
 
 POLLING_STATUSES = (
     ImportRequest.Status.SUBMITTED,
@@ -92,9 +94,21 @@ def request_progress(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse
 @require_POST
 def submit_request(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     import_request = get_object_or_404(ImportRequest, pk=pk, owner=request.user)
+    acknowledge = None
+    if request.POST.get("acknowledge") == "yes":  # the box under the warnings of the review step
+        acknowledge = acknowledgements.parse_token(request.POST.get("warnings", ""))
+        if acknowledge is None:
+            return _not_acknowledged(request, import_request, "The list of warnings sent is not one this page shows.")
     try:
-        submission.submit(import_request, request.user)
+        submission.submit(import_request, request.user, acknowledge=acknowledge)
         messages.success(request, "Submitted for review." if settings.APPROVAL_REQUIRED else "Submitted and approved.")
+    except submission.WarningsNotAcknowledged as exc:
+        n = len(exc.findings)
+        why = exc.stale or (
+            f"{n} warning{'s' if n != 1 else ''} above: tick “{ACKNOWLEDGE}” to submit anyway, or mend "
+            f"{'them' if n != 1 else 'it'} first."
+        )
+        return _not_acknowledged(request, import_request, why)
     except submission.SubmitRefused as exc:
         messages.error(request, f"Not submitted: {len(exc.findings)} problem(s) to fix first, listed below.")
         return redirect("wizard-step", pk=import_request.pk, name="review")
@@ -104,6 +118,16 @@ def submit_request(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
             request, f"Not submitted: import #{import_request.pk} is {import_request.get_status_display().lower()}."
         )
     return redirect(import_request)
+
+
+ACKNOWLEDGE = "I have read these warnings and want to import anyway"
+
+
+def _not_acknowledged(request: AuthenticatedHttpRequest, import_request: ImportRequest, why: str) -> HttpResponse:
+    """Not submitted: the review step again (400), why next to the box, nothing saved lost."""
+    if import_request.status not in drafts.EDITABLE:  # submitted by another tab meanwhile
+        return redirect(import_request)
+    return review_refused(request, import_request, why)
 
 
 @login_required

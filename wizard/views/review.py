@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from wizard.http import AuthenticatedHttpRequest
 from wizard.models import AuditEvent, ImportRequest
 from wizard.preflight import preflight
-from wizard.requests import review
+from wizard.requests import acknowledgement, review
 from wizard.requests.cli_format import to_cli_json
 from wizard.requests.forms import DecideForm, error_summary
 from wizard.uploads import sources
@@ -36,14 +36,16 @@ def detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     req = get_object_or_404(ImportRequest.objects.select_related("owner"), pk=pk)
     spec = req.to_spec()
     submitted = AuditEvent.objects.filter(request=req, action="submitted").select_related("actor").last()
+    findings = preflight.all_findings(req, check_aws=True)
     return render(
         request,
         "review/detail.html",
         {
+            **acknowledgement.context(req, findings),
             "req": req,
             "containers": req.disk_containers.select_related("upload"),
             "provenance": sources.provenances(req),
-            "findings": preflight.all_findings(req, check_aws=True),
+            "findings": findings,
             "api_json": to_cli_json(spec),
             "submitted": submitted,
             "own": req.owner_id == request.user.pk,

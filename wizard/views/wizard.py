@@ -22,7 +22,7 @@ from wizard.aws.errors import AwsError
 from wizard.http import AuthenticatedHttpRequest
 from wizard.models import DiskContainer, ImportRequest
 from wizard.preflight import fixes, preflight
-from wizard.requests import drafts
+from wizard.requests import acknowledgement, drafts
 from wizard.requests.cli_format import to_cli_command, to_cli_json
 from wizard.requests.forms import (
     DetailsForm,
@@ -199,6 +199,11 @@ def _conflict(current: ImportRequest, form: StepForm | None) -> dict[str, Any]:
     return {"version": current.version, "updated_at": current.updated_at, "rows": rows}
 
 
+def review_refused(request: AuthenticatedHttpRequest, draft: ImportRequest, why: str) -> HttpResponse:
+    """The review step again, 400, with why the warnings were not acknowledged next to the box."""
+    return _with_status(_render(request, draft, "review", acknowledge_error=why), 400)
+
+
 def _render(
     request: AuthenticatedHttpRequest,
     draft: ImportRequest,
@@ -208,6 +213,7 @@ def _render(
     conflict: dict[str, Any] | None = None,
     status_note: str = "",
     source_forms: dict[str, forms.Form] | None = None,
+    acknowledge_error: str = "",
 ) -> HttpResponse:
     findings = preflight.all_findings(draft, check_aws=name in ("encryption", "review"))
     context: dict[str, Any] = {
@@ -260,6 +266,7 @@ def _render(
     if name in ("licence", "review"):
         context["fixes"] = fixes.suggested(draft)
     if name == "review":
+        context.update(acknowledgement.context(draft, findings), acknowledge_error=acknowledge_error)
         spec = draft.to_spec()
         context["cli_json"] = to_cli_json(spec)
         context["cli_command"] = to_cli_command(spec, multiline=True)

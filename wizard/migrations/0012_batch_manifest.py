@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wizard', '0010_finishingstep_help_text'),
+        ('wizard', '0011_warning_acknowledgement'),
     ]
 
     operations = [
