@@ -6,7 +6,8 @@ files, judged against `supported.LINUX`), the architecture (the ELF header of /s
 kernel image), the installed kernels (/boot, /lib/modules and the version inside the kernel
 image), the default boot entry (grub.cfg, grubenv's saved_entry, BLS entries) and /etc/fstab,
 whose UUID= and LABEL= entries must name file systems in the image. Each problem becomes a
-finding naming the message VM Import would end with, what it means, and the fix.
+finding naming the message VM Import would end with, what it means, and the fix. A disk with
+NTFS (or BitLocker) volumes is a Windows guest: `windows.inspect_windows` reads it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .ext4 import Ext4, Ext4Error
 from .filesystems import MAX_PARTITIONS, FileSystem, identify
 from .reader import Reader
 from .report import ERROR, INFO, WARNING, Finding, ImageError, Partition, short
+from .windows import inspect_windows
 from .xfs import Xfs
 
 UNKNOWN_OS = "ClientError: Unknown OS / Missing OS files."
@@ -44,14 +46,14 @@ class GuestInfo:
     """What the inspection read of the guest operating system (JSON-ready, in the report)."""
 
     os: str = ""  # linux | windows | ""
-    distribution: str = ""  # os-release ID, e.g. ubuntu
-    version: str = ""  # e.g. 22.04
+    distribution: str = ""  # os-release ID, e.g. ubuntu; windows-server | windows-client
+    version: str = ""  # e.g. 22.04; 2019, 11
     pretty_name: str = ""
     architecture: str = ""  # x86_64 | i386 | arm64 | ...
     kernels: list[str] = field(default_factory=list)
     default_entry: str = ""
     boot_loader: str = ""  # grub | grub-bls | extlinux | ""
-    root: str = ""  # "partition 2 (ext4)"
+    root: str = ""  # "partition 2 (ext4)"; Windows: its system volume
     separate_boot: bool = False
     fstab: list[str] = field(default_factory=list)  # "UUID=... / ext4"
     filesystems: list[dict[str, object]] = field(default_factory=list)
@@ -138,18 +140,7 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
     )
     findings = _volume_findings(systems) + _dynamic_disk(partitions)
     if any(s.type in ("ntfs", "bitlocker") for s in systems):
-        info.os = "windows"
-        findings.append(
-            _finding(
-                INFO,
-                "windows-not-checked",
-                "The guest is Windows (NTFS). Its edition, build, language and free space are not checked by this "
-                "pre-flight: VM Import supports Windows Server 2003 to 2022 and client editions only in US English, "
-                "and Windows 11 (build 22000 or later) only with BootMode=uefi.",
-                Platform="Windows",
-            )
-        )
-        return info, findings
+        return info, findings + inspect_windows(guest, systems, partitions, info)
     roots: list[tuple[FS, FileSystem]] = []
     boots: list[tuple[FS, FileSystem]] = []
     unreadable: list[FileSystem] = []

@@ -160,3 +160,37 @@ def kernel_listed(row: Row, kernel: str) -> bool:
         return True
     k = version_key(kernel)
     return any(k[: len(version_key(p))] == version_key(p) for p in row.kernels)
+
+
+# --- Windows ----------------------------------------------------------------------------------
+# The same guide's Windows table. The stored copies of the page (English and machine-translated)
+# end before it, inside the Linux table, so the rows below are not read from the table itself:
+# they are the guide's summary as kept in the project's reference notes, read 2026-12-02
+# (/work/shared/reference/guest-os-facts.md: "Windows Server 2003 to 2022; Windows 7 to 11 client
+# editions only in US English. Windows 11 requires UEFI. Windows needs at least 6 GiB free on the
+# system volume."; the guide's own line for Windows 10, as quoted publicly: "Microsoft Windows 10
+# (Professional, Enterprise, Education) (US English) (64-bit only)"). Editions and service packs
+# per version are therefore not checked. To update: replace the ranges by the guide's rows.
+WINDOWS_SOURCE = SOURCE
+WINDOWS_RETRIEVED = "2026-12-02"
+WINDOWS_VERSIONS = {  # every version, oldest first: what a range below spans
+    "windows-server": ("2000", "2003", "2003 R2", "2008", "2008 R2", "2012", "2012 R2", "2016", "2019", "2022", "2025"),
+    "windows-client": ("XP", "Vista", "7", "8", "8.1", "10", "11"),
+}
+WINDOWS: dict[str, tuple[str, str]] = {  # distribution -> first and last supported version
+    "windows-server": ("2003", "2022"),
+    "windows-client": ("7", "11"),
+}
+WINDOWS_CLIENT_LANGUAGES = {"0409"}  # InstallLanguage of the client editions VM Import takes: US English
+WINDOWS_MIN_FREE = 6 * 1024**3  # bytes free on the system volume
+WINDOWS_11_BUILD = 22000  # Windows 11 from this build on, whatever ProductName says (it needs UEFI)
+
+
+def judge_windows(distribution: str, version: str) -> str:
+    """ "supported", "unsupported" (older than the guide's first or newer than its last) or
+    "unknown" (a version this table does not know)."""
+    known, listed = WINDOWS_VERSIONS.get(distribution, ()), WINDOWS.get(distribution)
+    if listed is None or version not in known:
+        return "unknown"
+    first, last = known.index(listed[0]), known.index(listed[1])
+    return "supported" if first <= known.index(version) <= last else "unsupported"
