@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wizard.inspect import FileReader, inspect_image
-from wizard.inspect import ntfs
+from wizard.inspect import FileReader, inspect_image, ntfs
 from wizard.inspect.ntfs import Ntfs
 from wizard.inspect.report import ImageReport
 
@@ -60,7 +59,10 @@ def disks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.parametrize("fmt", ["raw", "vhdx", "vmdk"])
 @pytest.mark.parametrize(
     ("name", "version", "product"),
-    [("server-2019", "2019", "Windows Server 2019 Datacenter"), ("server-2022", "2022", "Windows Server 2022 Standard")],
+    [
+        ("server-2019", "2019", "Windows Server 2019 Datacenter"),
+        ("server-2022", "2022", "Windows Server 2022 Standard"),
+    ],
 )
 def test_windows_server_on_bios_mbr(disks: dict[str, Path], fmt: str, name: str, version: str, product: str) -> None:
     report = inspect_image(FileReader(guests.convert(disks[name], fmt)))
