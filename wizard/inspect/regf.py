@@ -28,6 +28,7 @@ MAX_SUBKEYS = 65536  # entries of one subkey list scanned
 MAX_VALUES = 4096
 MAX_PARTS = 32
 MAX_NAME = 512  # characters of a key or value name
+MAX_VISITS = 20_000  # cells read from one hive, in all (a damaged ri list could name millions)
 REG_SZ, REG_EXPAND_SZ, REG_BINARY, REG_DWORD, REG_MULTI_SZ = 1, 2, 3, 4, 7
 KEY_COMP_NAME, VALUE_COMP_NAME = 0x20, 0x1
 BIG_DATA = 16344  # data larger than this is in a db cell's segments (hive version 1.4 and later)
@@ -74,6 +75,7 @@ class Hive:
     def __init__(self, source: Reader) -> None:
         self.source = source
         self._pages: dict[int, bytes] = {}
+        self.visits = 0
         base = self._bytes(0, 512)
         if len(base) < 512 or base[:4] != b"regf":
             raise RegfError("no regf base block")
@@ -107,6 +109,9 @@ class Hive:
 
     def cell(self, offset: int) -> bytes:
         """The data of the allocated cell at `offset` (relative to the first bin)."""
+        self.visits += 1
+        if self.visits > MAX_VISITS:
+            raise RegfError(f"more than {MAX_VISITS} cells read")
         if offset % 8 or not 0 <= offset < self.bins_size - 8:
             raise RegfError(f"cell offset {offset:#x} outside the hive bins")
         size = _u(self._bytes(BASE + offset, 4), "<i", 0)
