@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from wizard.inspect import FileReader, inspect_image, ntfs
+from wizard.inspect import FileReader, inspect_image, ntfs, supported
 from wizard.inspect.ntfs import Ntfs
 from wizard.inspect.report import ImageReport
+from wizard.inspect.windows import pe_architecture, version_of
 
 from . import guests
 from .conftest import tool
 from .helpers import CountingReader
-from .windows_guests import Windows, ntfs_volume, require_windows_tools, system_volume, windows_disk
+from .windows_guests import Windows, ntfs_volume, pe_header, require_windows_tools, system_volume, windows_disk
 
 MiB = 1024 * 1024
 SERVER_2022 = Windows("Windows Server 2022 Standard", "ServerStandard", "Server", "20348", "21H2")
@@ -173,3 +174,33 @@ def test_free_space_stops_once_enough_is_found_from_the_end(tmp_path: Path, monk
     assert fs.free_space(enough=100 * MiB) == (128 * MiB - 4096, False)
     monkeypatch.setattr(ntfs, "MAX_BITMAP", 8192)
     assert fs.free_space() == (256 * MiB - 4096, False)
+
+
+@pytest.mark.parametrize(
+    ("kind", "build", "product", "version", "verdict"),
+    [
+        ("windows-server", 3790, "Microsoft Windows Server 2003 R2", "2003", "supported"),
+        ("windows-server", 7601, "Windows Server 2008 R2 Standard", "2008 R2", "supported"),
+        ("windows-server", 20348, "Windows Server 2022 Datacenter", "2022", "supported"),
+        ("windows-server", 26100, "Windows Server 2025 Standard", "2025", "not-listed"),
+        ("windows-server", 2195, "Windows 2000 Server", "2000", "unsupported"),
+        ("windows-server", 99999, "Windows Server Insider", "", "unknown"),
+        ("windows-client", 2600, "Microsoft Windows XP", "XP", "unsupported"),
+        ("windows-client", 7601, "Windows 7 Professional", "7", "supported"),
+        ("windows-client", 9600, "Windows 8.1 Pro", "8.1", "supported"),
+        ("windows-client", 19045, "Windows 10 Enterprise", "10", "supported"),
+        ("windows-client", 22000, "Windows 10 Pro", "11", "supported"),
+        ("windows-client", 0, "Windows 8 Pro", "8", "supported"),  # no build: the product name's words
+    ],
+)
+def test_versions_from_builds_judged_against_the_table(
+    kind: str, build: int, product: str, version: str, verdict: str
+) -> None:
+    assert version_of(kind, build, product) == version
+    assert supported.judge_windows(kind, version) == verdict
+
+
+def test_pe_headers() -> None:
+    assert pe_architecture(pe_header(0x8664)) == "x86_64" and pe_architecture(pe_header(0xAA64)) == "arm64"
+    assert pe_architecture(pe_header(0x14C)) == "i386" and pe_architecture(b"MZ" + bytes(100)) == ""
+    assert pe_architecture(b"\x7fELF" + bytes(100)) == ""

@@ -187,10 +187,10 @@ WINDOWS_11_BUILD = 22000  # Windows 11 from this build on, whatever ProductName 
 
 
 def judge_windows(distribution: str, version: str) -> str:
-    """ "supported", "unsupported" (older than the guide's first or newer than its last) or
-    "unknown" (a version this table does not know)."""
+    """ "supported"; "unsupported" (older than the guide's first version); "not-listed" (newer
+    than its last: the guide may list it by now); "unknown" (a version this table does not know)."""
     known, listed = WINDOWS_VERSIONS.get(distribution, ()), WINDOWS.get(distribution)
     if listed is None or version not in known:
         return "unknown"
-    first, last = known.index(listed[0]), known.index(listed[1])
-    return "supported" if first <= known.index(version) <= last else "unsupported"
+    at, first, last = known.index(version), known.index(listed[0]), known.index(listed[1])
+    return "supported" if first <= at <= last else "unsupported" if at < first else "not-listed"

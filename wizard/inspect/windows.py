@@ -256,7 +256,7 @@ def _version(info: GuestInfo, product: str, build: int) -> list[Finding]:
             "unsupported-os-version",
             f"The guest is {name}; {kind} {short(info.version or product or 'of this build', 40)} is not among the "
             f"versions VM Import lists ({listed}, {_source()[1:-1]}). The import may fail with "
-            f'"{UNKNOWN_OS}" Check the current guide ({supported.WINDOWS_SOURCE}).',
+            f'"{UNKNOWN_OS}" Check the current guide ({supported.WINDOWS_SOURCE}): it may list it by now.',
             Platform="Windows",
         )
     ]
