@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,7 @@ def disks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "windows-11-bios": windows_disk(work / "windows-11-bios.raw", WINDOWS_11_AS_10, "bios"),
         "windows-11-gpt-no-esp": windows_disk(work / "windows-11-gpt.raw", WINDOWS_11, "gpt-bios"),
         "german-10": windows_disk(work / "german-10.raw", GERMAN_10),
+        "german-10-set-2": windows_disk(work / "german-10-2.raw", replace(GERMAN_10, control_set=2)),
         "german-server": windows_disk(work / "german-server.raw", Windows(language="0407")),
         "hibernated": windows_disk(work / "hibernated.raw", Windows(hibernation=True)),
         "small": windows_disk(work / "small.raw", Windows(), system_mib=1024),
@@ -110,6 +112,8 @@ def test_a_german_client_edition_is_an_error_a_german_server_is_not(disks: dict[
     assert report.guest.version == "10" and not report.ok
     severity, message, _ = finding(report, "windows-language")
     assert severity == "error" and "German" in message and "0407" in message and "US English" in message
+    in_set_2 = inspect_image(FileReader(disks["german-10-set-2"]))  # Select\Current = 2: ControlSet002 counts
+    assert finding(in_set_2, "windows-language")[0] == "error"
     server = inspect_image(FileReader(disks["german-server"]))
     assert server.ok and "windows-language" not in codes(server)
 

@@ -200,6 +200,7 @@ class Windows:
     hibernation: bool = False
     filler_keys: int = 40  # sibling keys under SOFTWARE\Microsoft
     big: int = 0  # bytes of other values in SOFTWARE (a real one is 50-100 MiB)
+    control_set: int = 1  # Select\Current; another than 1 leaves a US English ControlSet001 behind
     extra: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -230,13 +231,15 @@ def software(path: Path, w: Windows) -> Path:
 
 
 def system(path: Path, w: Windows) -> Path:
+    n = w.control_set
     keys: dict[str, dict[str, HiveValue]] = {
-        "Select": {"Current": 1, "Default": 1, "LastKnownGood": 1},
-        "ControlSet001\\Control\\Nls\\Language": {"InstallLanguage": w.language, "Default": w.language},
-        "ControlSet001\\Services\\Tcpip": {"Start": 1},
+        "Select": {"Current": n, "Default": n, "LastKnownGood": n},
+        "ControlSet001\\Control\\Nls\\Language": {"InstallLanguage": w.language if n == 1 else "0409"},
+        f"ControlSet{n:03d}\\Control\\Nls\\Language": {"InstallLanguage": w.language, "Default": w.language},
+        f"ControlSet{n:03d}\\Services\\Tcpip": {"Start": 1},
     }
     if w.architecture:
-        keys["ControlSet001\\Control\\Session Manager\\Environment"] = {
+        keys[f"ControlSet{n:03d}\\Control\\Session Manager\\Environment"] = {
             "PROCESSOR_ARCHITECTURE": w.architecture,
             "Path": "%SystemRoot%\\system32",
         }
