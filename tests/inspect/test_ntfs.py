@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from wizard.inspect.ntfs import INDEX_ALLOCATION, Ntfs, NtfsError
+from wizard.inspect.ntfs import ATTRIBUTE_LIST, DATA, INDEX_ALLOCATION, Ntfs, NtfsError
 from wizard.inspect.reader import FileReader
 
 from .conftest import tool
 from .helpers import CountingReader, PatchedReader
-from .windows_guests import ntfs_volume, require_windows_tools
+from .windows_guests import Ntfs3g, ntfs_volume, require_windows_tools
 
 CONTENT = random.Random(7).randbytes(3 * 1024 * 1024 + 123)
 
@@ -98,3 +98,23 @@ def test_a_torn_mft_record_is_the_readers_error(volume: Path) -> None:
 def test_a_damaged_boot_sector_is_the_readers_error(volume: Path, at: int, patch: bytes, error: str) -> None:
     with pytest.raises(NtfsError, match=error):
         Ntfs(PatchedReader(FileReader(volume), {at: patch}), 0, volume.stat().st_size)
+
+
+def test_a_fragmented_file_is_read_through_its_attribute_list(tmp_path: Path) -> None:
+    require_windows_tools()
+    part = tmp_path / "frag.part"
+    subprocess.run(["truncate", "-s", "32M", str(part)], check=True)
+    subprocess.run([tool("mkntfs"), "-q", "-F", "-f", str(part)], check=True, capture_output=True)
+    content = Ntfs3g().fragmented(part, "SOFTWARE")
+    reader = CountingReader(FileReader(part))
+    fs = Ntfs(reader, 0, part.stat().st_size)
+    record = fs.lookup("/software")
+    assert record is not None and any(a.type == ATTRIBUTE_LIST for a in record.attributes)
+    pieces = [a for a in record.attributes if a.type == DATA]
+    assert len(pieces) >= 2 and pieces[1].first_vcn > 0  # $DATA continues in extension records
+    f = fs.open("/SOFTWARE")
+    assert f is not None and f.size == len(content) and len(f.data.runs) > 300
+    for offset in range(0, len(content), 3 * 1024 * 1024):
+        assert f.read(offset, 3 * 1024 * 1024) == content[offset : offset + 3 * 1024 * 1024]
+    boundary = pieces[1].first_vcn * fs.cluster  # a read across the pieces' boundary
+    assert f.read(boundary - 100, 200) == content[boundary - 100 : boundary + 100]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import shutil
 import struct
 import subprocess
@@ -119,7 +120,7 @@ def pe_header(machine: int = 0x8664) -> bytes:
     return bytes(data)
 
 
-class _Ntfs3g:
+class Ntfs3g:
     """libntfs-3g, through ctypes: directories (and empty files) made in an unmounted volume."""
 
     def __init__(self) -> None:
@@ -132,7 +133,65 @@ class _Ntfs3g:
         lib.ntfs_create.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p, ctypes.c_uint8, ctypes.c_uint32]
         lib.ntfs_inode_close.argtypes = [ctypes.c_void_p]
         lib.ntfs_umount.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.ntfs_attr_open.restype = ctypes.c_void_p
+        lib.ntfs_attr_open.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_uint32]
+        lib.ntfs_attr_pwrite.restype = ctypes.c_int64
+        lib.ntfs_attr_pwrite.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_char_p]
+        lib.ntfs_attr_close.argtypes = [ctypes.c_void_p]
+        lib.ntfs_delete.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_uint8,
+        ]
         self.lib = lib
+        self.unnamed = ctypes.addressof(ctypes.c_uint16.in_dll(lib, "AT_UNNAMED"))
+
+    def _write(self, vol: int, name: str, data: bytes) -> bool:
+        """A new file `name` in the root, written 4 KiB at a time; False when the volume is full."""
+        lib = self.lib
+        root = lib.ntfs_pathname_to_inode(vol, None, b"/")
+        ni = lib.ntfs_create(root, 0, name.encode("utf-16-le"), len(name), 0o100000)
+        lib.ntfs_inode_close(root)
+        if not ni:
+            return False
+        na = lib.ntfs_attr_open(ni, 0x80, self.unnamed, 0)
+        written = True
+        for at in range(0, len(data), 4096):
+            piece = data[at : at + 4096]
+            if lib.ntfs_attr_pwrite(na, at, len(piece), piece) != len(piece):
+                written = False
+                break
+        lib.ntfs_attr_close(na)
+        lib.ntfs_inode_close(ni)
+        return written
+
+    def fragmented(self, volume: Path, name: str, seed: int = 1) -> bytes:
+        """Fills the volume with one-cluster files, deletes every other one, then writes `name`
+        into the holes: a file of hundreds of runs, its $DATA spread over extension records
+        ($ATTRIBUTE_LIST). Returns what the file holds."""
+        lib = self.lib
+        vol = lib.ntfs_mount(str(volume).encode(), 0)
+        if not vol:
+            raise RuntimeError(f"ntfs_mount {volume} failed")
+        try:
+            made = 0
+            while made < 100_000 and self._write(vol, f"h{made:05d}", b"\1" * 4096):
+                made += 1
+            for i in range(0, made, 2):
+                path, root = f"/h{i:05d}", lib.ntfs_pathname_to_inode(vol, None, b"/")
+                ni = lib.ntfs_pathname_to_inode(vol, None, path.encode())
+                if lib.ntfs_delete(vol, path.encode(), ni, root, path[1:].encode("utf-16-le"), len(path) - 1):
+                    raise RuntimeError(f"ntfs_delete {path} failed")
+            data = random.Random(seed).randbytes(4096 * (made // 2 - 20))
+            if not self._write(vol, name, data):
+                raise RuntimeError(f"writing {name} failed")
+            return data
+        finally:
+            if lib.ntfs_umount(vol, 0):
+                raise RuntimeError("ntfs_umount failed")
 
     def create(self, volume: Path, paths: list[tuple[str, bool]]) -> None:
         """Each (path, is a directory), parents first."""
@@ -174,7 +233,7 @@ def ntfs_volume(out: Path, size_mib: int, files: dict[str, bytes], fillers: dict
     made = [(folder, True) for folder in folders]
     for folder, count in (fillers or {}).items():
         made += [(f"{folder}/filler{i:04d}.dll", False) for i in range(count)]
-    _Ntfs3g().create(out, made)
+    Ntfs3g().create(out, made)
     work = out.with_suffix(".files")
     work.mkdir(exist_ok=True)
     for i, (path, content) in enumerate(files.items()):
