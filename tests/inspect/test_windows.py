@@ -152,7 +152,7 @@ def test_an_ntfs_data_disk_has_no_windows(tmp_path: Path) -> None:
     require_windows_tools()
     part = ntfs_volume(tmp_path / "data.part", 64, {"/Data/readme.txt": b"data"})
     report = inspect_image(FileReader(guests.assemble(tmp_path / "data.raw", [(64, part)])))
-    assert report.guest.os == "windows"
+    assert report.guest.os == ""  # no OS found: neither Windows nor a Linux root
     severity, message, _ = finding(report, "windows-no-system")
     assert severity == "error" and "Unknown OS" in message
 
@@ -208,3 +208,17 @@ def test_pe_headers() -> None:
     assert pe_architecture(pe_header(0x8664)) == "x86_64" and pe_architecture(pe_header(0xAA64)) == "arm64"
     assert pe_architecture(pe_header(0x14C)) == "i386" and pe_architecture(b"MZ" + bytes(100)) == ""
     assert pe_architecture(b"\x7fELF" + bytes(100)) == ""
+
+
+def test_an_ntfs_data_volume_beside_a_linux_root_leaves_a_linux_guest(tmp_path: Path) -> None:
+    require_windows_tools()
+    root, _ = guests.linux("debian", "12")
+    linux_disk = guests.build_disk(tmp_path / "linux.raw", root, size_mib=64)
+    linux_part = tmp_path / "linux.part"
+    dd = ["dd", f"if={linux_disk}", f"of={linux_part}", "bs=1M", "skip=1", "count=63"]
+    subprocess.run(dd, check=True, capture_output=True)
+    data = ntfs_volume(tmp_path / "data.part", 64, {"/Shared/readme.txt": b"data"})
+    report = inspect_image(FileReader(guests.assemble(tmp_path / "both.raw", [(63, linux_part), (64, data)])))
+    assert (report.guest.os, report.guest.distribution) == ("linux", "debian")
+    assert report.ok, report.findings
+    assert not {c for c in codes(report) if c.startswith("windows")}

@@ -6,8 +6,9 @@ files, judged against `supported.LINUX`), the architecture (the ELF header of /s
 kernel image), the installed kernels (/boot, /lib/modules and the version inside the kernel
 image), the default boot entry (grub.cfg, grubenv's saved_entry, BLS entries) and /etc/fstab,
 whose UUID= and LABEL= entries must name file systems in the image. Each problem becomes a
-finding naming the message VM Import would end with, what it means, and the fix. A disk with
-NTFS (or BitLocker) volumes is a Windows guest: `windows.inspect_windows` reads it.
+finding naming the message VM Import would end with, what it means, and the fix. A disk whose
+NTFS volume holds Windows (or with BitLocker volumes) is a Windows guest, read by
+`windows.inspect_windows`; NTFS data volumes beside a Linux root leave it a Linux guest.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .ext4 import Ext4, Ext4Error
 from .filesystems import MAX_PARTITIONS, FileSystem, identify
 from .reader import Reader
 from .report import ERROR, INFO, WARNING, Finding, ImageError, Partition, short
-from .windows import inspect_windows
+from .windows import inspect_windows, no_system
 from .xfs import Xfs
 
 UNKNOWN_OS = "ClientError: Unknown OS / Missing OS files."
@@ -139,8 +140,11 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
         ]
     )
     findings = _volume_findings(systems) + _dynamic_disk(partitions)
-    if any(s.type in ("ntfs", "bitlocker") for s in systems):
-        return info, findings + inspect_windows(guest, systems, partitions, info)
+    ntfs = any(s.type in ("ntfs", "bitlocker") for s in systems)
+    if ntfs:
+        windows = inspect_windows(guest, systems, partitions, info)
+        if windows is not None:
+            return info, findings + windows
     roots: list[tuple[FS, FileSystem]] = []
     boots: list[tuple[FS, FileSystem]] = []
     unreadable: list[FileSystem] = []
@@ -159,7 +163,7 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
             unreadable.append(s)
             findings.append(_unreadable(s, e))
     if not roots:
-        findings += [] if unreadable else _no_root(systems)
+        findings += [] if unreadable else [no_system()] if ntfs else _no_root(systems)
         return (info if info.filesystems else None), findings
     root, root_fs = roots[0]
     g = _Guest(root, root_fs, *(boots[0] if boots else (None, None)))

@@ -90,9 +90,9 @@ def version_of(kind: str, build: int, product: str) -> str:
 
 def inspect_windows(
     guest: Reader, systems: list[FileSystem], partitions: list[Partition], info: GuestInfo
-) -> list[Finding]:
-    """Fills `info` from the Windows system volume and gives its findings."""
-    info.os = "windows"
+) -> list[Finding] | None:
+    """Fills `info` from the Windows system volume and gives its findings; None when every NTFS
+    volume was read and none holds Windows (data volumes: the guest may be Linux then)."""
     findings: list[Finding] = []
     volume: tuple[Ntfs, FileSystem] | None = None
     for s in systems:
@@ -106,17 +106,11 @@ def inspect_windows(
         except NtfsError as e:
             findings.append(_unreadable(s, e))
     if volume is None:
-        if not findings and any(s.type == "ntfs" for s in systems):
-            findings.append(
-                _finding(
-                    ERROR,
-                    "windows-no-system",
-                    "The disk holds NTFS volumes, but none has \\Windows\\System32\\config\\SOFTWARE: it is not the "
-                    f'disk of an installed Windows. VM Import looks for the OS and fails with "{UNKNOWN_OS}" Import '
-                    "the system (C:) disk first, or a data disk as a snapshot (ImportSnapshot).",
-                )
-            )
-        return findings
+        if findings or any(s.type == "bitlocker" for s in systems):
+            info.os = "windows"  # unreadable or encrypted: its findings say so
+            return findings
+        return None
+    info.os = "windows"
     fs, system = volume
     info.root = f"partition {system.partition} (ntfs)"
     try:
@@ -124,6 +118,17 @@ def inspect_windows(
     except (NtfsError, RegfError) as e:
         findings.append(_unreadable(system, e))
     return findings
+
+
+def no_system() -> Finding:
+    """NTFS volumes, but neither Windows on them nor a Linux root elsewhere."""
+    return _finding(
+        ERROR,
+        "windows-no-system",
+        "The disk holds NTFS volumes, but none has \\Windows\\System32\\config\\SOFTWARE (and no partition holds "
+        "a Linux root): it is not the disk of an installed system. VM Import looks for the OS and fails with "
+        f'"{UNKNOWN_OS}" Import the system (C:) disk first, or a data disk as a snapshot (ImportSnapshot).',
+    )
 
 
 def _unreadable(fs: FileSystem, error: Exception) -> Finding:
