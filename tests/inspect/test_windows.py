@@ -71,7 +71,13 @@ def test_windows_server_on_bios_mbr(disks: dict[str, Path], fmt: str, name: str,
     report = inspect_image(FileReader(guests.convert(disks[name], fmt)))
     assert report.ok, report.findings
     g = report.guest
-    assert (g.os, g.distribution, g.version, g.architecture) == ("windows", "windows-server", version, "x86_64")
+    assert (g.os, g.distribution, g.version, g.architecture, g.language) == (
+        "windows",
+        "windows-server",
+        version,
+        "x86_64",
+        "0409",
+    )
     assert g.pretty_name.startswith(product) and g.root == "partition 2 (ntfs)"
     assert (report.partition_table, report.boot_mode_hint) == ("mbr", "legacy-bios")
     severity, message, fix = finding(report, "windows")
@@ -109,7 +115,7 @@ def test_windows_11_on_gpt_without_an_esp_is_an_error(disks: dict[str, Path]) ->
 
 def test_a_german_client_edition_is_an_error_a_german_server_is_not(disks: dict[str, Path]) -> None:
     report = inspect_image(FileReader(disks["german-10"]))
-    assert report.guest.version == "10" and not report.ok
+    assert (report.guest.version, report.guest.language) == ("10", "0407") and not report.ok
     severity, message, _ = finding(report, "windows-language")
     assert severity == "error" and "German" in message and "0407" in message and "US English" in message
     in_set_2 = inspect_image(FileReader(disks["german-10-set-2"]))  # Select\Current = 2: ControlSet002 counts

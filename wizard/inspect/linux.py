@@ -51,6 +51,7 @@ class GuestInfo:
     version: str = ""  # e.g. 22.04; 2019, 11
     pretty_name: str = ""
     architecture: str = ""  # x86_64 | i386 | arm64 | ...
+    language: str = ""  # Windows: InstallLanguage, e.g. 0409 (US English)
     kernels: list[str] = field(default_factory=list)
     default_entry: str = ""
     boot_loader: str = ""  # grub | grub-bls | extlinux | ""

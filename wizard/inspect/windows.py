@@ -174,13 +174,15 @@ def _read(fs: Ntfs, info: GuestInfo, partitions: list[Partition]) -> list[Findin
         if part
     )
     language, found = _system(fs, info)
+    info.language = short(language, 8)
     found += _version(info, product, build)
     if not server and language and language.upper() not in supported.WINDOWS_CLIENT_LANGUAGES:
         found.append(
             _finding(
                 ERROR,
                 "windows-language",
-                f"The guest is a Windows client edition installed in {LANGUAGES.get(language.upper(), 'language')} "
+                f"The guest is a Windows client edition installed in "
+                f"{LANGUAGES.get(language.upper(), 'another language than US English')} "
                 f"(InstallLanguage {short(language, 8)}). VM Import supports client editions (Windows 7 to 11) only "
                 f"in US English (0409) {_source()}, and the import fails. Install the US English edition (other "
                 "display languages can be added to it as language packs), or use Windows Server.",
