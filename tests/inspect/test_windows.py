@@ -228,3 +228,15 @@ def test_an_ntfs_data_volume_beside_a_linux_root_leaves_a_linux_guest(tmp_path: 
     assert (report.guest.os, report.guest.distribution) == ("linux", "debian")
     assert report.ok, report.findings
     assert not {c for c in codes(report) if c.startswith("windows")}
+
+
+def test_the_reads_are_the_same_for_a_64_gib_system_volume(tmp_path: Path, disks: dict[str, Path]) -> None:
+    """The free space is counted from the end of $Bitmap and stops once 6 GiB are found: a
+    bigger volume costs no more reads (measured: 17 reads for 7 GiB and 64 GiB, 0.74 and 1.0 MiB)."""
+    small = CountingReader(FileReader(disks["server-2019"]))
+    inspect_image(small)
+    big = CountingReader(FileReader(windows_disk(tmp_path / "big.raw", Windows(), system_mib=64 * 1024)))
+    report = inspect_image(big)
+    assert report.ok and report.guest.version == "2019"
+    assert len(big.reads) == len(small.reads) <= 20
+    assert big.total - small.total <= 512 * 1024  # at most one chunk of $Bitmap more
