@@ -116,7 +116,7 @@ def version_key(version: str) -> tuple[int, ...]:
     for part in version.strip().split(".")[:6]:
         digits = ""
         for ch in part[:9]:
-            if not ch.isdigit():
+            if not ("0" <= ch <= "9"):  # ASCII digits only: "²".isdigit() is true, int("²") fails
                 break
             digits += ch
         if not digits:
