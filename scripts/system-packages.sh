@@ -3,10 +3,11 @@
 #   chromium, fonts-dejavu-core   the browser tests (Playwright drives Debian's Chromium)
 #   qemu-utils ... python3-vmdkstream   the disk tools that build the test image corpus
 #   xfsprogs btrfs-progs cryptsetup-bin  the guest volumes of the deep pre-flight's tests
+#   lvm2                            LVM physical volumes and logical volumes for those tests (pvcreate on a loop device)
 # Installs what is missing with apt-get when run as root; otherwise prints the one command
 # to run and exits 1, before any test runs.
 set -euo pipefail
-PACKAGES=(chromium fonts-dejavu-core curl jq qemu-utils gdisk fdisk dosfstools e2fsprogs mtools python3-vmdkstream xfsprogs btrfs-progs cryptsetup-bin)
+PACKAGES=(chromium fonts-dejavu-core curl jq qemu-utils gdisk fdisk dosfstools e2fsprogs mtools python3-vmdkstream xfsprogs btrfs-progs cryptsetup-bin lvm2)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -20,6 +20,7 @@ from .ext4 import Ext4, Ext4Error
 from .filesystems import MAX_PARTITIONS, FileSystem, identify
 from .reader import Reader
 from .report import ERROR, INFO, WARNING, Finding, ImageError, Partition, short
+from .volumes import Volumes, logical_volumes, subvolume_findings
 from .xfs import Xfs
 
 UNKNOWN_OS = "ClientError: Unknown OS / Missing OS files."
@@ -120,7 +121,8 @@ class _Guest:
 
 def _open(guest: Reader, fs: FileSystem) -> FS | None:
     try:
-        return Xfs(guest, fs.start, fs.size) if fs.type == "xfs" else Ext4(guest, fs.start, fs.size)
+        disk = fs.reader or guest  # an LVM logical volume's, or the guest disk
+        return Xfs(disk, fs.start, fs.size) if fs.type == "xfs" else Ext4(disk, fs.start, fs.size)
     except Ext4Error:  # XfsError too
         return None
 
@@ -129,14 +131,17 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
     """The guest's OS and its findings; (None, []) when no partition holds a file system at all
     (the partition findings say enough then)."""
     systems = [identify(guest, p.index, p.start, p.size) for p in partitions[:MAX_PARTITIONS] if p.size > 0]
+    volumes = logical_volumes(guest, systems)
+    systems += volumes.systems
     info = GuestInfo(
         filesystems=[
             {"partition": s.partition, "type": s.type, "uuid": s.uuid, "label": short(s.label, 64)}
+            | ({"volume": s.volume} if s.volume else {})
             for s in systems
             if s.type
         ]
     )
-    findings = _volume_findings(systems) + _dynamic_disk(partitions)
+    findings = _volume_findings(guest, systems) + volumes.findings + _dynamic_disk(partitions)
     if any(s.type in ("ntfs", "bitlocker") for s in systems):
         info.os = "windows"
         findings.append(
@@ -168,26 +173,29 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
             unreadable.append(s)
             findings.append(_unreadable(s, e))
     if not roots:
-        findings += [] if unreadable else _no_root(systems)
+        findings += volumes.missing(None, root_found=False)
+        findings += [] if unreadable or volumes.unread else _no_root(systems)
         return (info if info.filesystems else None), findings
     root, root_fs = roots[0]
     g = _Guest(root, root_fs, *(boots[0] if boots else (None, None)))
-    info.os, info.root, info.separate_boot = "linux", f"partition {root_fs.partition} ({root_fs.type})", bool(boots)
+    info.os, info.root, info.separate_boot = "linux", f"{root_fs.where} ({root_fs.type})", bool(boots)
     try:
         findings += _release(g, info)
         findings += _architecture(g, info)
         findings += _kernels(g, info)
         findings += _boot_entry(g, info)
-        findings += _fstab(g, info, systems)
+        findings += _fstab(g, info, systems, volumes)
         findings += _network(g)
     except Ext4Error as e:
         findings.append(_unreadable(root_fs, e))
+    root_spec = next((line.split()[0] for line in info.fstab if line.split()[1:2] == ["/"]), None)
+    findings += volumes.missing(root_spec, root_found=True)
     if g.boot_fs is not None:
         findings.append(
             _finding(
                 INFO,
                 "separate-boot",
-                f"/boot is a separate file system (partition {g.boot_fs.partition}, {g.boot_fs.type}); VM Import "
+                f"/boot is a separate file system ({g.boot_fs.where}, {g.boot_fs.type}); VM Import "
                 "supports that as long as /etc/fstab mounts it by UUID.",
             )
         )
@@ -198,7 +206,7 @@ def _unreadable(fs: FileSystem, error: Exception) -> Finding:
     return _finding(
         WARNING,
         "guest-unreadable",
-        f"Partition {fs.partition}'s file system ({fs.type}) could not be read to the end ({short(str(error), 100)}): "
+        f"The file system of {fs.where} ({fs.type}) could not be read to the end ({short(str(error), 100)}): "
         "the checks of the OS on it stop there. It may be damaged (VM Import would then fail too); run fsck on it "
         "before exporting the image again.",
     )
@@ -208,10 +216,10 @@ def _kernels_in(names: list[str] | None) -> list[str]:
     return [n for n in names or [] if n.startswith(("vmlinuz-", "vmlinux-", "kernel-"))]
 
 
-def _volume_findings(systems: list[FileSystem]) -> list[Finding]:
+def _volume_findings(guest: Reader, systems: list[FileSystem]) -> list[Finding]:
     found: list[Finding] = []
     for s in systems:
-        where = f"Partition {s.partition}"
+        where = s.where[0].upper() + s.where[1:]
         if s.type == "luks":
             found.append(
                 _finding(
@@ -237,21 +245,14 @@ def _volume_findings(systems: list[FileSystem]) -> list[Finding]:
                 _finding(
                     INFO,
                     "lvm",
-                    f"{where} is an LVM physical volume. VM Import supports LVM, but every physical volume of a "
-                    "volume group must be in the same import (one volume group spanning disks needs all its disks "
-                    "as DiskContainers). The OS on LVM logical volumes was not checked here.",
+                    f"{where} is an LVM physical volume{f' of {s.detail}' if s.detail else ''}. VM Import supports "
+                    "LVM, but every physical volume of a volume group must be in the same import (one volume group "
+                    "spanning disks needs all its disks as DiskContainers). Its linear logical volumes were read "
+                    "like partitions.",
                 )
             )
         elif s.type == "btrfs":
-            found.append(
-                _finding(
-                    WARNING,
-                    "btrfs",
-                    f"{where} is Btrfs. VM Import supports Btrfs, but not Btrfs subvolumes (the default layout of "
-                    "openSUSE/SLES and Fedora): if / or /boot is a subvolume, the import fails. Its contents were not "
-                    "checked here.",
-                )
-            )
+            found += subvolume_findings(guest, s)
     return found
 
 
@@ -305,7 +306,7 @@ def _release(g: _Guest, info: GuestInfo) -> list[Finding]:
             _finding(
                 ERROR,
                 "unknown-os",
-                f"The root file system (partition {g.root_fs.partition}) has no /etc/os-release and none of the older "
+                f"The root file system ({g.root_fs.where}) has no /etc/os-release and none of the older "
                 f'release files, so VM Import cannot tell the distribution and fails with "{UNKNOWN_OS}" Restore '
                 "/etc/os-release (it belongs to the base-files, system-release or equivalent package).",
             )
@@ -589,7 +590,7 @@ def _grub_default(cfg: str) -> str:
     return m.group(1).strip() if m else ""
 
 
-def _fstab(g: _Guest, info: GuestInfo, systems: list[FileSystem]) -> list[Finding]:
+def _fstab(g: _Guest, info: GuestInfo, systems: list[FileSystem], volumes: Volumes | None = None) -> list[Finding]:
     data = g.root.file("/etc/fstab")
     if data is None:
         return [
@@ -618,8 +619,10 @@ def _fstab(g: _Guest, info: GuestInfo, systems: list[FileSystem]) -> list[Findin
         if len(info.fstab) < MAX_ENTRIES:
             info.fstab.append(short(f"{spec} {mount} {kind}", 160))
         name, _, value = spec.partition("=")
-        missing = (name == "UUID" and value.strip('"').lower() not in uuids) or (
-            name == "LABEL" and value.strip('"') not in labels
+        missing = (
+            (name == "UUID" and value.strip('"').lower() not in uuids)
+            or (name == "LABEL" and value.strip('"') not in labels)
+            or (volumes is not None and volumes.resolves(spec) is False)
         )
         if missing:
             root = mount == "/"
@@ -627,8 +630,12 @@ def _fstab(g: _Guest, info: GuestInfo, systems: list[FileSystem]) -> list[Findin
                 _finding(
                     ERROR if root else WARNING,
                     "fstab-unresolved",
-                    f"/etc/fstab mounts {short(mount, 80)} from {short(spec, 80)}, but no file system in the image has "
-                    f"that {name}. "
+                    f"/etc/fstab mounts {short(mount, 80)} from {short(spec, 80)}, but "
+                    + (
+                        f"no file system in the image has that {name}. "
+                        if name in ("UUID", "LABEL")
+                        else "no LVM logical volume of that name is in the image. "
+                    )
                     + (
                         "The root file system would not be found at boot. "
                         if root
