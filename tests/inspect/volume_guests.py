@@ -79,7 +79,8 @@ class Volume:
     size_mib: int
     pv: int | None = None  # the PV (index into the PVs) to put it on; None: wherever LVM likes
     image: Path | None = None  # a file system image to write into it
-    options: tuple[str, ...] = ()  # more lvcreate options (e.g. --type thin-pool)
+    options: tuple[str, ...] = ()  # more lvcreate options (-i 2: striped; thin, RAID and snapshots need
+    # device-mapper, which these tests do without)
 
 
 def lvm_pvs(work: Path, vg: str, pv_sizes: list[int], volumes: list[Volume]) -> list[Path]:

@@ -174,7 +174,7 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
             findings.append(_unreadable(s, e))
     if not roots:
         findings += volumes.missing(None, root_found=False)
-        findings += [] if unreadable or volumes.unread else _no_root(systems)
+        findings += [] if unreadable or volumes.unread else _no_root([s for s in systems if s.type != "lvm"])
         return (info if info.filesystems else None), findings
     root, root_fs = roots[0]
     g = _Guest(root, root_fs, *(boots[0] if boots else (None, None)))
