@@ -4,9 +4,13 @@ The superblock (at 64 KiB), its sys_chunk_array (the chunks that hold the chunk 
 tree (logical to physical addresses; single-device profiles only: single and DUP), and the root
 tree: a ROOT_ITEM with an id of 256 or more is a subvolume, its ROOT_REF gives its name and
 parent, and the root tree's "default" directory item the subvolume mounted when no subvol= is
-given (5, the top level, unless `btrfs subvolume set-default` changed it). Every number is
-checked before use, at most `MAX_NODES` tree nodes are read per tree, and damage raises
-`BtrfsError`.
+given (5, the top level, unless `btrfs subvolume set-default` changed it).
+
+`Files` reads a subvolume's files by path like `ext4.Ext4` does (for /etc/os-release and
+/etc/fstab on a Btrfs root): INODE_ITEMs, directories by their DIR_INDEX items, EXTENT_DATA
+inline or regular; compressed extents are not read (`BtrfsError` says so). Every number is
+checked before use, at most `MAX_NODES` tree nodes are read per walk or search, and damage
+raises `BtrfsError`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import struct
 import uuid as uuids
 from dataclasses import dataclass, field
 
+from .ext4 import MAX_DIR, MAX_FILE, MAX_RUNS, S_IFMT, Ext4Error, FileSystem, walk
 from .reader import Reader
 
 SUPERBLOCK = 64 * 1024
@@ -31,12 +36,16 @@ MAX_LEVEL = 7  # btrfs itself allows 8 levels (0..7)
 MAX_CHUNKS = 1024
 MAX_SUBVOLUMES = 256  # kept in the report
 CHUNK_ITEM, ROOT_ITEM, ROOT_REF, DIR_ITEM = 228, 132, 156, 84
+INODE_ITEM, DIR_INDEX, EXTENT_DATA = 1, 96, 108
+MAX_CACHED = 32  # tree nodes kept (the upper levels are read again by every search)
+KEY_MAX = (2**64 - 1, 255, 2**64 - 1)
 PROFILES = {8: "RAID0", 16: "RAID1", 64: "RAID10", 128: "RAID5", 256: "RAID6", 512: "RAID1C3", 1024: "RAID1C4"}
 DUP = 32
 
 
-class BtrfsError(ValueError):
-    """Btrfs structures not as they should be (or a layout this reader does not follow)."""
+class BtrfsError(Ext4Error):
+    """Btrfs structures not as they should be (or a layout this reader does not follow); a
+    subclass of ext4's error, so that callers catch one error for every file system."""
 
 
 @dataclass
@@ -54,6 +63,8 @@ class Btrfs:
     default: int  # the default subvolume's id (5: the top level)
     subvolumes: list[Subvolume] = field(default_factory=list)
     profiles: set[str] = field(default_factory=set)  # RAID profiles of its chunks, if any
+    trees: dict[int, tuple[int, int, int]] = field(default_factory=dict, repr=False)  # id: (node, level, root dir)
+    reader: _Reader | None = field(default=None, repr=False)
 
     def path(self, id: int) -> str:
         for s in self.subvolumes:
@@ -73,6 +84,7 @@ class _Reader:
         self.devid = struct.unpack_from("<Q", sb, 0xC9)[0]
         self.chunks: list[tuple[int, int, int]] = []  # (logical, length, physical)
         self.profiles: set[str] = set()
+        self.cache: dict[int, bytes] = {}
 
     def add_chunk(self, logical: int, item: bytes) -> None:
         if len(item) < 48:
@@ -94,7 +106,19 @@ class _Reader:
                 return physical + logical - start
         raise BtrfsError(f"logical address {logical} in no chunk of this device")
 
+    def data(self, logical: int, length: int) -> bytes:
+        """`length` bytes of file data at a logical address."""
+        at = self.physical(logical, length)
+        if at + length > self.size:
+            raise BtrfsError(f"file data at {at} beyond the file system")
+        data = self.guest.read(self.start + at, length)
+        if len(data) < length:
+            raise BtrfsError("the file system is cut short")
+        return data
+
     def node(self, logical: int) -> bytes:
+        if logical in self.cache:
+            return self.cache[logical]
         at = self.physical(logical, self.nodesize)
         if at + self.nodesize > self.size:
             raise BtrfsError(f"a tree node at {at} beyond the file system")
@@ -105,10 +129,16 @@ class _Reader:
             or struct.unpack_from("<Q", data, 0x30)[0] != logical
         ):
             raise BtrfsError(f"the tree node at {logical} is not one of this file system")
+        if len(self.cache) >= MAX_CACHED:
+            self.cache.clear()
+        self.cache[logical] = data
         return data
 
-    def items(self, root: int, level: int) -> list[tuple[tuple[int, int, int], bytes]]:
-        """Every item of the tree at `root` (its root node's level given), in key order."""
+    def items(
+        self, root: int, level: int, lo: tuple[int, int, int] = (0, 0, 0), hi: tuple[int, int, int] = KEY_MAX
+    ) -> list[tuple[tuple[int, int, int], bytes]]:
+        """The items of the tree at `root` (its root node's level given) with keys from `lo` to
+        `hi`, in key order: only the nodes whose key range meets that range are read."""
         found: list[tuple[tuple[int, int, int], bytes]] = []
         stack = [(root, level)]
         nodes = 0
@@ -125,16 +155,19 @@ class _Reader:
             if HEADER + count * width > len(data):
                 raise BtrfsError("a tree node's item count")
             children = []
-            for i in range(count):
+            keys = [struct.unpack_from("<QBQ", data, HEADER + i * width) for i in range(count)]
+            for i, key in enumerate(keys):
                 at = HEADER + i * width
-                objectid, kind, offset = struct.unpack_from("<QBQ", data, at)
-                if node_level:
-                    children.append((struct.unpack_from("<Q", data, at + 17)[0], node_level - 1))
+                if node_level:  # child i holds the keys from its own up to the next child's
+                    if key <= hi and (i + 1 == count or keys[i + 1] > lo):
+                        children.append((struct.unpack_from("<Q", data, at + 17)[0], node_level - 1))
+                    continue
+                if not lo <= key <= hi:
                     continue
                 where, size = struct.unpack_from("<II", data, at + 17)
                 if HEADER + where + size > len(data):
                     raise BtrfsError("a leaf item's data")
-                found.append(((objectid, kind, offset), data[HEADER + where : HEADER + where + size]))
+                found.append((key, data[HEADER + where : HEADER + where + size]))
             stack.extend(reversed(children))
         return found
 
@@ -146,6 +179,13 @@ def probe(guest: Reader, start: int) -> bytes | None:
 
 def read(guest: Reader, start: int, size: int) -> Btrfs:
     """The subvolumes of the Btrfs at byte `start` of the guest (a partition of `size` bytes)."""
+    try:
+        return _read(guest, start, size)
+    except struct.error as e:
+        raise BtrfsError(f"a structure cut short ({e})") from e
+
+
+def _read(guest: Reader, start: int, size: int) -> Btrfs:
     sb = probe(guest, start)
     if sb is None:
         raise BtrfsError("no Btrfs superblock")
@@ -182,8 +222,11 @@ def read(guest: Reader, start: int, size: int) -> Btrfs:
     names: dict[int, tuple[int, str]] = {}
     ids: list[int] = []
     for (objectid, kind, offset), item in r.items(struct.unpack_from("<Q", sb, 0x50)[0], sb[0xC6]):
-        if kind == ROOT_ITEM and FIRST_FREE <= objectid < LAST_FREE and objectid not in ids:
-            ids.append(objectid)
+        if kind == ROOT_ITEM and (objectid == FS_TREE or FIRST_FREE <= objectid < LAST_FREE) and len(item) >= 239:
+            if objectid != FS_TREE and objectid not in ids:
+                ids.append(objectid)
+            root_dir, node = struct.unpack_from("<QQ", item, 168)
+            fs.trees[objectid] = (node, item[238], root_dir)
         elif kind == ROOT_REF and len(item) >= 18:
             length = struct.unpack_from("<H", item, 16)[0]
             names[offset] = (objectid, item[18 : 18 + length].decode("utf-8", "replace"))
@@ -199,4 +242,112 @@ def read(guest: Reader, start: int, size: int) -> Btrfs:
             parent, above = names[parent]
             path = f"{above}/{path}"
         fs.subvolumes.append(Subvolume(id, path, names.get(id, (FS_TREE, ""))[0]))
+    fs.reader = r
     return fs
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+@dataclass
+class BInode:
+    number: int
+    mode: int
+    size: int
+
+    @property
+    def kind(self) -> int:
+        return self.mode & S_IFMT
+
+
+class Files(FileSystem[BInode]):
+    """The files of one subvolume (its tree), by path."""
+
+    def __init__(self, fs: Btrfs, subvolume: int) -> None:
+        if fs.reader is None or subvolume not in fs.trees:
+            raise BtrfsError(f"subvolume {subvolume} has no tree here")
+        self.r = fs.reader
+        self.root, self.level, self.root_dir = fs.trees[subvolume]
+        self.subvolume = subvolume
+
+    def _items(self, objectid: int, kind: int, lo: int = 0, hi: int = 2**64 - 1) -> list[bytes]:
+        try:
+            return [item for _, item in self.r.items(self.root, self.level, (objectid, kind, lo), (objectid, kind, hi))]
+        except struct.error as e:
+            raise BtrfsError(f"a structure cut short ({e})") from e
+
+    def inode(self, number: int) -> BInode:
+        found = self._items(number, INODE_ITEM, 0, 0)
+        if not found or len(found[0]) < 160:
+            raise BtrfsError(f"inode {number} not found")
+        size, mode = struct.unpack_from("<Q", found[0], 16)[0], struct.unpack_from("<I", found[0], 52)[0]
+        return BInode(number, mode, size)
+
+    def entries(self, inode: BInode) -> dict[str, int]:
+        found: dict[str, int] = {}
+        read = 0
+        for item in self._items(inode.number, DIR_INDEX):
+            if len(item) < 30:
+                raise BtrfsError("a directory entry")
+            objectid, kind = struct.unpack_from("<QB", item, 0)
+            length = struct.unpack_from("<H", item, 27)[0]
+            read += 30 + length
+            if read > MAX_DIR:
+                break
+            if kind == INODE_ITEM:  # not a subvolume's root (ROOT_ITEM): that is another tree
+                found.setdefault(item[30 : 30 + length].decode("utf-8", "replace"), objectid)
+        return found
+
+    def read(self, inode: BInode, length: int = MAX_FILE, offset: int = 0) -> bytes:
+        end = min(inode.size, offset + min(length, MAX_FILE))
+        if offset >= end:
+            return b""
+        out = bytearray(end - offset)  # holes read as zeros
+        items = self.r.items(self.root, self.level, (inode.number, EXTENT_DATA, 0), (inode.number, EXTENT_DATA, end))
+        if len(items) > MAX_RUNS:
+            raise BtrfsError("too many extents")
+        for (_, _, at), item in items:
+            if len(item) < 21:
+                raise BtrfsError("a file extent")
+            compression, kind = item[16], item[20]
+            if compression or item[17] or item[18:20] != b"\0\0":
+                raise BtrfsError(f"inode {inode.number} has compressed or encoded extents (not read here)")
+            if kind == 0:
+                data = item[21:]
+            elif kind in (1, 2) and len(item) >= 53:
+                disk, _, inner, count = struct.unpack_from("<QQQQ", item, 21)
+                lo, hi = max(at, offset), min(at + count, end)
+                if kind == 1 and disk and lo < hi:  # else preallocated or a hole: zeros
+                    out[lo - offset : hi - offset] = self.r.data(disk + inner + lo - at, hi - lo)
+                continue
+            else:
+                raise BtrfsError("a file extent's type")
+            lo, hi = max(at, offset), min(at + len(data), end)
+            if lo < hi:
+                out[lo - offset : hi - offset] = data[lo - at : hi - at]
+        return bytes(out)
+
+    def lookup(self, path: str) -> BInode | None:
+        return walk(
+            path,
+            self.inode(self.root_dir),
+            self.entries,
+            self.inode,
+            lambda node: self.read(node, 4096).decode("utf-8", "replace"),
+            BtrfsError,
+        )
+
+
+def root_files(fs: Btrfs) -> Files | None:
+    """The files of the subvolume holding the OS: the default one if it has /etc, else the top
+    level or the first subvolume that has; else the default one's (a /boot, or data). None
+    when there is no tree to read (a file system of several devices)."""
+    if fs.reader is None:
+        return None
+    order = [fs.default, FS_TREE] + [s.id for s in fs.subvolumes[:8]]
+    for id in dict.fromkeys(order):
+        if id in fs.trees:
+            files = Files(fs, id)
+            if files.lookup("/etc") is not None:
+                return files
+    return Files(fs, fs.default) if fs.default in fs.trees else None

@@ -1,11 +1,12 @@
 """The guest operating system, read from its file systems: what VM Import would find, an hour early.
 
-From the partitions' file systems (`filesystems.identify`), the root file system (ext2/3/4, read
-by `ext4.Ext4`, or XFS, by `xfs.Xfs`) gives the distribution and version (/etc/os-release or the older release
+From the partitions' file systems (`filesystems.identify`) and those in LVM logical volumes
+(`volumes.logical_volumes`), the root file system (ext2/3/4, read by `ext4.Ext4`, XFS, by
+`xfs.Xfs`, or Btrfs, by `btrfs.Files`) gives the distribution and version (/etc/os-release or the older release
 files, judged against `supported.LINUX`), the architecture (the ELF header of /sbin/init or the
 kernel image), the installed kernels (/boot, /lib/modules and the version inside the kernel
 image), the default boot entry (grub.cfg, grubenv's saved_entry, BLS entries) and /etc/fstab,
-whose UUID= and LABEL= entries must name file systems in the image. Each problem becomes a
+whose UUID=, LABEL= and /dev/mapper/VG-LV entries must name file systems in the image. Each problem becomes a
 finding naming the message VM Import would end with, what it means, and the fix.
 """
 
@@ -15,7 +16,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-from . import supported
+from . import btrfs, supported
 from .ext4 import Ext4, Ext4Error
 from .filesystems import MAX_PARTITIONS, FileSystem, identify
 from .reader import Reader
@@ -93,7 +94,7 @@ def kernel_image(head: bytes) -> tuple[str, int | None]:
     return "", None
 
 
-FS = Ext4 | Xfs  # the file systems read: the same lookup, file and listdir
+FS = Ext4 | Xfs | btrfs.Files  # the file systems read: the same lookup, file and listdir
 
 
 @dataclass
@@ -122,8 +123,10 @@ class _Guest:
 def _open(guest: Reader, fs: FileSystem) -> FS | None:
     try:
         disk = fs.reader or guest  # an LVM logical volume's, or the guest disk
+        if fs.type == "btrfs":  # the subvolume holding /etc, if any
+            return btrfs.root_files(btrfs.read(disk, fs.start, fs.size))
         return Xfs(disk, fs.start, fs.size) if fs.type == "xfs" else Ext4(disk, fs.start, fs.size)
-    except Ext4Error:  # XfsError too
+    except Ext4Error:  # XfsError and BtrfsError too
         return None
 
 
@@ -158,12 +161,14 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
     roots: list[tuple[FS, FileSystem]] = []
     boots: list[tuple[FS, FileSystem]] = []
     unreadable: list[FileSystem] = []
+    opened: list[FileSystem] = []
     for s in systems:
-        if not s.type.startswith("ext") and s.type != "xfs":
+        if not s.type.startswith("ext") and s.type not in ("xfs", "btrfs"):
             continue
         fs = _open(guest, s)
         if fs is None:
             continue
+        opened.append(s)
         try:
             if fs.lookup("/etc") is not None:
                 roots.append((fs, s))
@@ -174,7 +179,10 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
             findings.append(_unreadable(s, e))
     if not roots:
         findings += volumes.missing(None, root_found=False)
-        findings += [] if unreadable or volumes.unread else _no_root([s for s in systems if s.type != "lvm"])
+        read = [s for s in systems if s.type == "lvm" or (s.type == "btrfs" and any(s is o for o in opened))]
+        findings += (
+            [] if unreadable or volumes.unread else _no_root([s for s in systems if not any(s is r for r in read)])
+        )
         return (info if info.filesystems else None), findings
     root, root_fs = roots[0]
     g = _Guest(root, root_fs, *(boots[0] if boots else (None, None)))

@@ -1,6 +1,6 @@
 """The volumes inside the guest's partitions and what VM Import makes of them: LVM's logical
 volumes (found by `lvm`, their file systems then read like partitions) and Btrfs's subvolumes
-(listed by `btrfs`).
+(listed by `btrfs`, which also reads the files of the one holding the OS).
 
 VM Import supports LVM when every physical volume of a volume group is in the same import, and
 Btrfs but not its subvolumes (the guide's System requirements, "Volume types and file systems":
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from . import btrfs, lvm
 from .filesystems import FileSystem, identify
 from .reader import Reader
-from .report import ERROR, WARNING, Finding, short
+from .report import ERROR, INFO, WARNING, Finding, short
 
 UNKNOWN_OS = "ClientError: Unknown OS / Missing OS files."
 MAX_LVS = 32  # logical volumes probed for a file system
@@ -190,7 +190,24 @@ def subvolume_findings(guest: Reader, s: FileSystem) -> list[Finding]:
             )
         )
     names = ", ".join(sub.name for sub in fs.subvolumes[:8]) + ("..." if len(fs.subvolumes) > 8 else "")
-    if fs.default != btrfs.FS_TREE:
+    try:
+        files = btrfs.root_files(fs)
+        os_in = files.subvolume if files is not None and files.lookup("/etc") is not None else None
+    except btrfs.BtrfsError:
+        os_in = None
+    if os_in not in (None, btrfs.FS_TREE, fs.default):
+        found.append(
+            Finding(
+                ERROR,
+                "btrfs-subvolume",
+                f"{where} is Btrfs whose OS (/etc) is in the subvolume {short(fs.path(os_in or 0), 80)}, not in its "
+                "top level: the root file system is mounted from a subvolume (subvol= in /etc/fstab). VM Import does "
+                'not support Btrfs subvolumes ("Btrfs subvolumes are not supported", its guide\'s System '
+                "requirements). Move the root to a plain file system (ext4 or XFS) or to the top level of the Btrfs "
+                "before exporting, or import the disk as a snapshot (ImportSnapshot) and register the AMI yourself.",
+            )
+        )
+    elif fs.default != btrfs.FS_TREE:
         found.append(
             Finding(
                 ERROR,
@@ -214,12 +231,5 @@ def subvolume_findings(guest: Reader, s: FileSystem) -> list[Finding]:
             )
         )
     else:
-        found.append(
-            Finding(
-                WARNING,
-                "btrfs",
-                f"{where} is Btrfs with no subvolumes (VM Import supports that). Its files were not read here, so the "
-                "OS on it (if any) was not checked.",
-            )
-        )
+        found.append(Finding(INFO, "btrfs", f"{where} is Btrfs with no subvolumes: VM Import supports that."))
     return found
