@@ -173,18 +173,18 @@ def ext4_image(path: Path, files: dict[str, bytes | str], size_mib: int, uuid: s
     return path
 
 
-def btrfs_image(path: Path, files: dict[str, bytes | str], size_mib: int = 120) -> Path:
+def btrfs_image(path: Path, files: dict[str, bytes | str], size_mib: int = 120, uuid: str = "") -> Path:
     tree = path.with_suffix(".tree")
     shutil.rmtree(tree, ignore_errors=True)
     guests.write_tree(tree, files)
     guests.partition_image(path, size_mib)
-    _run(tool("mkfs.btrfs"), "-q", "-f", "--rootdir", str(tree), str(path))
+    _run(tool("mkfs.btrfs"), "-q", "-f", *(["-U", uuid] if uuid else []), "--rootdir", str(tree), str(path))
     return path
 
 
-def btrfs_converted(path: Path, files: dict[str, bytes | str], size_mib: int = 120) -> Path:
+def btrfs_converted(path: Path, files: dict[str, bytes | str], size_mib: int = 120, uuid: str = "") -> Path:
     """A Btrfs made by btrfs-convert from an ext4 of `files`: the files in the top level, and
     the ext4's image kept in the subvolume ext2_saved (id 256)."""
     ext4_image(path, files, size_mib, guests.ROOT_UUID)
-    _run(tool("btrfs-convert"), str(path))
+    _run(tool("btrfs-convert"), *(["--uuid", uuid] if uuid else []), str(path))
     return path
