@@ -79,6 +79,14 @@ def test_rhel_root_on_a_logical_volume_is_checked_like_a_partition(rhel: Path, f
     assert "fstab-unresolved" not in codes(report) and "lvm-spans-disks" not in codes(report)
 
 
+def test_the_command_names_the_logical_volume(rhel: Path) -> None:
+    from wizard.management.commands.inspect_image import render
+
+    text = render(inspect_image(FileReader(rhel)).to_dict())
+    assert "  root: logical volume rhel/root (xfs)" in text
+    assert f"  logical volume rhel/root: xfs {guests.ROOT_UUID}" in text and "  partition 2: lvm " in text
+
+
 def test_the_lvm_guest_is_read_in_few_reads(rhel: Path) -> None:
     reader = CountingReader(FileReader(rhel))
     report = inspect_image(reader)
