@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from .helpers import CountingReader, PatchedReader
 MiB = 1024 * 1024
 KERNEL = "5.3.18-57-default"
 UUID = "5e1f0c2a-8d3b-4c7e-9f1a-2b3c4d5e6f70"
+OS_RELEASE = guests.os_release("sles", "15.3") + b"# " + b"-" * 200 + b"\n"  # long enough to compress
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +40,7 @@ def codes(report) -> dict[str, str]:
 
 def sles(fstab_line: str = f"UUID={UUID} / btrfs defaults 0 0") -> dict[str, bytes | str]:
     root, _ = guests.linux("sles", "15.3", KERNEL)
+    root["etc/os-release"] = OS_RELEASE
     root["etc/fstab"] = guests.fstab(fstab_line)
     root["etc/big.conf"] = bytes(range(256)) * 40  # 10 KiB: a regular extent, not inline
     return root
@@ -121,13 +124,27 @@ def test_fstab_mounting_the_root_from_a_subvolume_is_an_error(work: Path) -> Non
     assert "subvol=@" in next(f.message for f in report.findings if f.code == "btrfs-subvolume")
 
 
-def test_a_compressed_file_is_named_not_read(plain: Path) -> None:
-    text = guests.os_release("sles", "15.3")
-    header = struct.pack("<QQB", 0, len(text), 0)[8:]  # ram_bytes, then compression 0 (none)
-    reader = everywhere(FileReader(plain), header + b"\0\0\0\0" + text, header[:8] + b"\x03")  # zstd
-    report = inspect_image(reader)
-    unreadable = [f.message for f in report.findings if f.code == "guest-unreadable"]
-    assert unreadable and "compressed" in unreadable[0]
+def compressed(plain: Path, kind: int, data: bytes) -> PatchedReader:
+    """The plain disk with /etc/os-release's inline extent marked compressed (1 zlib, 3 zstd)
+    and holding `data` (padded to the item's size: zlib ignores what follows its stream)."""
+    text = OS_RELEASE
+    assert len(data) <= len(text)
+    inline = struct.pack("<QBBHB", len(text), 0, 0, 0, 0)  # ram_bytes, compression, encryption, encoding, type
+    patched = struct.pack("<QBBHB", len(text), kind, 0, 0, 0) + data.ljust(len(text), b"\0")
+    return everywhere(FileReader(plain), inline + text, patched)
+
+
+def test_a_zlib_compressed_file_is_read(plain: Path) -> None:
+    report = inspect_image(compressed(plain, 1, zlib.compress(OS_RELEASE, 9)))
+    assert report.ok and report.guest.distribution == "sles" and report.guest.version == "15.3"
+
+
+def test_a_zstd_compressed_file_is_named_not_read(plain: Path) -> None:
+    report = inspect_image(compressed(plain, 3, b"\x28\xb5\x2f\xfd"))  # a zstd frame's magic
+    assert codes(report)["btrfs-compressed"] == "warning"
+    assert "zstd" in next(f.message for f in report.findings if f.code == "btrfs-compressed")
+    damaged = compressed(plain, 1, b"not zlib at all")
+    assert "guest-unreadable" in codes(inspect_image(damaged))
 
 
 def test_several_devices_are_a_warning(plain: Path) -> None:

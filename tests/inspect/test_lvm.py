@@ -188,6 +188,23 @@ def test_damaged_metadata_is_a_warning(rhel: Path) -> None:
         assert "no-os" not in codes(report)
 
 
+def test_a_second_metadata_copy_is_read_when_the_first_is_damaged(work: Path) -> None:
+    data = vg.ext4_image(work / "copies.ext4", {"etc/hostname": b"x\n"}, 16, guests.ROOT_UUID)
+    (pv,) = vg.lvm_pvs(work / "copies", "two", [24], [vg.Volume("lv", 16, image=data)], copies=2)
+    disk = FileReader(guests.assemble(work / "copies.raw", [(24, pv)]))
+    label = lvm.label(disk, MiB, 24 * MiB)
+    assert label is not None and len(label.metadata) == 2 and label.metadata[1][0] > 20 * MiB
+    damaged = PatchedReader(disk, {MiB + label.metadata[0][0] + 8: b"\xff"})  # the first header's magic
+    for reader in (disk, damaged):
+        (group,) = lvm.volume_groups(reader, [lvm.label(reader, MiB, 24 * MiB)])  # type: ignore[list-item]
+        assert [lv.name for lv in group.lvs] == ["lv"]
+        report = inspect_image(reader)
+        assert "lvm-unreadable" not in codes(report)
+        assert [s.get("volume") for s in report.guest.filesystems] == [None, "two/lv"]
+    both = PatchedReader(damaged, {MiB + label.metadata[1][0] + 8: b"\xff"})
+    assert codes(inspect_image(both))["lvm-unreadable"] == "warning"
+
+
 def test_metadata_text_wraps_round_the_circular_buffer() -> None:
     text = b'vg {\nid = "x"\nseqno = 2\nextent_size = 8192\nphysical_volumes {\n}\n}\n'
     size = 8 * 512

@@ -83,15 +83,16 @@ class Volume:
     # device-mapper, which these tests do without)
 
 
-def lvm_pvs(work: Path, vg: str, pv_sizes: list[int], volumes: list[Volume]) -> list[Path]:
-    """PV partition images (sizes in MiB) of one VG holding `volumes`, with their file systems."""
+def lvm_pvs(work: Path, vg: str, pv_sizes: list[int], volumes: list[Volume], copies: int = 1) -> list[Path]:
+    """PV partition images (sizes in MiB) of one VG holding `volumes`, with their file systems;
+    `copies` metadata areas on each PV (2: one more at its end)."""
     work.mkdir(parents=True, exist_ok=True)
     files = [guests.partition_image(work / f"{vg}-pv{i}.part", size) for i, size in enumerate(pv_sizes)]
     with loops(files) as devices:
         config = ["--config", _config(devices)]
         lvm = ["--driverloaded", "n", *config]
         for d in devices:
-            _run(tool("pvcreate"), "-y", *config, d)
+            _run(tool("pvcreate"), "-y", "--pvmetadatacopies", str(copies), *config, d)
         _run(tool("vgcreate"), "-y", "-s", "4M", *config, vg, *devices)
         for v in volumes:
             where = [devices[v.pv]] if v.pv is not None else []

@@ -8,7 +8,7 @@ given (5, the top level, unless `btrfs subvolume set-default` changed it).
 
 `Files` reads a subvolume's files by path like `ext4.Ext4` does (for /etc/os-release and
 /etc/fstab on a Btrfs root): INODE_ITEMs, directories by their DIR_INDEX items, EXTENT_DATA
-inline or regular; compressed extents are not read (`BtrfsError` says so). Every number is
+inline or regular, uncompressed or zlib; LZO and zstd extents are not read (`Compressed`). Every number is
 checked before use, at most `MAX_NODES` tree nodes are read per walk or search, and damage
 raises `BtrfsError`.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 import uuid as uuids
+import zlib
 from dataclasses import dataclass, field
 
 from .ext4 import MAX_DIR, MAX_FILE, MAX_RUNS, S_IFMT, Ext4Error, FileSystem, walk
@@ -39,6 +40,11 @@ CHUNK_ITEM, ROOT_ITEM, ROOT_REF, DIR_ITEM = 228, 132, 156, 84
 INODE_ITEM, DIR_INDEX, EXTENT_DATA = 1, 96, 108
 MAX_CACHED = 32  # tree nodes kept (the upper levels are read again by every search)
 KEY_MAX = (2**64 - 1, 255, 2**64 - 1)
+ZLIB = 1
+COMPRESSION = {1: "zlib", 2: "LZO", 3: "zstd"}
+MAX_EXTENT = 128 * 1024  # btrfs compresses files in extents of at most 128 KiB
+MAX_INFLATED = 8 * 1024 * 1024  # bytes decompressed in one file system
+METADATA_UUID = 0x400  # incompat: tree nodes carry the metadata UUID, not the fsid
 PROFILES = {8: "RAID0", 16: "RAID1", 64: "RAID10", 128: "RAID5", 256: "RAID6", 512: "RAID1C3", 1024: "RAID1C4"}
 DUP = 32
 
@@ -46,6 +52,10 @@ DUP = 32
 class BtrfsError(Ext4Error):
     """Btrfs structures not as they should be (or a layout this reader does not follow); a
     subclass of ext4's error, so that callers catch one error for every file system."""
+
+
+class Compressed(BtrfsError):
+    """A file compressed with LZO or zstd (the standard library has neither): not read."""
 
 
 @dataclass
@@ -80,7 +90,8 @@ class _Reader:
         self.sectorsize = struct.unpack_from("<I", sb, 0x90)[0]
         if self.nodesize not in (4096, 8192, 16384, 32768, 65536) or self.sectorsize not in (4096, 8192, 16384, 65536):
             raise BtrfsError("the node or sector size")
-        self.fsid = sb[0x20:0x30]
+        incompat = struct.unpack_from("<Q", sb, 0xBC)[0]
+        self.fsid = sb[0x23B:0x24B] if incompat & METADATA_UUID else sb[0x20:0x30]
         self.devid = struct.unpack_from("<Q", sb, 0xC9)[0]
         self.chunks: list[tuple[int, int, int]] = []  # (logical, length, physical)
         self.profiles: set[str] = set()
@@ -269,6 +280,7 @@ class Files(FileSystem[BInode]):
         self.r = fs.reader
         self.root, self.level, self.root_dir = fs.trees[subvolume]
         self.subvolume = subvolume
+        self.inflated = 0
 
     def _items(self, objectid: int, kind: int, lo: int = 0, hi: int = 2**64 - 1) -> list[bytes]:
         try:
@@ -309,16 +321,26 @@ class Files(FileSystem[BInode]):
         for (_, _, at), item in items:
             if len(item) < 21:
                 raise BtrfsError("a file extent")
-            compression, kind = item[16], item[20]
-            if compression or item[17] or item[18:20] != b"\0\0":
-                raise BtrfsError(f"inode {inode.number} has compressed or encoded extents (not read here)")
+            ram, compression, kind = struct.unpack_from("<Q", item, 8)[0], item[16], item[20]
+            if compression not in (0, ZLIB) or item[17] or item[18:20] != b"\0\0":
+                raise Compressed(
+                    f"inode {inode.number} has extents compressed with {COMPRESSION.get(compression, '?')}"
+                )
             if kind == 0:
-                data = item[21:]
+                data = self._inflate(item[21:], ram) if compression else item[21:]
             elif kind in (1, 2) and len(item) >= 53:
-                disk, _, inner, count = struct.unpack_from("<QQQQ", item, 21)
+                disk, stored, inner, count = struct.unpack_from("<QQQQ", item, 21)
                 lo, hi = max(at, offset), min(at + count, end)
-                if kind == 1 and disk and lo < hi:  # else preallocated or a hole: zeros
-                    out[lo - offset : hi - offset] = self.r.data(disk + inner + lo - at, hi - lo)
+                if kind == 2 or not disk or lo >= hi:
+                    continue  # preallocated or a hole: zeros
+                if compression:  # the whole extent is one zlib stream of `ram` bytes
+                    if stored > MAX_EXTENT:
+                        raise BtrfsError("a compressed extent larger than btrfs makes")
+                    whole = self._inflate(self.r.data(disk, stored), ram)
+                    part = whole[inner + lo - at : inner + hi - at]
+                else:
+                    part = self.r.data(disk + inner + lo - at, hi - lo)
+                out[lo - offset : lo - offset + len(part)] = part
                 continue
             else:
                 raise BtrfsError("a file extent's type")
@@ -326,6 +348,17 @@ class Files(FileSystem[BInode]):
             if lo < hi:
                 out[lo - offset : hi - offset] = data[lo - at : hi - at]
         return bytes(out)
+
+    def _inflate(self, data: bytes, size: int) -> bytes:
+        if size > MAX_EXTENT:
+            raise BtrfsError("a compressed extent larger than btrfs makes")
+        self.inflated += size
+        if self.inflated > MAX_INFLATED:
+            raise BtrfsError("more compressed data than this check decompresses")
+        try:
+            return zlib.decompressobj().decompress(data, size)
+        except zlib.error as e:
+            raise BtrfsError(f"a compressed extent ({e})") from e
 
     def lookup(self, path: str) -> BInode | None:
         return walk(

@@ -211,6 +211,15 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
 
 
 def _unreadable(fs: FileSystem, error: Exception) -> Finding:
+    if isinstance(error, btrfs.Compressed):
+        return _finding(
+            WARNING,
+            "btrfs-compressed",
+            f"The Btrfs of {fs.where} keeps some files compressed ({short(str(error), 100)}; the compress= mount "
+            "option): this check reads only uncompressed and zlib files, so the checks of the OS stop there. VM "
+            "Import's guide does not say whether it reads compressed files; to be sure, rewrite them uncompressed "
+            "(btrfs filesystem defragment -r -c none, or mount without compress and copy) before exporting.",
+        )
     return _finding(
         WARNING,
         "guest-unreadable",
@@ -255,8 +264,12 @@ def _volume_findings(guest: Reader, systems: list[FileSystem]) -> list[Finding]:
                     "lvm",
                     f"{where} is an LVM physical volume{f' of {s.detail}' if s.detail else ''}. VM Import supports "
                     "LVM, but every physical volume of a volume group must be in the same import (one volume group "
-                    "spanning disks needs all its disks as DiskContainers). Its linear logical volumes were read "
-                    "like partitions.",
+                    "spanning disks needs all its disks as DiskContainers). "
+                    + (
+                        "Its linear logical volumes were read like partitions."
+                        if s.detail
+                        else "Its logical volumes were not read (see the other findings)."
+                    ),
                 )
             )
         elif s.type == "btrfs":

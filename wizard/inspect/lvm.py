@@ -97,30 +97,43 @@ def label(guest: Reader, start: int, size: int) -> Label | None:
 
 
 def metadata_text(guest: Reader, pv: Label) -> str | None:
-    """The current metadata text of the PV's first metadata area holding one; None if none does
-    (a PV made with --metadatacopies 0)."""
+    """The current metadata text of the PV's first metadata area holding one that is whole (a
+    PV may keep a second copy at its end); None if none holds one (--metadatacopies 0)."""
+    damage: LvmError | None = None
     for offset, size in pv.metadata:
-        if size < MDA_HEADER * 2 or offset + size > pv.size:
-            raise LvmError("the metadata area's place")
-        header = guest.read(pv.start + offset, MDA_HEADER)
-        if len(header) < MDA_HEADER or header[4:20] != MDA_MAGIC:
-            raise LvmError("the metadata area's header")
-        checksum, _, version, start, area = struct.unpack_from("<I16sIQQ", header, 0)
-        if crc(header[4:]) != checksum or version != 1 or start != offset or area != size:
-            raise LvmError("the metadata area header's checksum or fields")
-        where, length, text_crc, flags = struct.unpack_from("<QQII", header, 40)
-        if not where or flags & 1:  # no metadata yet, or RAW_LOCN_IGNORED
+        try:
+            text = _area_text(guest, pv, offset, size)
+        except LvmError as e:
+            damage = damage or e
             continue
-        if not MDA_HEADER <= where < size or not 0 < length <= min(MAX_TEXT, size - MDA_HEADER):
-            raise LvmError("the metadata text's place")
-        first = min(length, size - where)  # the buffer is circular: the rest follows the header
-        data = guest.read(pv.start + offset + where, first)
-        if first < length:
-            data += guest.read(pv.start + offset + MDA_HEADER, length - first)
-        if len(data) != length or crc(data) != text_crc:
-            raise LvmError("the metadata text's checksum")
-        return data.rstrip(b"\0").decode("utf-8", "replace")
+        if text is not None:
+            return text
+    if damage is not None:
+        raise damage
     return None
+
+
+def _area_text(guest: Reader, pv: Label, offset: int, size: int) -> str | None:
+    if size < MDA_HEADER * 2 or offset + size > pv.size:
+        raise LvmError("the metadata area's place")
+    header = guest.read(pv.start + offset, MDA_HEADER)
+    if len(header) < MDA_HEADER or header[4:20] != MDA_MAGIC:
+        raise LvmError("the metadata area's header")
+    checksum, _, version, start, area = struct.unpack_from("<I16sIQQ", header, 0)
+    if crc(header[4:]) != checksum or version != 1 or start != offset or area != size:
+        raise LvmError("the metadata area header's checksum or fields")
+    where, length, text_crc, flags = struct.unpack_from("<QQII", header, 40)
+    if not where or flags & 1:  # no metadata yet, or RAW_LOCN_IGNORED
+        return None
+    if not MDA_HEADER <= where < size or not 0 < length <= min(MAX_TEXT, size - MDA_HEADER):
+        raise LvmError("the metadata text's place")
+    first = min(length, size - where)  # the buffer is circular: the rest follows the header
+    data = guest.read(pv.start + offset + where, first)
+    if first < length:
+        data += guest.read(pv.start + offset + MDA_HEADER, length - first)
+    if len(data) != length or crc(data) != text_crc:
+        raise LvmError("the metadata text's checksum")
+    return data.rstrip(b"\0").decode("utf-8", "replace")
 
 
 # --- the text format -------------------------------------------------------------------------
