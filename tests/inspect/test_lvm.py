@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from wizard.inspect import FileReader, inspect_image, lvm
 from wizard.inspect.reader import HEAD
+from wizard.inspect.volumes import Volumes
 
 from . import guests
 from . import volume_guests as vg
@@ -265,6 +266,16 @@ def test_thin_raid_and_snapshot_volumes_are_told_apart() -> None:
     assert group.pvs["pv0"].uuid == "abcdef" and group.pvs["pv0"].pe_start == MiB
     assert next(lv for lv in group.lvs if lv.name == "thin").mapper == "vg-thin"
     assert lvm.LogicalVolume("my-lv", "my-vg", True, [], 0).mapper == "my--vg-my--lv"  # as device-mapper names it
+
+
+def test_fstab_device_paths_of_logical_volumes() -> None:
+    text = THIN.replace('"a-b" { }\n', "").replace("vg {", "my-vg {", 1)
+    volumes = Volumes(groups=[lvm.volume_group(text)])
+    assert volumes.resolves("/dev/mapper/my--vg-thin") is True and volumes.resolves("/dev/my-vg/thin") is True
+    assert volumes.resolves("/dev/mapper/my--vg-home") is False and volumes.resolves("/dev/my-vg/home") is False
+    assert volumes.resolves("/dev/mapper/luks-0a6f2c2e") is None  # not LVM's: not judged here
+    assert volumes.resolves("/dev/sda1") is None and volumes.resolves("UUID=x") is None
+    assert Volumes().resolves("/dev/mapper/rhel-root") is None  # no LVM in the image at all
 
 
 def test_parse_examples() -> None:

@@ -277,9 +277,9 @@ class VolumeGroup:
         return [pv for pv in self.pvs.values() if pv.label is None]
 
     def needs(self, lv: LogicalVolume) -> list[PhysicalVolume]:
-        """The PVs the LV's data lies on."""
+        """The PVs the LV's data lies on (a name the VG does not list is a PV not here)."""
         names = {name for s in lv.segments for name, _ in s.stripes}
-        return [self.pvs[n] for n in sorted(names) if n in self.pvs]
+        return [self.pvs.get(n) or PhysicalVolume(n, "", 0, 0) for n in sorted(names)]
 
 
 def _int(section: dict[str, Value], key: str, low: int = 0, high: int = MAX_EXTENTS) -> int:

@@ -50,9 +50,10 @@ class Volumes:
             return True
         names = {vg.name for vg in self.groups}
         parts = spec.split("/")
-        if spec.startswith("/dev/mapper/") or (len(parts) == 4 and parts[2] in names):
-            return False
-        return None
+        if spec.startswith("/dev/mapper/"):  # VG-LV, each name's own dashes doubled
+            group = parts[-1].replace("--", "\0").split("-", 1)[0].replace("\0", "-")
+            return False if group in names else None  # else not LVM's (a LUKS mapping, multipath...)
+        return False if len(parts) == 4 and parts[2] in names else None
 
     def missing(self, root_spec: str | None, root_found: bool) -> list[Finding]:
         """One finding per volume group with physical volumes not on this disk: an error when
@@ -121,12 +122,23 @@ def logical_volumes(guest: Reader, systems: list[FileSystem]) -> Volumes:
             if lv.kind != "linear":
                 not_read.append(f"{vg.name}/{lv.name} ({lv.kind})")
                 continue
+            unknown = [pv.name for pv in vg.needs(lv) if pv.name not in vg.pvs]
+            if unknown:
+                out.unread = True
+                out.findings.append(_damaged(labels[0][0], lvm.LvmError(f"{lv.name} is on an unlisted PV")))
+                continue
             if any(pv.label is None for pv in vg.needs(lv)):
                 out.unread = True  # the spanning finding names it
                 continue
             if len(out.systems) >= MAX_LVS:
+                out.unread = True
                 break
-            reader = lvm.ExtentReader(guest, vg, lv)
+            try:
+                reader = lvm.ExtentReader(guest, vg, lv)
+            except lvm.LvmError as e:
+                out.unread = True
+                out.findings.append(_damaged(labels[0][0], e))
+                continue
             fs = identify(reader, partition.get(vg.needs(lv)[0].uuid, 0), 0, reader.size)
             fs.volume, fs.reader = f"{vg.name}/{lv.name}", reader
             out.systems.append(fs)
