@@ -15,6 +15,7 @@ raises `BtrfsError`.
 
 from __future__ import annotations
 
+import bisect
 import struct
 import uuid as uuids
 import zlib
@@ -96,6 +97,7 @@ class _Reader:
         self.chunks: list[tuple[int, int, int]] = []  # (logical, length, physical)
         self.profiles: set[str] = set()
         self.cache: dict[int, bytes] = {}
+        self.keys: dict[int, list[tuple[int, int, int]]] = {}
 
     def add_chunk(self, logical: int, item: bytes) -> None:
         if len(item) < 48:
@@ -142,8 +144,15 @@ class _Reader:
             raise BtrfsError(f"the tree node at {logical} is not one of this file system")
         if len(self.cache) >= MAX_CACHED:
             self.cache.clear()
+            self.keys.clear()
         self.cache[logical] = data
         return data
+
+    def _keys(self, logical: int, data: bytes, count: int, width: int) -> list[tuple[int, int, int]]:
+        """A node's keys, parsed once per node kept (every search goes through the same upper nodes)."""
+        if logical not in self.keys:
+            self.keys[logical] = [struct.unpack_from("<QBQ", data, HEADER + i * width) for i in range(count)]
+        return self.keys[logical]
 
     def items(
         self, root: int, level: int, lo: tuple[int, int, int] = (0, 0, 0), hi: tuple[int, int, int] = KEY_MAX
@@ -166,9 +175,12 @@ class _Reader:
             if HEADER + count * width > len(data):
                 raise BtrfsError("a tree node's item count")
             children = []
-            keys = [struct.unpack_from("<QBQ", data, HEADER + i * width) for i in range(count)]
-            for i, key in enumerate(keys):
-                at = HEADER + i * width
+            keys = self._keys(logical, data, count, width)
+            first = max(0, bisect.bisect_left(keys, lo) - 1)  # the child holding `lo` starts at or before it
+            for i in range(first, count):
+                key, at = keys[i], HEADER + i * width
+                if key > hi:
+                    break
                 if node_level:  # child i holds the keys from its own up to the next child's
                     if key <= hi and (i + 1 == count or keys[i + 1] > lo):
                         children.append((struct.unpack_from("<Q", data, at + 17)[0], node_level - 1))
