@@ -167,6 +167,17 @@ def test_a_striped_logical_volume_is_named_not_read(work: Path) -> None:
     assert "no-os" not in codes(report)  # the root may be on it: not judged missing
 
 
+def test_a_btrfs_root_on_a_logical_volume(work: Path) -> None:
+    root, _ = guests.linux("sles", "15.3", "5.3.18-57-default")
+    root["etc/fstab"] = guests.fstab("/dev/system/root / btrfs defaults 0 0")
+    fs = vg.btrfs_image(work / "root.btrfs", root)
+    (pv,) = vg.lvm_pvs(work / "btrfs", "system", [130], [vg.Volume("root", 120, image=fs)])
+    report = inspect_image(FileReader(guests.assemble(work / "btrfs-lv.raw", [(130, pv)])))
+    assert report.ok, report.findings
+    assert report.guest.root == "logical volume system/root (btrfs)" and report.guest.distribution == "sles"
+    assert "Logical volume system/root is Btrfs" in next(f.message for f in report.findings if f.code == "btrfs")
+
+
 def test_an_lvm_root_holding_no_os_is_no_os(work: Path) -> None:
     data = vg.ext4_image(work / "data.ext4", {"srv/file": b"x"}, 16, guests.ROOT_UUID)
     (pv,) = vg.lvm_pvs(work / "data", "data", [24], [vg.Volume("srv", 16, image=data)])
