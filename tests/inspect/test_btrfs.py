@@ -147,6 +147,13 @@ def test_a_zstd_compressed_file_is_named_not_read(plain: Path) -> None:
     assert "guest-unreadable" in codes(inspect_image(damaged))
 
 
+def test_a_btrfs_without_an_os_is_no_os(work: Path) -> None:
+    fs = vg.btrfs_image(work / "data.btrfs", {"srv/data": b"x"})
+    report = inspect_image(FileReader(disk_of(work, "data", fs)))
+    assert codes(report)["no-os"] == "error" and codes(report)["btrfs"] == "info"
+    assert "btrfs" in next(f.message for f in report.findings if f.code == "no-os")
+
+
 def test_several_devices_are_a_warning(plain: Path) -> None:
     base = FileReader(plain)
     sb = base.read(MiB + b.SUPERBLOCK, 4096)

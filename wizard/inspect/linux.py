@@ -180,9 +180,7 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
     if not roots:
         findings += volumes.missing(None, root_found=False)
         read = [s for s in systems if s.type == "lvm" or (s.type == "btrfs" and any(s is o for o in opened))]
-        findings += (
-            [] if unreadable or volumes.unread else _no_root([s for s in systems if not any(s is r for r in read)])
-        )
+        findings += [] if unreadable or volumes.unread else _no_root(systems, read)
         return (info if info.filesystems else None), findings
     root, root_fs = roots[0]
     g = _Guest(root, root_fs, *(boots[0] if boots else (None, None)))
@@ -295,8 +293,8 @@ def _dynamic_disk(partitions: list[Partition]) -> list[Finding]:
     ]
 
 
-def _no_root(systems: list[FileSystem]) -> list[Finding]:
-    if any(s.type in ("lvm", "luks", "btrfs") for s in systems):
+def _no_root(systems: list[FileSystem], read: list[FileSystem] | None = None) -> list[Finding]:
+    if any(s.type in ("lvm", "luks", "btrfs") and not any(s is r for r in read or []) for s in systems):
         return []  # the root is where this check does not read: the volume findings say so
     if not any(s.type for s in systems):
         return []  # nothing recognisable at all (a blank or synthetic disk): nothing to say of an OS
