@@ -148,6 +148,12 @@ def test_a_volume_group_spanning_disks_is_a_warning_when_the_root_is_here(spanni
     message = next(f.message for f in report.findings if f.code == "lvm-spans-disks")
     assert "1 of its 2 physical volumes" in message and "rhel/data, rhel/big" in message
     assert "DiskContainer of the same import" in message
+    second = inspect_image(FileReader(spanning[1])).guest
+    (group,) = report.guest.volume_groups
+    (other,) = second.volume_groups
+    assert group["id"] == other["id"] and group["name"] == "rhel" and group["lvs"] == ["root", "data", "big"]
+    assert group["missing"] == [pv for pv in group["pvs"] if pv not in other["missing"]]  # the disks match by PV
+    assert sorted(group["missing"] + other["missing"]) == sorted(group["pvs"])
 
 
 def test_a_volume_group_spanning_disks_is_an_error_when_the_root_is_cut(spanning: tuple[Path, Path, Path]) -> None:

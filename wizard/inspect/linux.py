@@ -57,6 +57,9 @@ class GuestInfo:
     separate_boot: bool = False
     fstab: list[str] = field(default_factory=list)  # "UUID=... / ext4"
     filesystems: list[dict[str, object]] = field(default_factory=list)
+    # LVM: {"name", "id", "pvs": PV UUIDs, "missing": those not on this disk, "lvs"}, so that the
+    # disks of one import can be matched by PV UUID
+    volume_groups: list[dict[str, object]] = field(default_factory=list)
 
 
 def _finding(severity: str, code: str, message: str, **fix: str) -> Finding:
@@ -144,6 +147,7 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
             if s.type
         ]
     )
+    info.volume_groups = volumes.summary()
     findings = _volume_findings(guest, systems) + volumes.findings + _dynamic_disk(partitions)
     if any(s.type in ("ntfs", "bitlocker") for s in systems):
         info.os = "windows"

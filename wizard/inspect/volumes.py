@@ -32,6 +32,19 @@ class Volumes:
     findings: list[Finding] = field(default_factory=list)
     unread: bool = False  # some LV (or some PV's metadata) was not read: the root may be there
 
+    def summary(self) -> list[dict[str, object]]:
+        """The volume groups for the report (bounded: names shortened, at most 32 PVs and LVs)."""
+        return [
+            {
+                "name": short(vg.name, 64),
+                "id": short(vg.id, 64),
+                "pvs": [pv.uuid[:32] for pv in list(vg.pvs.values())[:32]],
+                "missing": [pv.uuid[:32] for pv in vg.missing[:32]],
+                "lvs": [short(lv.name, 64) for lv in vg.lvs if lv.visible][:32],
+            }
+            for vg in self.groups
+        ]
+
     def paths(self) -> dict[str, lvm.LogicalVolume]:
         """/dev/mapper/VG-LV and /dev/VG/LV of every LV of the volume groups found."""
         found: dict[str, lvm.LogicalVolume] = {}
