@@ -295,6 +295,15 @@ def test_fstab_device_paths_of_logical_volumes() -> None:
     assert Volumes().resolves("/dev/mapper/rhel-root") is None  # no LVM in the image at all
 
 
+def test_names_longer_than_lvm_allows_are_damage() -> None:
+    text = THIN.replace('"a-b" { }\n', "")
+    with pytest.raises(lvm.LvmError):
+        lvm.volume_group(text.replace("vg {", "v" * 129 + " {", 1))
+    with pytest.raises(lvm.LvmError):
+        lvm.volume_group(text.replace("thin {", "t" * 129 + " {", 1))
+    assert lvm.volume_group(text.replace("vg {", "v" * 128 + " {", 1)).name == "v" * 128
+
+
 def test_parse_examples() -> None:
     assert lvm.parse('a = 1\nb = "x \\"y\\""  # comment\nc = [1, "z"]\nd { e = -2 f = [] }\n') == {
         "a": 1,

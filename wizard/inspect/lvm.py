@@ -36,6 +36,7 @@ MAX_PVS = 64  # physical volumes of one VG
 MAX_LVS = 256  # logical volumes of one VG
 MAX_SEGMENTS = 64  # segments of one LV
 MAX_EXTENTS = 1 << 40
+MAX_NAME = 128  # LVM's own limit on VG and LV names
 
 
 class LvmError(ValueError):
@@ -304,6 +305,8 @@ def volume_group(text: str) -> VolumeGroup:
         raise LvmError("metadata: not one volume group")
     name, vg = groups[0]
     assert isinstance(vg, dict)
+    if len(name) > MAX_NAME:
+        raise LvmError("metadata: a volume group name longer than LVM allows")
     extent_size = _int(vg, "extent_size", 1, 1 << 32) * SECTOR  # sectors in the text
     pvs: dict[str, PhysicalVolume] = {}
     for pv_name, pv in list(_section(vg, "physical_volumes").items())[: MAX_PVS + 1]:
@@ -314,7 +317,7 @@ def volume_group(text: str) -> VolumeGroup:
     lvs: list[LogicalVolume] = []
     snapshots: set[str] = set()
     for lv_name, lv in list(_section(vg, "logical_volumes").items())[: MAX_LVS + 1]:
-        if not isinstance(lv, dict) or len(lvs) >= MAX_LVS:
+        if not isinstance(lv, dict) or len(lvs) >= MAX_LVS or len(lv_name) > MAX_NAME:
             raise LvmError("metadata: the logical volumes")
         count = _int(lv, "segment_count", 1, MAX_SEGMENTS)
         status = lv.get("status", [])
