@@ -4,10 +4,11 @@
 #   qemu-utils ... python3-vmdkstream   the disk tools that build the test image corpus
 #   xfsprogs btrfs-progs cryptsetup-bin  the guest volumes of the deep pre-flight's tests
 #   ntfs-3g libwin-hivex-perl           its Windows guests (mkntfs, ntfscp, libntfs-3g; hivexregedit)
+#   lvm2                            LVM physical volumes and logical volumes for those tests (pvcreate on a loop device)
 # Installs what is missing with apt-get when run as root; otherwise prints the one command
 # to run and exits 1, before any test runs.
 set -euo pipefail
-PACKAGES=(chromium fonts-dejavu-core curl jq qemu-utils gdisk fdisk dosfstools e2fsprogs mtools python3-vmdkstream xfsprogs btrfs-progs cryptsetup-bin ntfs-3g libwin-hivex-perl)
+PACKAGES=(chromium fonts-dejavu-core curl jq qemu-utils gdisk fdisk dosfstools e2fsprogs mtools python3-vmdkstream xfsprogs btrfs-progs cryptsetup-bin ntfs-3g libwin-hivex-perl lvm2)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

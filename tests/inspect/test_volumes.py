@@ -47,7 +47,7 @@ def test_luks_volume_is_an_error(work: Path) -> None:
     assert "cryptsetup reencrypt --decrypt" in next(f.message for f in report.findings if f.code == "luks")
 
 
-def test_btrfs_and_xfs_roots_are_named_not_misjudged(work: Path) -> None:
+def test_btrfs_root_and_xfs_data_are_named_not_misjudged(work: Path) -> None:
     tree = work / "tree"
     guests.write_tree(tree, {"etc/os-release": guests.os_release("opensuse-leap", "15.5")})
     btrfs = guests.partition_image(work / "btrfs.part", 120)
@@ -58,8 +58,9 @@ def test_btrfs_and_xfs_roots_are_named_not_misjudged(work: Path) -> None:
     subprocess.run([tool("mkfs.xfs"), "-q", "-f", "-L", "data", str(xfs)], check=True, capture_output=True)
     report = inspect_image(FileReader(guests.assemble(work / "btrfs-xfs.raw", [(120, btrfs), (300, xfs)])))
     found = codes(report)
-    assert found["btrfs"] == "warning"
-    assert "no-os" not in found  # the root may be on the Btrfs: not read, so not judged missing
+    assert found["btrfs"] == "info"  # no subvolumes (tests/inspect/test_btrfs.py reads them)
+    assert report.guest.root == "partition 1 (btrfs)" and report.guest.distribution == "opensuse-leap"
+    assert "no-os" not in found
     kinds = [(s["type"], s["label"]) for s in report.guest.filesystems]
     assert kinds == [("btrfs", ""), ("xfs", "data")]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .ext4 import probe as ext_superblock
 from .reader import Reader
@@ -25,6 +25,12 @@ class FileSystem:
     uuid: str = ""
     label: str = ""
     detail: str = ""  # e.g. the LVM volume group's name, the LUKS version
+    volume: str = ""  # "VG/LV" for a file system in an LVM logical volume (start 0 of `reader`)
+    reader: Reader | None = field(default=None, repr=False, compare=False)  # the LV's; None: the guest disk
+
+    @property
+    def where(self) -> str:
+        return f"logical volume {self.volume}" if self.volume else f"partition {self.partition}"
 
 
 def _text(raw: bytes) -> str:

@@ -1,14 +1,15 @@
 """The guest operating system, read from its file systems: what VM Import would find, an hour early.
 
-From the partitions' file systems (`filesystems.identify`), the root file system (ext2/3/4, read
-by `ext4.Ext4`, or XFS, by `xfs.Xfs`) gives the distribution and version (/etc/os-release or the older release
+From the partitions' file systems (`filesystems.identify`) and those in LVM logical volumes
+(`volumes.logical_volumes`), the root file system (ext2/3/4, read by `ext4.Ext4`, XFS, by
+`xfs.Xfs`, or Btrfs, by `btrfs.Files`) gives the distribution and version (/etc/os-release or the older release
 files, judged against `supported.LINUX`), the architecture (the ELF header of /sbin/init or the
 kernel image), the installed kernels (/boot, /lib/modules and the version inside the kernel
 image), the default boot entry (grub.cfg, grubenv's saved_entry, BLS entries) and /etc/fstab,
-whose UUID= and LABEL= entries must name file systems in the image. Each problem becomes a
-finding naming the message VM Import would end with, what it means, and the fix. A disk whose
-NTFS volume holds Windows (or with BitLocker volumes) is a Windows guest, read by
-`windows.inspect_windows`; NTFS data volumes beside a Linux root leave it a Linux guest.
+whose UUID=, LABEL= and /dev/mapper/VG-LV entries must name file systems in the image. Each
+problem becomes a finding naming the message VM Import would end with, what it means, and the
+fix. A disk whose NTFS volume holds Windows (or with BitLocker volumes) is a Windows guest, read
+by `windows.inspect_windows`; NTFS data volumes beside a Linux root leave it a Linux guest.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-from . import supported
+from . import btrfs, supported
 from .ext4 import Ext4, Ext4Error
 from .filesystems import MAX_PARTITIONS, FileSystem, identify
 from .reader import Reader
 from .report import ERROR, INFO, WARNING, Finding, ImageError, Partition, short
+from .volumes import Volumes, logical_volumes, subvolume_findings
 from .windows import inspect_windows, no_system
 from .xfs import Xfs
 
@@ -59,6 +61,9 @@ class GuestInfo:
     separate_boot: bool = False
     fstab: list[str] = field(default_factory=list)  # "UUID=... / ext4"
     filesystems: list[dict[str, object]] = field(default_factory=list)
+    # LVM: {"name", "id", "pvs": PV UUIDs, "missing": those not on this disk, "lvs"}, so that the
+    # disks of one import can be matched by PV UUID
+    volume_groups: list[dict[str, object]] = field(default_factory=list)
 
 
 def _finding(severity: str, code: str, message: str, **fix: str) -> Finding:
@@ -96,7 +101,7 @@ def kernel_image(head: bytes) -> tuple[str, int | None]:
     return "", None
 
 
-FS = Ext4 | Xfs  # the file systems read: the same lookup, file and listdir
+FS = Ext4 | Xfs | btrfs.Files  # the file systems read: the same lookup, file and listdir
 
 
 @dataclass
@@ -124,8 +129,11 @@ class _Guest:
 
 def _open(guest: Reader, fs: FileSystem) -> FS | None:
     try:
-        return Xfs(guest, fs.start, fs.size) if fs.type == "xfs" else Ext4(guest, fs.start, fs.size)
-    except Ext4Error:  # XfsError too
+        disk = fs.reader or guest  # an LVM logical volume's, or the guest disk
+        if fs.type == "btrfs":  # the subvolume holding /etc, if any
+            return btrfs.root_files(btrfs.read(disk, fs.start, fs.size))
+        return Xfs(disk, fs.start, fs.size) if fs.type == "xfs" else Ext4(disk, fs.start, fs.size)
+    except Ext4Error:  # XfsError and BtrfsError too
         return None
 
 
@@ -133,14 +141,18 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
     """The guest's OS and its findings; (None, []) when no partition holds a file system at all
     (the partition findings say enough then)."""
     systems = [identify(guest, p.index, p.start, p.size) for p in partitions[:MAX_PARTITIONS] if p.size > 0]
+    volumes = logical_volumes(guest, systems)
+    systems += volumes.systems
     info = GuestInfo(
         filesystems=[
             {"partition": s.partition, "type": s.type, "uuid": s.uuid, "label": short(s.label, 64)}
+            | ({"volume": s.volume} if s.volume else {})
             for s in systems
             if s.type
         ]
     )
-    findings = _volume_findings(systems) + _dynamic_disk(partitions)
+    info.volume_groups = volumes.summary()
+    findings = _volume_findings(guest, systems) + volumes.findings + _dynamic_disk(partitions)
     ntfs = any(s.type in ("ntfs", "bitlocker") for s in systems)
     if ntfs:
         windows = inspect_windows(guest, systems, partitions, info)
@@ -149,12 +161,14 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
     roots: list[tuple[FS, FileSystem]] = []
     boots: list[tuple[FS, FileSystem]] = []
     unreadable: list[FileSystem] = []
+    opened: list[FileSystem] = []
     for s in systems:
-        if not s.type.startswith("ext") and s.type != "xfs":
+        if not s.type.startswith("ext") and s.type not in ("xfs", "btrfs"):
             continue
         fs = _open(guest, s)
         if fs is None:
             continue
+        opened.append(s)
         try:
             if fs.lookup("/etc") is not None:
                 roots.append((fs, s))
@@ -164,26 +178,30 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
             unreadable.append(s)
             findings.append(_unreadable(s, e))
     if not roots:
-        findings += [] if unreadable else [no_system()] if ntfs else _no_root(systems)
+        findings += volumes.missing(None, root_found=False)
+        read = [s for s in systems if s.type == "lvm" or (s.type == "btrfs" and any(s is o for o in opened))]
+        findings += [] if unreadable or volumes.unread else [no_system()] if ntfs else _no_root(systems, read)
         return (info if info.filesystems else None), findings
     root, root_fs = roots[0]
     g = _Guest(root, root_fs, *(boots[0] if boots else (None, None)))
-    info.os, info.root, info.separate_boot = "linux", f"partition {root_fs.partition} ({root_fs.type})", bool(boots)
+    info.os, info.root, info.separate_boot = "linux", f"{root_fs.where} ({root_fs.type})", bool(boots)
     try:
         findings += _release(g, info)
         findings += _architecture(g, info)
         findings += _kernels(g, info)
         findings += _boot_entry(g, info)
-        findings += _fstab(g, info, systems)
+        findings += _fstab(g, info, systems, volumes)
         findings += _network(g)
     except Ext4Error as e:
         findings.append(_unreadable(root_fs, e))
+    root_spec = next((line.split()[0] for line in info.fstab if line.split()[1:2] == ["/"]), None)
+    findings += volumes.missing(root_spec, root_found=True)
     if g.boot_fs is not None:
         findings.append(
             _finding(
                 INFO,
                 "separate-boot",
-                f"/boot is a separate file system (partition {g.boot_fs.partition}, {g.boot_fs.type}); VM Import "
+                f"/boot is a separate file system ({g.boot_fs.where}, {g.boot_fs.type}); VM Import "
                 "supports that as long as /etc/fstab mounts it by UUID.",
             )
         )
@@ -191,10 +209,19 @@ def inspect_linux(guest: Reader, partitions: list[Partition]) -> tuple[GuestInfo
 
 
 def _unreadable(fs: FileSystem, error: Exception) -> Finding:
+    if isinstance(error, btrfs.Compressed):
+        return _finding(
+            WARNING,
+            "btrfs-compressed",
+            f"The Btrfs of {fs.where} keeps some files compressed ({short(str(error), 100)}; the compress= mount "
+            "option): this check reads only uncompressed and zlib files, so the checks of the OS stop there. VM "
+            "Import's guide does not say whether it reads compressed files; to be sure, rewrite them uncompressed "
+            "(btrfs filesystem defragment -r -c none, or mount without compress and copy) before exporting.",
+        )
     return _finding(
         WARNING,
         "guest-unreadable",
-        f"Partition {fs.partition}'s file system ({fs.type}) could not be read to the end ({short(str(error), 100)}): "
+        f"The file system of {fs.where} ({fs.type}) could not be read to the end ({short(str(error), 100)}): "
         "the checks of the OS on it stop there. It may be damaged (VM Import would then fail too); run fsck on it "
         "before exporting the image again.",
     )
@@ -204,10 +231,10 @@ def _kernels_in(names: list[str] | None) -> list[str]:
     return [n for n in names or [] if n.startswith(("vmlinuz-", "vmlinux-", "kernel-"))]
 
 
-def _volume_findings(systems: list[FileSystem]) -> list[Finding]:
+def _volume_findings(guest: Reader, systems: list[FileSystem]) -> list[Finding]:
     found: list[Finding] = []
     for s in systems:
-        where = f"Partition {s.partition}"
+        where = s.where[0].upper() + s.where[1:]
         if s.type == "luks":
             found.append(
                 _finding(
@@ -233,21 +260,18 @@ def _volume_findings(systems: list[FileSystem]) -> list[Finding]:
                 _finding(
                     INFO,
                     "lvm",
-                    f"{where} is an LVM physical volume. VM Import supports LVM, but every physical volume of a "
-                    "volume group must be in the same import (one volume group spanning disks needs all its disks "
-                    "as DiskContainers). The OS on LVM logical volumes was not checked here.",
+                    f"{where} is an LVM physical volume{f' of {s.detail}' if s.detail else ''}. VM Import supports "
+                    "LVM, but every physical volume of a volume group must be in the same import (one volume group "
+                    "spanning disks needs all its disks as DiskContainers). "
+                    + (
+                        "Its linear logical volumes were read like partitions."
+                        if s.detail
+                        else "Its logical volumes were not read (see the other findings)."
+                    ),
                 )
             )
         elif s.type == "btrfs":
-            found.append(
-                _finding(
-                    WARNING,
-                    "btrfs",
-                    f"{where} is Btrfs. VM Import supports Btrfs, but not Btrfs subvolumes (the default layout of "
-                    "openSUSE/SLES and Fedora): if / or /boot is a subvolume, the import fails. Its contents were not "
-                    "checked here.",
-                )
-            )
+            found += subvolume_findings(guest, s)
     return found
 
 
@@ -269,8 +293,8 @@ def _dynamic_disk(partitions: list[Partition]) -> list[Finding]:
     ]
 
 
-def _no_root(systems: list[FileSystem]) -> list[Finding]:
-    if any(s.type in ("lvm", "luks", "btrfs") for s in systems):
+def _no_root(systems: list[FileSystem], read: list[FileSystem] | None = None) -> list[Finding]:
+    if any(s.type in ("lvm", "luks", "btrfs") and not any(s is r for r in read or []) for s in systems):
         return []  # the root is where this check does not read: the volume findings say so
     if not any(s.type for s in systems):
         return []  # nothing recognisable at all (a blank or synthetic disk): nothing to say of an OS
@@ -301,7 +325,7 @@ def _release(g: _Guest, info: GuestInfo) -> list[Finding]:
             _finding(
                 ERROR,
                 "unknown-os",
-                f"The root file system (partition {g.root_fs.partition}) has no /etc/os-release and none of the older "
+                f"The root file system ({g.root_fs.where}) has no /etc/os-release and none of the older "
                 f'release files, so VM Import cannot tell the distribution and fails with "{UNKNOWN_OS}" Restore '
                 "/etc/os-release (it belongs to the base-files, system-release or equivalent package).",
             )
@@ -585,7 +609,7 @@ def _grub_default(cfg: str) -> str:
     return m.group(1).strip() if m else ""
 
 
-def _fstab(g: _Guest, info: GuestInfo, systems: list[FileSystem]) -> list[Finding]:
+def _fstab(g: _Guest, info: GuestInfo, systems: list[FileSystem], volumes: Volumes | None = None) -> list[Finding]:
     data = g.root.file("/etc/fstab")
     if data is None:
         return [
@@ -614,8 +638,10 @@ def _fstab(g: _Guest, info: GuestInfo, systems: list[FileSystem]) -> list[Findin
         if len(info.fstab) < MAX_ENTRIES:
             info.fstab.append(short(f"{spec} {mount} {kind}", 160))
         name, _, value = spec.partition("=")
-        missing = (name == "UUID" and value.strip('"').lower() not in uuids) or (
-            name == "LABEL" and value.strip('"') not in labels
+        missing = (
+            (name == "UUID" and value.strip('"').lower() not in uuids)
+            or (name == "LABEL" and value.strip('"') not in labels)
+            or (volumes is not None and volumes.resolves(spec) is False)
         )
         if missing:
             root = mount == "/"
@@ -623,8 +649,12 @@ def _fstab(g: _Guest, info: GuestInfo, systems: list[FileSystem]) -> list[Findin
                 _finding(
                     ERROR if root else WARNING,
                     "fstab-unresolved",
-                    f"/etc/fstab mounts {short(mount, 80)} from {short(spec, 80)}, but no file system in the image has "
-                    f"that {name}. "
+                    f"/etc/fstab mounts {short(mount, 80)} from {short(spec, 80)}, but "
+                    + (
+                        f"no file system in the image has that {name}. "
+                        if name in ("UUID", "LABEL")
+                        else "no LVM logical volume of that name is in the image. "
+                    )
                     + (
                         "The root file system would not be found at boot. "
                         if root

@@ -38,7 +38,8 @@ def render(report: dict[str, Any]) -> str:
                 value = guest[name]
                 lines.append(f"  {name}: {', '.join(value) if isinstance(value, list) else value}")
     for system in guest.get("filesystems") or []:
-        lines.append(f"  partition {system.get('partition')}: {system.get('type')} {system.get('uuid', '')}".rstrip())
+        where = f"logical volume {system['volume']}" if system.get("volume") else f"partition {system.get('partition')}"
+        lines.append(f"  {where}: {system.get('type')} {system.get('uuid', '')}".rstrip())
     for f in report.get("findings") or []:
         fix = f.get("fix") or {}
         lines.append(f"{MARK.get(f.get('severity', ''), f.get('severity', ''))} {f.get('code')}: {f.get('message')}")
