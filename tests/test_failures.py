@@ -45,3 +45,18 @@ def test_a_failed_import_shows_awss_message_and_what_to_do(client, sandbox, requ
     assert expected in page.replace("&#x27;", "'")
     assert 'id="failure-meaning"' in page and 'id="failure-action"' in page
     assert 'class="stage-failed"' in page
+
+
+@pytest.mark.parametrize(
+    "message, words",
+    [
+        ("ClientError: Invalid configuration - Could not read fstab", "/etc/fstab"),
+        ("ClientError: Unsupported configuration - Logical volume group activation failed", "volume group"),
+        ("FirstBootFailure: This import request failed because the Windows instance failed to boot", "Windows 11"),
+    ],
+)
+def test_the_sandboxs_guest_failures_are_explained(message, words):
+    from wizard.imports.failures import explain
+
+    explanation = explain(message)
+    assert explanation is not None and words in explanation.meaning + explanation.action

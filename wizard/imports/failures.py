@@ -70,6 +70,31 @@ TABLE: tuple[tuple[str, Explanation], ...] = (
         ),
     ),
     (
+        r"Could not read fstab",
+        Explanation(
+            "VM Import could not read the guest's /etc/fstab (missing, or several /etc directories on the disks).",
+            "Give the guest one /etc/fstab that mounts the root file system by UUID, then export it again.",
+        ),
+    ),
+    (
+        r"Logical volume group activation failed",
+        Explanation(
+            "An LVM volume group of the guest could not be activated: one of its physical volumes is missing "
+            "(on a disk not in this import) or damaged.",
+            "Add every disk of the volume group to the same import (one DiskContainer each), or move the root "
+            "logical volume onto the boot disk's volume group.",
+        ),
+    ),
+    (
+        r"FirstBootFailure",
+        Explanation(
+            "Windows was converted but did not boot and reach the network on EC2 (drivers, licensing or boot mode).",
+            "Check the pre-flight's findings: Windows 11 needs UEFI (BootMode=uefi), client editions must be US "
+            "English, the system volume needs 6 GiB free; disable firewalls and antivirus, use DHCP, and export "
+            "again.",
+        ),
+    ),
+    (
         r"No valid partitions|Not a valid volume",
         Explanation(
             "The boot disk has no partition table or no partition VM Import can use.",

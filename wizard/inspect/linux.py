@@ -617,7 +617,8 @@ def _fstab(g: _Guest, info: GuestInfo, systems: list[FileSystem], volumes: Volum
                 ERROR,
                 "fstab-missing",
                 "The guest has no /etc/fstab. VM Import reads it to find and rewrite the guest's mounts and fails "
-                "without it (fstab not found). Create it, with the root file system by UUID: "
+                'without it ("ClientError: Invalid configuration - Could not read fstab"). Create it, with the root '
+                "file system by UUID: "
                 f"UUID={g.root_fs.uuid} / {g.root_fs.type} defaults 0 1.",
             )
         ]

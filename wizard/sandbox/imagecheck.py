@@ -30,7 +30,14 @@ task as it reaches "validating" and answers the first failure, if any, as
     ("converting": "ClientError: Unknown OS / Missing OS files."); no kernel
     ("updating": "ClientError: Unable to determine kernel version."); BLS
     entries without a default ("updating": "ClientError: BLSC-style GRUB
-    found, but unable to detect default kernel").
+    found, but unable to detect default kernel"); / in a Btrfs subvolume
+    ("converting", Unknown OS); the root's logical volume on a disk not in the
+    image ("converting": "ClientError: Unsupported configuration - Logical
+    volume group activation failed"); no /etc/fstab ("updating":
+    "ClientError: Invalid configuration - Could not read fstab"); NTFS without
+    a Windows ("converting", Unknown OS); a Windows 11 without UEFI, a
+    non-US-English client edition or under 6 GiB free ("booting":
+    "FirstBootFailure: ...", the guide naming no message of their own).
 
 Leniency: the content checks (the last three) apply only to objects of at
 least `min_bytes` (default 64 KiB, SANDBOX_INSPECT_MIN_BYTES): tests and demos
@@ -83,6 +90,13 @@ NO_PARTITIONS = "ClientError: No valid partitions. Not a valid volume."
 UNKNOWN_OS = "ClientError: Unknown OS / Missing OS files."
 NO_KERNEL = "ClientError: Unable to determine kernel version."
 BLS_NO_DEFAULT = "ClientError: BLSC-style GRUB found, but unable to detect default kernel"
+# The guide's troubleshooting page ("Linux VM Errors", "Windows VM Errors"):
+NO_FSTAB = "ClientError: Invalid configuration - Could not read fstab"
+LVM_ACTIVATION = "ClientError: Unsupported configuration - Logical volume group activation failed"
+FIRST_BOOT = (
+    "FirstBootFailure: This import request failed because the Windows instance failed to boot and establish "
+    "network connectivity."
+)
 
 # The inspector's finding codes the sandbox fails a task for, in the order they count.
 FAILING_FINDINGS = (
@@ -96,8 +110,17 @@ FAILING_FINDINGS = (
     ("unknown-os", "converting", UNKNOWN_OS),
     ("no-os", "converting", UNKNOWN_OS),
     ("luks", "converting", UNKNOWN_OS),
+    ("btrfs-subvolume", "converting", UNKNOWN_OS),  # / in a subvolume: no /etc where AWS looks
+    ("lvm-spans-disks", "converting", LVM_ACTIVATION),  # (an error only when the root's LV is cut)
+    ("windows-no-system", "converting", UNKNOWN_OS),
     ("no-kernel", "updating", NO_KERNEL),
     ("bls-no-default", "updating", BLS_NO_DEFAULT),
+    ("fstab-missing", "updating", NO_FSTAB),
+    # Windows that VM Import converts but cannot boot, license or fit its drivers into: the guide
+    # names no message of their own, only the first boot's failure.
+    ("windows-11-bios", "booting", FIRST_BOOT),
+    ("windows-language", "booting", FIRST_BOOT),
+    ("windows-free-space", "booting", FIRST_BOOT),
 )
 
 Failure = tuple[str, str]  # (stage name, StatusMessage)
@@ -275,13 +298,13 @@ def _inspector(seconds: float | None = None, memory_mb: int | None = None) -> Ca
 
 
 def _codes(report: Any) -> set[str]:
-    """The finding codes of a report, an object (ImageReport) or its dict, plus
-    "no-partitions" when it found no partition table."""
+    """The codes of a report's errors (warnings never fail a task), an object (ImageReport) or its
+    dict, plus "no-partitions" when it found no partition table."""
     if isinstance(report, dict):
-        codes = {str(f.get("code", "")) for f in report.get("findings") or []}
+        codes = {str(f.get("code", "")) for f in report.get("findings") or [] if f.get("severity") == "error"}
         table = report.get("partition_table", "")
     else:
-        codes = {finding.code for finding in report.findings}
+        codes = {finding.code for finding in report.findings if finding.severity == "error"}
         table = getattr(report, "partition_table", "")
     if table == "none":
         codes.add("no-partitions")
@@ -300,7 +323,7 @@ def content_failure(
         return None
     codes = _codes(report)
     # The earliest stage wins (validating before converting before updating), then the order above.
-    order = {"validating": 0, "converting": 1, "updating": 2}
+    order = {"validating": 0, "converting": 1, "updating": 2, "booting": 3}
     for code, stage, message in sorted(FAILING_FINDINGS, key=lambda f: order.get(f[1], 3)):
         if code in codes:
             return stage, message
@@ -351,7 +374,7 @@ class ImageChecks:
         failures = [self.disk_failure(account, region, role, disk, mode) for disk in task.disks]
         found = [f for f in failures if f is not None]
         # The earliest stage wins; among equals, the first disk.
-        order = {"validating": 0, "converting": 1, "updating": 2}
+        order = {"validating": 0, "converting": 1, "updating": 2, "booting": 3}
         return min(found, key=lambda f: order.get(f[0], 3)) if found else None
 
     def disk_failure(self, account: str, region: str, role: Any, disk: dict[str, Any], mode: str) -> Failure | None:
