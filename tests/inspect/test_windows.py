@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wizard.inspect import FileReader, inspect_image, ntfs, supported
 from wizard.inspect.ntfs import Ntfs
@@ -240,3 +242,33 @@ def test_the_reads_are_the_same_for_a_64_gib_system_volume(tmp_path: Path, disks
     assert report.ok and report.guest.version == "2019"
     assert len(big.reads) == len(small.reads) <= 20
     assert big.total - small.total <= 512 * 1024  # at most one chunk of $Bitmap more
+
+
+def test_an_edition_the_guide_does_not_list_is_a_warning_nano_server_an_error(tmp_path: Path) -> None:
+    require_windows_tools()
+    web_2016 = Windows("Windows Server 2016 Standard", "ServerWeb", "Server", "14393")
+    report = inspect_image(FileReader(windows_disk(tmp_path / "web-2016.raw", web_2016)))
+    severity, message, _ = finding(report, "windows-edition")
+    assert severity == "warning" and "Web Server" in message and "Standard, Datacenter" in message
+    assert "windows" in codes(report)  # the version itself is supported
+
+    nano = Windows("Windows Server 2016 Datacenter", "ServerDatacenterNano", "Nano Server", "14393")
+    report = inspect_image(FileReader(windows_disk(tmp_path / "nano.raw", nano)))
+    assert codes(report)["windows-nano-server"] == "error" and "windows-edition" not in codes(report)
+
+    home_10 = Windows("Windows 10 Home", "Core", "Client", "19045", "22H2")
+    report = inspect_image(FileReader(windows_disk(tmp_path / "home-10.raw", home_10)))
+    assert "windows-edition" not in codes(report)  # the guide lists Home for Windows 10
+    home_81 = Windows("Windows 8.1", "Core", "Client", "9600")
+    assert codes(inspect_image(FileReader(windows_disk(tmp_path / "home-81.raw", home_81))))["windows-edition"] == (
+        "warning"
+    )
+
+
+@given(st.text(max_size=60), st.sampled_from(sorted({d for d, _ in supported.WINDOWS_EDITIONS})), st.text(max_size=20))
+def test_editions_judged_on_any_text(edition_id: str, distribution: str, version: str) -> None:
+    name = supported.windows_edition(edition_id)
+    assert name == "" or name in set(supported.EDITION_IDS.values())
+    assert supported.edition_listed(distribution, version, name) in (None, True, False)
+    if name == "":
+        assert supported.edition_listed(distribution, version, name) is None

@@ -163,14 +163,13 @@ def kernel_listed(row: Row, kernel: str) -> bool:
 
 
 # --- Windows ----------------------------------------------------------------------------------
-# The same guide's Windows table. The stored copies of the page (English and machine-translated)
-# end before it, inside the Linux table, so the rows below are not read from the table itself:
-# they are the guide's summary as kept in the project's reference notes, read 2026-12-02
-# (/work/shared/reference/guest-os-facts.md: "Windows Server 2003 to 2022; Windows 7 to 11 client
-# editions only in US English. Windows 11 requires UEFI. Windows needs at least 6 GiB free on the
-# system volume."; the guide's own line for Windows 10, as quoted publicly: "Microsoft Windows 10
-# (Professional, Enterprise, Education) (US English) (64-bit only)"). Editions and service packs
-# per version are therefore not checked. To update: replace the ranges by the guide's rows.
+# The same guide's Windows table. Its editions per version come from the guide's source as
+# published in the awsdocs/vm-import-export-user-guide repository (doc_source/prerequisites.md,
+# "Windows OS", read 2026-12-02), whose table ends at Windows Server 2019 and Windows 11; the
+# current page adds Windows Server 2022 (its edition list was not in the stored copies, so any
+# edition of it passes). Footnotes kept: client editions only in US English; Windows 11 needs
+# UEFI; Nano Server is not supported. To update: edit WINDOWS_EDITIONS from the current guide.
+WINDOWS_SOURCE_TABLE = "https://github.com/awsdocs/vm-import-export-user-guide/blob/main/doc_source/prerequisites.md"
 WINDOWS_SOURCE = SOURCE
 WINDOWS_RETRIEVED = "2026-12-02"
 WINDOWS_VERSIONS = {  # every version, oldest first: what a range below spans
@@ -181,9 +180,64 @@ WINDOWS: dict[str, tuple[str, str]] = {  # distribution -> first and last suppor
     "windows-server": ("2003", "2022"),
     "windows-client": ("7", "11"),
 }
+# (distribution, version) -> the editions the guide lists for it; () any edition
+WINDOWS_EDITIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("windows-server", "2003"): ("Standard", "Datacenter", "Enterprise"),
+    ("windows-server", "2003 R2"): ("Standard", "Datacenter", "Enterprise"),
+    ("windows-server", "2008"): ("Standard", "Datacenter", "Enterprise"),
+    ("windows-server", "2008 R2"): ("Standard", "Web Server", "Datacenter", "Enterprise"),
+    ("windows-server", "2012"): ("Standard", "Datacenter"),
+    ("windows-server", "2012 R2"): ("Standard", "Datacenter"),
+    ("windows-server", "2016"): ("Standard", "Datacenter"),
+    ("windows-server", "2019"): ("Standard", "Datacenter"),
+    ("windows-server", "2022"): (),
+    ("windows-client", "7"): ("Home", "Professional", "Enterprise", "Ultimate"),
+    ("windows-client", "8"): ("Home", "Professional", "Enterprise"),
+    ("windows-client", "8.1"): ("Professional", "Enterprise"),
+    ("windows-client", "10"): ("Home", "Professional", "Enterprise", "Education"),
+    ("windows-client", "11"): ("Home", "Professional", "Enterprise", "Education"),
+}
+# The registry's EditionID -> the guide's edition name ("N", "KN" and evaluation variants alike)
+EDITION_IDS = {
+    "core": "Home",
+    "coren": "Home",
+    "coresinglelanguage": "Home",
+    "corecountryspecific": "Home",
+    "homebasic": "Home",
+    "homepremium": "Home",
+    "professional": "Professional",
+    "professionaln": "Professional",
+    "professionalworkstation": "Professional",
+    "professionaleducation": "Education",
+    "enterprise": "Enterprise",
+    "enterprisen": "Enterprise",
+    "enterprises": "Enterprise",
+    "education": "Education",
+    "educationn": "Education",
+    "ultimate": "Ultimate",
+    "serverstandard": "Standard",
+    "serverstandardeval": "Standard",
+    "serverdatacenter": "Datacenter",
+    "serverdatacentereval": "Datacenter",
+    "serverenterprise": "Enterprise",
+    "serverweb": "Web Server",
+}
 WINDOWS_CLIENT_LANGUAGES = {"0409"}  # InstallLanguage of the client editions VM Import takes: US English
 WINDOWS_MIN_FREE = 6 * 1024**3  # bytes free on the system volume
 WINDOWS_11_BUILD = 22000  # Windows 11 from this build on, whatever ProductName says (it needs UEFI)
+
+
+def windows_edition(edition_id: str) -> str:
+    """The guide's name of a registry EditionID ("ServerDatacenter" -> "Datacenter"); "" unknown."""
+    return EDITION_IDS.get(edition_id.strip().lower(), "")
+
+
+def edition_listed(distribution: str, version: str, edition: str) -> bool | None:
+    """Whether the guide lists `edition` (the guide's name) for that version; None if it cannot tell."""
+    editions = WINDOWS_EDITIONS.get((distribution, version))
+    if editions is None or not edition:
+        return None
+    return not editions or edition in editions
 
 
 def judge_windows(distribution: str, version: str) -> str:

@@ -176,6 +176,7 @@ def _read(fs: Ntfs, info: GuestInfo, partitions: list[Partition]) -> list[Findin
     language, found = _system(fs, info)
     info.language = short(language, 8)
     found += _version(info, product, build)
+    found += _edition(info, edition, installation)
     if not server and language and language.upper() not in supported.WINDOWS_CLIENT_LANGUAGES:
         found.append(
             _finding(
@@ -265,6 +266,35 @@ def _version(info: GuestInfo, product: str, build: int) -> list[Finding]:
             f"versions VM Import lists ({listed}, {_source()[1:-1]}). The import may fail with "
             f'"{UNKNOWN_OS}" Check the current guide ({supported.WINDOWS_SOURCE}): it may list it by now.',
             Platform="Windows",
+        )
+    ]
+
+
+def _edition(info: GuestInfo, edition_id: str, installation: str) -> list[Finding]:
+    """Nano Server is not supported; an edition the guide does not list for this version is a warning."""
+    if installation.strip().lower() == "nano server":
+        return [
+            _finding(
+                ERROR,
+                "windows-nano-server",
+                f"The guest is a Nano Server installation; VM Import does not support Nano Server {_source()} and "
+                "the import fails. Import a Server Core or Desktop Experience installation instead.",
+            )
+        ]
+    edition = supported.windows_edition(edition_id)
+    listed = supported.edition_listed(info.distribution, info.version, edition)
+    if listed is not False:
+        return []
+    kind = "Windows Server" if info.distribution == "windows-server" else "Windows"
+    editions = ", ".join(supported.WINDOWS_EDITIONS[(info.distribution, info.version)])
+    return [
+        _finding(
+            WARNING,
+            "windows-edition",
+            f"The guest is {kind} {info.version} {edition} (EditionID {short(edition_id, 40)}); for {kind} "
+            f"{info.version} the VM Import guide lists only {editions} {_source()}. The import may fail, or the "
+            "instance may not activate with AWS's licence. Import a listed edition, or check the current guide "
+            f"({supported.WINDOWS_SOURCE}).",
         )
     ]
 
