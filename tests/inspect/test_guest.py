@@ -231,7 +231,9 @@ def test_static_networking_and_no_cloud_init(tmp_path: Path) -> None:
     assert f.severity == "warning" and "FirstBootFailure" in f.message
     assert "50-static.yaml" in f.message and "ifcfg-eth0" in f.message and "ifcfg-lo" not in f.message
     assert finding(report, "no-cloud-init").severity == "info"
+    assert finding(report, "no-ssm-agent").severity == "info"
     dhcp, _ = guests.linux("ubuntu", "22.04")
     dhcp["etc/netplan/50-cloud.yaml"] = b"network:\n  ethernets:\n    ens3:\n      dhcp4: true\n"
+    dhcp["snap/amazon-ssm-agent/current"] = "->7993"
     report = inspect_image(FileReader(guests.build_disk(tmp_path / "dhcp.raw", dhcp)))
-    assert not codes(report) & {"static-network", "no-cloud-init"}
+    assert not codes(report) & {"static-network", "no-cloud-init", "no-ssm-agent"}

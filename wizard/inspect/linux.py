@@ -41,6 +41,7 @@ RELEASE_FILES = (
     "/etc/alpine-release",
 )
 ELF_MACHINES = {3: "i386", 62: "x86_64", 183: "arm64", 40: "arm", 243: "riscv64", 21: "ppc64"}
+SSM_AGENT = ("/usr/bin/amazon-ssm-agent", "/usr/sbin/amazon-ssm-agent", "/snap/amazon-ssm-agent")
 MAX_ENTRIES = 32  # BLS entries, kernels and fstab lines kept in the report
 
 
@@ -677,7 +678,8 @@ def _fstab(g: _Guest, info: GuestInfo, systems: list[FileSystem], volumes: Volum
 
 
 def _network(g: _Guest) -> list[Finding]:
-    """Static network configuration and cloud-init: what VM Import changes, or what the instance needs."""
+    """Static network configuration, cloud-init and the SSM Agent: what VM Import changes, or what the
+    instance needs (warnings and notes, never errors)."""
     static: list[str] = []
     for name in (g.root.listdir("/etc/sysconfig/network-scripts") or [])[:MAX_ENTRIES]:
         if name.startswith("ifcfg-") and name != "ifcfg-lo":
@@ -710,6 +712,17 @@ def _network(g: _Guest) -> list[Finding]:
                 "no-cloud-init",
                 "The guest has no cloud-init (/etc/cloud/cloud.cfg): instances from the AMI will not take their "
                 "SSH key, user data or host name from EC2. Install cloud-init before exporting if you need them.",
+            )
+        )
+    if not any(g.root.lookup(path) is not None for path in SSM_AGENT):
+        found.append(
+            _finding(
+                INFO,
+                "no-ssm-agent",
+                "The guest has no SSM Agent (amazon-ssm-agent). VM Import installs it during the import where the "
+                "distribution allows; the instances are then managed by Systems Manager once they have an instance "
+                "profile with AmazonSSMManagedInstanceCore and can reach its endpoints. Nothing to do unless you do "
+                "not want it (remove it after the import) or the guest cannot take it (install it yourself).",
             )
         )
     return found
