@@ -7,12 +7,18 @@ work (0.75 s for 2,000 inserted rows, seconds for 1,000 updates on this machine)
 SQL is built once and each value is prepared once by its field's kind: datetimes and JSON as
 the backend wants them, other values (str, int, None, a pk) as they are.
 
+On PostgreSQL the rows go through COPY (psycopg's, in C: no SQL text with thousands of
+placeholders for Django's client-side binding to build and parse in Python), an UPDATE through
+a temporary table filled by COPY. Measured beside a multi-row INSERT of the same 1,000 rows:
+7-12 ms against 17-48 ms wall, 4-6 ms against 11-35 ms of our CPU.
+
 No signals, no save(), no auto_now: the caller passes every value. Runs in the caller's
 transaction.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -45,15 +51,18 @@ def _columns(model: type[models.Model], fields: Sequence[str]) -> tuple[list[str
     return [_column(model, name) for name in fields], [_preparer(_field(model, name)) for name in fields]
 
 
-# PostgreSQL answers each statement of an executemany in turn (a round trip each: 0.6 s for
-# 1,000 rows here); there, rows go in multi-row statements of at most this many parameters.
-PG_PARAMS = 20_000
+_temp_tables = itertools.count()
 
 
-def _chunks(params: list[list[Any]], columns: int) -> Iterable[list[list[Any]]]:
-    size = max(1, PG_PARAMS // columns)
-    for start in range(0, len(params), size):
-        yield params[start : start + size]
+def _copy(table: str, columns: list[str], params: list[list[Any]]) -> None:
+    """COPY the rows into `table` (quoted) on the PostgreSQL connection, in its transaction."""
+    raw = connection.connection  # psycopg's own connection: COPY is not in the DB-API
+    assert raw is not None
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    # wrap_database_errors: a refused value raises Django's DataError (& co), as from a Django cursor
+    with connection.wrap_database_errors, raw.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in params:
+            copy.write_row(row)
 
 
 def insert_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -62,14 +71,15 @@ def insert_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable
     params = [[p(v) for p, v in zip(prepare, row, strict=True)] for row in rows]
     if not params:
         return
-    head = f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({', '.join(columns)}) VALUES "
-    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    table = connection.ops.quote_name(model._meta.db_table)
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        _copy(table, columns, params)
+        return
     with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            cursor.executemany(head + one, params)
-            return
-        for chunk in _chunks(params, len(columns)):
-            cursor.execute(head + ", ".join([one] * len(chunk)), [v for row in chunk for v in row])
+        cursor.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})", params
+        )
 
 
 def update_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -86,23 +96,15 @@ def update_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable
             sets = ", ".join(f"{c} = %s" for c in columns)
             cursor.executemany(f"UPDATE {table} SET {sets} WHERE {pk} = %s", params)
             return
-        # UPDATE ... FROM (VALUES ...): a value with no type of its own (a str, None) is cast to
-        # its column's type, except text (an explicit cast to varchar(n) would cut a long value
-        # short, where the assignment refuses it).
+        # COPY into a temporary table of the same column types, then one UPDATE ... FROM it.
+        temp = connection.ops.quote_name(f"bulk_update_{next(_temp_tables)}")
         names = [f"c{i}" for i in range(len(columns))]
-        sets = ", ".join(
-            f"{c} = {_cast(f'v.{n}', _field(model, name))}" for c, n, name in zip(columns, names, fields, strict=True)
+        types = [_field(model, name).db_type(connection) for name in fields]
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {temp} ({', '.join(f'{n} {t}' for n, t in zip(names, types, strict=True))}, "
+            "pk bigint)"
         )
-        one = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
-        for chunk in _chunks(params, len(columns) + 1):
-            cursor.execute(
-                f"UPDATE {table} SET {sets} FROM (VALUES {', '.join([one] * len(chunk))}) "
-                f"AS v({', '.join(names)}, pk) WHERE {table}.{pk} = CAST(v.pk AS bigint)",
-                [v for row in chunk for v in row],
-            )
-
-
-def _cast(value: str, field: models.Field) -> str:
-    if isinstance(field, (models.CharField, models.TextField)):
-        return value
-    return f"CAST({value} AS {field.cast_db_type(connection)})"
+        _copy(temp, [*names, "pk"], params)
+        sets = ", ".join(f"{c} = v.{n}" for c, n in zip(columns, names, strict=True))
+        cursor.execute(f"UPDATE {table} SET {sets} FROM {temp} AS v WHERE {table}.{pk} = v.pk")
+        cursor.execute(f"DROP TABLE {temp}")
