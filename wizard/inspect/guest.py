@@ -21,6 +21,7 @@ class Disk:
     guest: Reader | None  # None when the guest cannot be read from this file alone
     findings: list[Finding] = field(default_factory=list)
     sector_size: int = 512
+    read_ahead: int = 0  # bytes of the guest's start to read at once (where the file's head lacks them)
 
 
 class UnitReader:

@@ -26,6 +26,7 @@ LOGICAL_SECTOR_SIZE = uuid.UUID("8141BF1D-A96F-4709-BA47-F233A8FAAB5F")
 LEAVE_BLOCKS_ALLOCATED, HAS_PARENT = 1, 2
 PRESENT = (6, 7)  # fully / partially present payload block
 FULL_BAT_CHECK = 256 * KiB  # BATs up to this size are read whole to find blocks past the end
+READ_AHEAD = 4 * MiB  # of the guest, at once: payload blocks lie after the regions, past the file's head
 
 
 def crc32c(data: bytes) -> int:
@@ -135,6 +136,7 @@ def _open(src: CachedReader, disk: Disk) -> None:
     bat = _Bat(src, regions[BAT_REGION][0], block_size, sector_size, virtual_size)
     bat.check_blocks_inside()
     disk.guest = UnitReader(virtual_size, block_size, bat.read, src.budget)
+    disk.read_ahead = READ_AHEAD
 
 
 class _Bat:
