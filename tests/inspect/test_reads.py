@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wizard.inspect import FileReader, inspect_image
+from wizard.inspect import FileReader, inspect_image, vmdk
 from wizard.inspect.reader import HEAD, MAX_READ, NEAR, PAGE, TAIL
 from wizard.inspect.vhdx import READ_AHEAD
 
@@ -89,3 +89,22 @@ def test_huge_gpt_disk_reads_head_tail_and_a_page(tmp_path: Path) -> None:
     # (no file system magic) and the page of the Btrfs superblock at 64 KiB: nothing else of 100 GiB
     (start,) = [p.start for p in report.partitions if p.start >= NEAR]
     assert reader.reads[3:] == [(start, PAGE), (start + 64 * 1024, PAGE)]
+
+
+@pytest.mark.parametrize("name", ["gpt-stream.vmdk", "gpt-vmwstream.vmdk", "mbr-stream.vmdk"])
+def test_a_stream_vmdks_grains_are_each_inflated_once(corpus: Path, name: str, monkeypatch) -> None:
+    """The file systems' reads go back and forth between a few grains: each is inflated once,
+    not once per read (qemu's layout took 20 reads of the same grain before they were kept)."""
+    inflated: list[int] = []
+    inflate = vmdk._Grains._inflate
+
+    def counted(self: vmdk._Grains, index: int, offset: int) -> bytes:
+        inflated.append(index)
+        return inflate(self, index, offset)
+
+    monkeypatch.setattr(vmdk._Grains, "_inflate", counted)
+    reader = CountingReader(FileReader(corpus / name))
+    report = inspect_image(reader)
+    assert report.guest is not None and report.guest.distribution == "debian"
+    assert inflated and len(inflated) == len(set(inflated))
+    assert len(reader.reads) <= 4
