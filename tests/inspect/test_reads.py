@@ -108,3 +108,18 @@ def test_a_stream_vmdks_grains_are_each_inflated_once(corpus: Path, name: str, m
     assert report.guest is not None and report.guest.distribution == "debian"
     assert inflated and len(inflated) == len(set(inflated))
     assert len(reader.reads) <= 4
+
+
+def test_a_vhdx_of_1_mib_blocks_reads_the_guests_start_at_once(corpus: Path, tmp_path: Path) -> None:
+    """Hyper-V's recommended block size for Linux guests: the guest's first 4 MiB are four
+    blocks, one after the other in the file, read in one read."""
+    path = tmp_path / "gpt-1m.vhdx"
+    options = "subformat=dynamic,block_size=1M"
+    subprocess.run(
+        [tool("qemu-img"), "convert", "-O", "vhdx", "-o", options, str(corpus / "gpt.raw"), str(path)], check=True
+    )
+    reader = CountingReader(FileReader(path))
+    report = inspect_image(reader, guest=False)
+    assert (report.format, report.partition_table, report.boot_mode_hint) == ("VHDX", "gpt", "uefi")
+    assert "esp-no-bootx64" not in {f.code for f in report.findings}
+    assert len(reader.reads) <= 4, reader.reads

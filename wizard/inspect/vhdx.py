@@ -135,7 +135,7 @@ def _open(src: CachedReader, disk: Disk) -> None:
         raise ImageError("truncated", _cut(src.size, "a 1 MiB boundary (VHDX files are 1 MiB-aligned)"))
     bat = _Bat(src, regions[BAT_REGION][0], block_size, sector_size, virtual_size)
     bat.check_blocks_inside()
-    disk.guest = UnitReader(virtual_size, block_size, bat.read, src.budget)
+    disk.guest = UnitReader(virtual_size, block_size, bat.read, src.budget, bat.place, bat.read_at)
     disk.read_ahead = READ_AHEAD
 
 
@@ -168,9 +168,16 @@ class _Bat:
         for block in range(self.blocks):
             self._place(block, struct.unpack_from("<Q", table, 8 * self._index(block))[0])
 
-    def read(self, block: int, start: int, length: int) -> bytes:
+    def place(self, block: int) -> int | None:
+        """File offset of payload block `block`, None if it reads as zeros."""
         raw = read_exact(self.src, self.offset + 8 * self._index(block), 8, "block allocation table")
-        offset = self._place(block, struct.unpack("<Q", raw)[0])
+        return self._place(block, struct.unpack("<Q", raw)[0])
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        return read_exact(self.src, offset, length, f"the data blocks at byte {offset}")
+
+    def read(self, block: int, start: int, length: int) -> bytes:
+        offset = self.place(block)
         if offset is None:
             return bytes(length)
         return read_exact(self.src, offset + start, length, f"data block {block}")
