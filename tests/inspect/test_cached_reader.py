@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wizard.inspect.reader import MAX_PAGES, MAX_SPAN, PAGE, Budget, CachedReader
+from wizard.inspect.reader import MAX_PAGES, MAX_PREFETCH, MAX_SPAN, PAGE, Budget, CachedReader
 
 from .helpers import BytesReader, CountingReader
 
@@ -76,3 +76,22 @@ def test_a_large_read_goes_to_the_image_as_it_is() -> None:
     assert src.read(at, MAX_SPAN + 1) == DATA[at : at + MAX_SPAN + 1]
     assert base.reads == [(at, MAX_SPAN + 1)]
     assert not src._pages
+
+
+def test_a_prefetched_range_is_read_at_once_and_spares_the_rest_of_the_near_range() -> None:
+    src, base = cached(near=8 * PAGE)
+    src.prefetch(2 * PAGE + 100, 3 * PAGE)  # pages 2..5, in the near range
+    assert base.reads == [(2 * PAGE, 4 * PAGE)]
+    assert src.read(3 * PAGE, 2 * PAGE) == DATA[3 * PAGE : 5 * PAGE]
+    assert src.read(5 * PAGE + 7, 10) == DATA[5 * PAGE + 7 : 5 * PAGE + 17]
+    assert base.reads == [(2 * PAGE, 4 * PAGE)]  # from the pages: the near range was not read
+    assert src.read(7 * PAGE, 10) == DATA[7 * PAGE : 7 * PAGE + 10]  # not prefetched: the near range
+    assert base.reads[1:] == [(HEAD, 8 * PAGE - HEAD)]
+
+
+def test_a_prefetch_too_large_or_outside_the_middle_reads_nothing() -> None:
+    src, base = cached()
+    src.prefetch(2 * PAGE, MAX_PREFETCH + PAGE)
+    src.prefetch(0, HEAD)  # the head is read as a whole when asked for
+    src.prefetch(SIZE - TAIL, TAIL)
+    assert base.reads == []

@@ -40,7 +40,7 @@ DESCRIPTOR_ONLY = ("gpt-flat.vmdk",)  # its data is in another file: nothing pas
 def test_container_and_partitions_take_at_most_4_reads(corpus: Path, name: str) -> None:
     """Issue 12's target for the container, the partition table and the ESP's boot loader: the
     head (1 MiB: VHDX headers and regions, QCOW2 tables, GPT), the rest of the first 4 MiB if
-    asked for (a VHDX's metadata and BAT, the ESP's FAT), a VHDX guest's first 4 MiB, the tail
+    asked for (the ESP's FAT) or a VHDX's BAT and metadata, a VHDX guest's first 4 MiB, the tail
     (footers, the backup GPT) or a page."""
     reader = CountingReader(FileReader(corpus / name))
     report = inspect_image(reader, guest=False)

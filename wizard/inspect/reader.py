@@ -27,6 +27,7 @@ TAIL = 64 * 1024
 PAGE = 64 * 1024  # small reads elsewhere fetch and keep the aligned pages around them
 MAX_SPAN = 256 * 1024  # reads up to this size are served from pages; larger ones go to the image
 MAX_PAGES = 64
+MAX_PREFETCH = 2 * MiB  # what `CachedReader.prefetch` reads at most, in pages
 MAX_READ = 4 * MiB  # bytes in one read of the image
 MAX_TOTAL = 32 * MiB  # bytes read of the image in one inspection
 MAX_READS = 128  # reads of the image in one inspection
@@ -160,8 +161,9 @@ class CachedReader:
 
     Every format probe and most headers, footers and tables lie there: the head (1 MiB) holds
     a VHDX's headers and region tables, a QCOW2's header and first tables, a GPT with its
-    entries; the rest of the first 4 MiB (`NEAR`, read the first time a read falls in it) a
-    VHDX's metadata and BAT, the FAT of an ESP at 1 MiB, a VHD's first blocks. Other reads
+    entries; the rest of the first 4 MiB (`NEAR`, read the first time a read falls in it) the
+    FAT of an ESP at 1 MiB, a VHD's first blocks (a VHDX `prefetch`es its BAT and metadata
+    instead: its log, often 1 MiB of nothing, lies before them). Other reads
     (table entries, directory sectors) tend to come back to the same places, so they are
     served from 64 KiB pages, the missing pages of one read fetched together: one ranged GET
     each instead of one per entry. A read larger than `MAX_SPAN` goes to `base` as it is.
@@ -208,6 +210,11 @@ class CachedReader:
             if offset < self.head_size:
                 buffer, start, stop = self.head, 0, self.head_size
             elif offset < self.near_end:
+                stop = min(end, self.near_end)
+                if self._near is None and self._kept(offset, stop):  # prefetched: the rest is not needed
+                    parts.append(self._middle(offset, stop))
+                    offset = stop
+                    continue
                 buffer, start, stop = self.near, self.head_size, self.near_end
             elif offset >= self.tail_start:
                 buffer, start, stop = self.tail, self.tail_start, self.size
@@ -223,10 +230,19 @@ class CachedReader:
             offset = stop
         return b"".join(parts)
 
-    def _middle(self, offset: int, end: int) -> bytes:
-        if end - offset > MAX_SPAN:
-            return self.base.read(offset, end - offset)
-        first, last = offset // PAGE, (end - 1) // PAGE
+    def prefetch(self, offset: int, length: int) -> None:
+        """Reads the pages of [offset, offset + length) now, in one read, where they lie past the
+        head and before the tail and span at most `MAX_PREFETCH`: for a format that knows where
+        its next structures are (a VHDX's BAT and metadata), instead of the rest of the first 4 MiB."""
+        start, end = max(offset, self.head_size), min(offset + length, self.tail_start)
+        if start < end <= start + MAX_PREFETCH:
+            self.budget.call(end - start)
+            self._fetch(start // PAGE, (end - 1) // PAGE)
+
+    def _kept(self, offset: int, end: int) -> bool:
+        return end - offset <= MAX_SPAN and all(i in self._pages for i in range(offset // PAGE, (end - 1) // PAGE + 1))
+
+    def _fetch(self, first: int, last: int) -> None:
         missing = [i for i in range(first, last + 1) if i not in self._pages]
         if len(self._pages) + len(missing) > MAX_PAGES:
             self._pages = {i: self._pages[i] for i in range(first, last + 1) if i in self._pages}
@@ -239,6 +255,12 @@ class CachedReader:
             for n in range(run):
                 self._pages[missing[n]] = data[n * PAGE : (n + 1) * PAGE]
             missing = missing[run:]
+
+    def _middle(self, offset: int, end: int) -> bytes:
+        if end - offset > MAX_SPAN:
+            return self.base.read(offset, end - offset)
+        first, last = offset // PAGE, (end - 1) // PAGE
+        self._fetch(first, last)
         if first == last:
             return self._pages[first][offset - first * PAGE : end - first * PAGE]
         data = b"".join(self._pages[i] for i in range(first, last + 1))

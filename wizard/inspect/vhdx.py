@@ -26,6 +26,7 @@ LOGICAL_SECTOR_SIZE = uuid.UUID("8141BF1D-A96F-4709-BA47-F233A8FAAB5F")
 LEAVE_BLOCKS_ALLOCATED, HAS_PARENT = 1, 2
 PRESENT = (6, 7)  # fully / partially present payload block
 FULL_BAT_CHECK = 256 * KiB  # BATs up to this size are read whole to find blocks past the end
+METADATA_AHEAD = 128 * KiB  # the metadata table (64 KiB) and, after it, the items read
 READ_AHEAD = 4 * MiB  # of the guest, at once: payload blocks lie after the regions, past the file's head
 
 
@@ -109,7 +110,10 @@ def _open(src: CachedReader, disk: Disk) -> None:
     regions = _regions(src)
     if BAT_REGION not in regions or METADATA_REGION not in regions:
         raise ImageError("corrupt", "The VHDX lacks its BAT or metadata region: the file is damaged.")
-    items = _metadata(src, regions[METADATA_REGION][0])
+    (bat_at, bat_length), (metadata, _) = regions[BAT_REGION], regions[METADATA_REGION]
+    low = min(bat_at, metadata)  # the metadata table and items and the BAT's start, in one read if near
+    src.prefetch(low, max(bat_at + min(bat_length, FULL_BAT_CHECK), metadata + METADATA_AHEAD) - low)
+    items = _metadata(src, metadata)
     try:
         block_size, flags = struct.unpack("<II", items[FILE_PARAMETERS][:8])
         (virtual_size,) = struct.unpack("<Q", items[VIRTUAL_DISK_SIZE][:8])
@@ -133,7 +137,7 @@ def _open(src: CachedReader, disk: Disk) -> None:
         return
     if src.size % MiB:
         raise ImageError("truncated", _cut(src.size, "a 1 MiB boundary (VHDX files are 1 MiB-aligned)"))
-    bat = _Bat(src, regions[BAT_REGION][0], block_size, sector_size, virtual_size)
+    bat = _Bat(src, bat_at, block_size, sector_size, virtual_size)
     bat.check_blocks_inside()
     disk.guest = UnitReader(virtual_size, block_size, bat.read, src.budget, bat.place, bat.read_at)
     disk.read_ahead = READ_AHEAD
