@@ -37,8 +37,10 @@ def test_reads_give_the_images_bytes(head: int, near: int, tail: int, size: int,
         expected = DATA[:size][offset : offset + length] if offset >= 0 and length > 0 else b""
         assert src.read(offset, length) == expected
         assert len(src._pages) <= MAX_PAGES
-    # the same range is never read twice, nothing past the end, no byte of the tail twice
-    assert len(base.reads) == len(set(base.reads))
+    # no page is read twice (reads over MAX_SPAN go to the image as they are, each time), nothing
+    # past the end, no byte of the tail twice
+    small = [r for r in base.reads if r[1] <= MAX_SPAN]
+    assert len(small) == len(set(small))
     assert all(offset + length <= size for offset, length in base.reads)
     tail_start = max(min(head, size), size - tail)
     assert all(offset >= tail_start or offset + length <= tail_start for offset, length in base.reads)
