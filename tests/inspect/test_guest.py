@@ -216,8 +216,10 @@ def test_the_guest_costs_the_same_reads_on_a_1_gib_and_a_64_gib_disk(tmp_path: P
         assert report.ok and report.guest.distribution == "debian"
         seen.append((len(reader.reads), reader.total))
         disk.unlink()
-    assert seen[0] == seen[1]
-    assert seen[0][0] <= 64 and seen[0][1] <= 16 * 1024 * 1024  # measured: 12 reads, 480 KiB
+    # one read more at most: the 64 GiB file system's group 0 inode table lies past the image's
+    # first 4 MiB (read at once), after its larger reserved GDT; the 1 GiB one's inside them
+    assert seen[0][0] <= seen[1][0] <= seen[0][0] + 1 and seen[1][1] - seen[0][1] <= 64 * 1024
+    assert seen[1][0] <= 64 and seen[1][1] <= 16 * 1024 * 1024  # measured: 6 and 7 reads, 4.3 MiB
 
 
 def test_static_networking_and_no_cloud_init(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wizard.inspect import FileReader, inspect_image, lvm
-from wizard.inspect.reader import HEAD
+from wizard.inspect.reader import HEAD, NEAR
 from wizard.inspect.volumes import Volumes
 
 from . import guests
@@ -93,9 +93,10 @@ def test_the_lvm_guest_is_read_in_few_reads(rhel: Path) -> None:
     report = inspect_image(reader)
     assert report.guest.root.startswith("logical volume")
     # measured: 19 reads, 592 KiB (head, tail, PV label and metadata pages, the XFS and ext4 pages)
+    # before the first 4 MiB were read at once; 4.8 MiB with them
     assert len(reader.reads) <= 24
-    assert reader.total < 1 * MiB
-    assert max(length for _, length in reader.reads) <= HEAD
+    assert reader.total < NEAR + 1 * MiB
+    assert max(length for _, length in reader.reads) <= NEAR - HEAD
 
 
 def test_fstab_names_by_dev_vg_lv_and_a_missing_lv(work: Path) -> None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from wizard.inspect import FileReader, inspect_image, ntfs, supported
 from wizard.inspect.ntfs import Ntfs
+from wizard.inspect.reader import NEAR
 from wizard.inspect.report import ImageReport
 from wizard.inspect.windows import pe_architecture, version_of
 
@@ -171,9 +172,10 @@ def test_a_windows_inspection_reads_a_few_dozen_small_pieces(disks: dict[str, Pa
         reader = CountingReader(FileReader(guests.convert(disks["big-software"], fmt)))
         report = inspect_image(reader)
         assert report.ok and report.guest.version == "2019"
-        # measured: raw 17 reads / 760 KiB, VMDK 10 reads / 450 KiB (head and tail: 320 KiB of it)
+        # measured: raw 12 reads / 4.75 MiB (the first 4 MiB, the tail and 64 KiB pages), VMDK 3
+        # reads / 1.7 MiB: beyond the image's first 4 MiB, only small pieces
         assert len(reader.reads) <= 40, (fmt, len(reader.reads))
-        assert reader.total < 2 * MiB, (fmt, reader.total)
+        assert reader.total < NEAR + 2 * MiB, (fmt, reader.total)
 
 
 def test_free_space_stops_once_enough_is_found_from_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,13 +236,14 @@ def test_an_ntfs_data_volume_beside_a_linux_root_leaves_a_linux_guest(tmp_path: 
 
 def test_the_reads_are_the_same_for_a_64_gib_system_volume(tmp_path: Path, disks: dict[str, Path]) -> None:
     """The free space is counted from the end of $Bitmap and stops once 6 GiB are found: a
-    bigger volume costs no more reads (measured: 17 reads for 7 GiB and 64 GiB, 0.74 and 1.0 MiB)."""
+    bigger volume costs no more reads (measured: 11 and 12 reads for 7 GiB and 64 GiB, 4.7 and
+    5.1 MiB with the first 4 MiB; the one more is where a record falls across a 64 KiB page)."""
     small = CountingReader(FileReader(disks["server-2019"]))
     inspect_image(small)
     big = CountingReader(FileReader(windows_disk(tmp_path / "big.raw", Windows(), system_mib=64 * 1024)))
     report = inspect_image(big)
     assert report.ok and report.guest.version == "2019"
-    assert len(big.reads) == len(small.reads) <= 20
+    assert len(small.reads) <= len(big.reads) <= len(small.reads) + 1 <= 20
     assert big.total - small.total <= 512 * 1024  # at most one chunk of $Bitmap more
 
 

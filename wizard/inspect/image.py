@@ -19,7 +19,7 @@ from .linux import inspect_guest
 from .ova import inspect_ova
 from .partitions import boot_mode, check_table, read_table
 from .qcow2 import open_qcow2
-from .reader import Budget, BudgetReader, CachedReader, Reader, ReadFailed
+from .reader import PAGE, Budget, BudgetReader, CachedReader, Reader, ReadFailed
 from .report import ERROR, MAX_SIZE, WARNING, Finding, ImageError, ImageReport, human
 from .vhd import open_vhd
 from .vhdx import open_vhdx
@@ -39,10 +39,11 @@ BOOT_LOADER = "EFI/BOOT/BOOTX64.EFI"
 log = logging.getLogger(__name__)
 
 
-def inspect_image(reader: Reader, declared_format: str | None = "") -> ImageReport:
+def inspect_image(reader: Reader, declared_format: str | None = "", guest: bool = True) -> ImageReport:
     """Inspects the image behind `reader`; `declared_format` is the Format the import will
     name (OVA, VMDK, VHD, VHDX, RAW; empty or None: not known yet), checked against what the
-    file really is.
+    file really is. `guest=False` stops after the container, the partition table and the
+    ESP's boot loader, without the guest's operating system (`linux.inspect_guest`).
 
     Whatever bytes the image holds, this returns a report (JSON-ready, no number over 2^63)
     within the inspection's read budget (`reader.Budget`); it raises only what `reader.read`
@@ -50,7 +51,7 @@ def inspect_image(reader: Reader, declared_format: str | None = "") -> ImageRepo
     """
     budget = Budget()
     try:
-        report = _inspect(BudgetReader(reader, budget), budget)
+        report = _inspect(BudgetReader(reader, budget), budget, guest=guest)
         _check(report)
     except ReadFailed as e:
         raise e.error from None
@@ -117,7 +118,7 @@ def _check(report: ImageReport) -> None:
         raise ValueError("a number in the report does not fit in 64 bits")
 
 
-def _inspect(reader: Reader, budget: Budget, nested: bool = False) -> ImageReport:
+def _inspect(reader: Reader, budget: Budget, nested: bool = False, guest: bool = True) -> ImageReport:
     """The inspection without the checks that only make sense for the uploaded file as a whole
     (its S3 size and declared format): also used for the disk inside an OVA (`nested`)."""
     src = CachedReader(reader, budget)
@@ -159,8 +160,8 @@ def _inspect(reader: Reader, budget: Budget, nested: bool = False) -> ImageRepor
         )
     try:
         if fmt == "OVA":
-            return inspect_ova(src, lambda disk: _inspect(disk, budget, nested=True))
-        return _inspect_disk(src, fmt, kind)
+            return inspect_ova(src, lambda disk: _inspect(disk, budget, nested=True, guest=guest))
+        return _inspect_disk(src, fmt, kind, guest)
     except (struct.error, ValueError) as e:  # a structure too short or malformed to parse
         return ImageReport(
             fmt,
@@ -177,7 +178,7 @@ def _inspect(reader: Reader, budget: Budget, nested: bool = False) -> ImageRepor
         )
 
 
-def _inspect_disk(src: CachedReader, fmt: str, kind: str) -> ImageReport:
+def _inspect_disk(src: CachedReader, fmt: str, kind: str, guest: bool) -> ImageReport:
     try:
         disk = _open(src, fmt, kind)
     except ImageError as e:
@@ -210,7 +211,7 @@ def _inspect_disk(src: CachedReader, fmt: str, kind: str) -> ImageReport:
         )
     if disk.guest is not None:
         try:
-            _read_guest(disk, report)
+            _read_guest(src, disk, report, guest)
         except ImageError as e:
             report.partition_table, report.partitions, report.boot_mode_hint = "unknown", [], ""
             report.findings.append(e.finding())
@@ -254,8 +255,12 @@ def _open(src: CachedReader, fmt: str, kind: str) -> Disk:
     return OPENERS[fmt](src)
 
 
-def _read_guest(disk: Disk, report: ImageReport) -> None:
+def _read_guest(src: CachedReader, disk: Disk, report: ImageReport, guest_os: bool) -> None:
     assert disk.guest is not None
+    if disk.read_ahead:
+        # the guest's first bytes (the partition table, mostly the ESP's FAT, the first file
+        # system's superblock) read at once, where the container keeps them outside the file's head
+        disk.guest = CachedReader(disk.guest, src.budget, head=disk.read_ahead, near=0, tail=PAGE)
     table = read_table(disk.guest, disk.sector_size)
     report.partition_table, report.partitions = table.kind, table.partitions
     cut_code = "truncated" if disk.format == "RAW" else "partition-outside-disk"  # raw: the disk is the file
@@ -273,6 +278,6 @@ def _read_guest(disk: Disk, report: ImageReport) -> None:
                 "grub-install --removable, or copy the distribution's shimx64.efi/grubx64.efi there).",
             )
         )
-    if table.partitions and not any(f.severity == ERROR for f in table.findings):
+    if guest_os and table.partitions and not any(f.severity == ERROR for f in table.findings):
         report.guest, findings = inspect_guest(disk.guest, table.partitions)
         report.findings += findings

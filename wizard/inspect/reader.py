@@ -1,7 +1,8 @@
 """Random access to an image: a local file, a byte range of another reader, or an S3 object.
 
-Images can be 5 TiB, and on S3 every read is a ranged GET, so the inspection reads the
-head and the tail once (`CachedReader`) and otherwise only the few small pieces it needs.
+Images can be 5 TiB, and on S3 every read is a ranged GET, so the inspection reads the head,
+the rest of the first 4 MiB and the tail once each (`CachedReader`), and otherwise only the few
+small pieces it needs.
 
 Everything an image's header says (sizes, offsets, counts) is checked before use, and as a
 second line, every inspection has a `Budget`: at most `MAX_READ` bytes in one read, `MAX_TOTAL`
@@ -19,11 +20,14 @@ from typing import Protocol
 
 from .report import ImageError, human
 
-HEAD = 256 * 1024
-TAIL = 64 * 1024
-PAGE = 16 * 1024  # small reads elsewhere fetch and keep the aligned page around them
-MAX_PAGES = 64
 MiB = 1024 * 1024
+HEAD = 1 * MiB
+NEAR = 4 * MiB  # the rest of the image's first 4 MiB: read the first time a read falls in it
+TAIL = 64 * 1024
+PAGE = 64 * 1024  # small reads elsewhere fetch and keep the aligned pages around them
+MAX_SPAN = 256 * 1024  # reads up to this size are served from pages; larger ones go to the image
+MAX_PAGES = 64
+MAX_PREFETCH = 2 * MiB  # what `CachedReader.prefetch` reads at most, in pages
 MAX_READ = 4 * MiB  # bytes in one read of the image
 MAX_TOTAL = 32 * MiB  # bytes read of the image in one inspection
 MAX_READS = 128  # reads of the image in one inspection
@@ -152,30 +156,43 @@ class BudgetReader:
 
 
 class CachedReader:
-    """Keeps the head and the tail in memory, each read from `base` once and only if asked for.
+    """Keeps the start and the tail of the image in memory, each read from `base` once and only
+    if asked for.
 
-    Every format probe and most headers, footers and tables lie in one of them. Small reads
-    elsewhere (table entries, directory sectors) tend to come back to the same places, so they
-    are served from 16 KiB pages: one ranged GET each instead of one per entry.
+    Every format probe and most headers, footers and tables lie there: the head (1 MiB) holds
+    a VHDX's headers and region tables, a QCOW2's header and first tables, a GPT with its
+    entries; the rest of the first 4 MiB (`NEAR`, read the first time a read falls in it) the
+    FAT of an ESP at 1 MiB, a VHD's first blocks (a VHDX `prefetch`es its BAT and metadata
+    instead: its log, often 1 MiB of nothing, lies before them). Other reads
+    (table entries, directory sectors) tend to come back to the same places, so they are
+    served from 64 KiB pages, the missing pages of one read fetched together: one ranged GET
+    each instead of one per entry. A read larger than `MAX_SPAN` goes to `base` as it is.
     """
 
-    def __init__(self, base: Reader, budget: Budget) -> None:
+    def __init__(self, base: Reader, budget: Budget, head: int = HEAD, near: int = NEAR, tail: int = TAIL) -> None:
         self.base = base
         self.budget = budget
         self.size = base.size
+        # four ranges that do not overlap: head [0, h), near [h, n), pages [n, t), tail [t, size)
+        self.head_size = min(head, self.size)
+        self.tail_start = max(self.head_size, self.size - tail)
+        self.near_end = min(max(near, self.head_size), self.tail_start)
         self._head: bytes | None = None
+        self._near: bytes | None = None
         self._tail: bytes | None = None
         self._pages: dict[int, bytes] = {}
 
     @property
     def head(self) -> bytes:
         if self._head is None:
-            self._head = self.base.read(0, min(HEAD, self.size))
+            self._head = self.base.read(0, self.head_size)
         return self._head
 
     @property
-    def tail_start(self) -> int:
-        return max(0, self.size - TAIL)
+    def near(self) -> bytes:
+        if self._near is None:
+            self._near = self.base.read(self.head_size, self.near_end - self.head_size)
+        return self._near
 
     @property
     def tail(self) -> bytes:
@@ -188,21 +205,66 @@ class CachedReader:
         if offset < 0 or offset >= end:
             return b""
         self.budget.call(end - offset)
-        if end <= min(HEAD, self.size):
-            return self.head[offset:end]
-        if offset >= self.tail_start:
-            return self.tail[offset - self.tail_start : end - self.tail_start]
-        page, start = divmod(offset, PAGE)
-        if (end - 1) // PAGE == page:
-            return self._page(page)[start : start + end - offset]
-        return self.base.read(offset, end - offset)
+        parts: list[bytes | memoryview] = []
+        while offset < end:
+            if offset < self.head_size:
+                buffer, start, stop = self.head, 0, self.head_size
+            elif offset < self.near_end:
+                stop = min(end, self.near_end)
+                if self._near is None and self._kept(offset, stop):  # prefetched: the rest is not needed
+                    parts.append(self._middle(offset, stop))
+                    offset = stop
+                    continue
+                buffer, start, stop = self.near, self.head_size, self.near_end
+            elif offset >= self.tail_start:
+                buffer, start, stop = self.tail, self.tail_start, self.size
+            else:
+                stop = min(end, self.tail_start)
+                parts.append(self._middle(offset, stop))
+                offset = stop
+                continue
+            stop = min(end, stop)
+            if not parts and stop == end:  # the whole read in one buffer: the common case
+                return buffer[offset - start : stop - start]
+            parts.append(memoryview(buffer)[offset - start : stop - start])
+            offset = stop
+        return b"".join(parts)
 
-    def _page(self, index: int) -> bytes:
-        if index not in self._pages:
-            if len(self._pages) >= MAX_PAGES:
-                self._pages.clear()
-            self._pages[index] = self.base.read(index * PAGE, PAGE)
-        return self._pages[index]
+    def prefetch(self, offset: int, length: int) -> None:
+        """Reads the pages of [offset, offset + length) now, in one read, where they lie past the
+        head and before the tail and span at most `MAX_PREFETCH`: for a format that knows where
+        its next structures are (a VHDX's BAT and metadata), instead of the rest of the first 4 MiB."""
+        start, end = max(offset, self.head_size), min(offset + length, self.tail_start)
+        if start < end <= start + MAX_PREFETCH:
+            self.budget.call(end - start)
+            self._fetch(start // PAGE, (end - 1) // PAGE)
+
+    def _kept(self, offset: int, end: int) -> bool:
+        return end - offset <= MAX_SPAN and all(i in self._pages for i in range(offset // PAGE, (end - 1) // PAGE + 1))
+
+    def _fetch(self, first: int, last: int) -> None:
+        missing = [i for i in range(first, last + 1) if i not in self._pages]
+        if len(self._pages) + len(missing) > MAX_PAGES:
+            self._pages = {i: self._pages[i] for i in range(first, last + 1) if i in self._pages}
+        while missing:  # each run of adjacent missing pages in one read
+            run = 1
+            while run < len(missing) and missing[run] == missing[0] + run:
+                run += 1
+            at = missing[0] * PAGE  # pages stop where the tail starts: no byte is read twice
+            data = self.base.read(at, min(run * PAGE, self.tail_start - at))
+            for n in range(run):
+                self._pages[missing[n]] = data[n * PAGE : (n + 1) * PAGE]
+            missing = missing[run:]
+
+    def _middle(self, offset: int, end: int) -> bytes:
+        if end - offset > MAX_SPAN:
+            return self.base.read(offset, end - offset)
+        first, last = offset // PAGE, (end - 1) // PAGE
+        self._fetch(first, last)
+        if first == last:
+            return self._pages[first][offset - first * PAGE : end - first * PAGE]
+        data = b"".join(self._pages[i] for i in range(first, last + 1))
+        return data[offset - first * PAGE : end - first * PAGE]
 
 
 def read_exact(reader: Reader, offset: int, length: int, what: str) -> bytes:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import struct
 import uuid
 
+import google_crc32c
+
 from .guest import Disk, UnitReader
 from .reader import CachedReader, read_exact
 from .report import ERROR, Finding, ImageError, human
@@ -24,25 +26,14 @@ LOGICAL_SECTOR_SIZE = uuid.UUID("8141BF1D-A96F-4709-BA47-F233A8FAAB5F")
 LEAVE_BLOCKS_ALLOCATED, HAS_PARENT = 1, 2
 PRESENT = (6, 7)  # fully / partially present payload block
 FULL_BAT_CHECK = 256 * KiB  # BATs up to this size are read whole to find blocks past the end
-
-
-def _crc32c_table() -> list[int]:
-    table = []
-    for n in range(256):
-        for _ in range(8):
-            n = (n >> 1) ^ 0x82F63B78 if n & 1 else n >> 1
-        table.append(n)
-    return table
-
-
-_CRC32C = _crc32c_table()
+METADATA_AHEAD = 128 * KiB  # the metadata table (64 KiB) and, after it, the items read
+READ_AHEAD = 4 * MiB  # of the guest, at once: payload blocks lie after the regions, past the file's head
 
 
 def crc32c(data: bytes) -> int:
-    crc = 0xFFFF_FFFF
-    for b in data:
-        crc = _CRC32C[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFF_FFFF
+    """CRC-32C (Castagnoli), the checksum of VHDX headers and region tables: google-crc32c's C
+    extension (the package falls back to its own pure Python where the extension is missing)."""
+    return int(google_crc32c.value(data))
 
 
 def _valid(block: bytes, magic: bytes) -> bool:
@@ -119,7 +110,10 @@ def _open(src: CachedReader, disk: Disk) -> None:
     regions = _regions(src)
     if BAT_REGION not in regions or METADATA_REGION not in regions:
         raise ImageError("corrupt", "The VHDX lacks its BAT or metadata region: the file is damaged.")
-    items = _metadata(src, regions[METADATA_REGION][0])
+    (bat_at, bat_length), (metadata, _) = regions[BAT_REGION], regions[METADATA_REGION]
+    low = min(bat_at, metadata)  # the metadata table and items and the BAT's start, in one read if near
+    src.prefetch(low, max(bat_at + min(bat_length, FULL_BAT_CHECK), metadata + METADATA_AHEAD) - low)
+    items = _metadata(src, metadata)
     try:
         block_size, flags = struct.unpack("<II", items[FILE_PARAMETERS][:8])
         (virtual_size,) = struct.unpack("<Q", items[VIRTUAL_DISK_SIZE][:8])
@@ -143,9 +137,10 @@ def _open(src: CachedReader, disk: Disk) -> None:
         return
     if src.size % MiB:
         raise ImageError("truncated", _cut(src.size, "a 1 MiB boundary (VHDX files are 1 MiB-aligned)"))
-    bat = _Bat(src, regions[BAT_REGION][0], block_size, sector_size, virtual_size)
+    bat = _Bat(src, bat_at, block_size, sector_size, virtual_size)
     bat.check_blocks_inside()
-    disk.guest = UnitReader(virtual_size, block_size, bat.read, src.budget)
+    disk.guest = UnitReader(virtual_size, block_size, bat.read, src.budget, bat.place, bat.read_at)
+    disk.read_ahead = READ_AHEAD
 
 
 class _Bat:
@@ -177,9 +172,16 @@ class _Bat:
         for block in range(self.blocks):
             self._place(block, struct.unpack_from("<Q", table, 8 * self._index(block))[0])
 
-    def read(self, block: int, start: int, length: int) -> bytes:
+    def place(self, block: int) -> int | None:
+        """File offset of payload block `block`, None if it reads as zeros."""
         raw = read_exact(self.src, self.offset + 8 * self._index(block), 8, "block allocation table")
-        offset = self._place(block, struct.unpack("<Q", raw)[0])
+        return self._place(block, struct.unpack("<Q", raw)[0])
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        return read_exact(self.src, offset, length, f"the data blocks at byte {offset}")
+
+    def read(self, block: int, start: int, length: int) -> bytes:
+        offset = self.place(block)
         if offset is None:
             return bytes(length)
         return read_exact(self.src, offset + start, length, f"data block {block}")

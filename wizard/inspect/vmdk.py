@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from .guest import Disk, UnitReader
@@ -31,6 +32,7 @@ UNSUPPORTED = "Disk validation failed [Unsupported VMDK File Format]"
 MAX_DESCRIPTOR = 64 * 1024  # bytes of an embedded or separate descriptor read (real ones: 1 KiB)
 MAX_GRAIN = 2048  # sectors (1 MiB): VMware writes 128 (64 KiB); qemu takes up to 1 GiB, no tool writes it
 MAX_GTES = 512  # grain table entries: the VMDK specification fixes 512
+KEPT_GRAINS = 2 * 1024 * 1024  # bytes of inflated grains kept (32 of VMware's 64 KiB grains)
 
 
 @dataclass
@@ -170,11 +172,13 @@ def _check_stream_end(src: CachedReader, gd_off: int) -> int:
 
 
 class _Grains:
-    """Reads grains through the grain directory and tables; keeps the last grain read."""
+    """Reads grains through the grain directory and tables; keeps the last grains inflated (up
+    to `KEPT_GRAINS` bytes of them: a file system's reads go back and forth between a few)."""
 
     def __init__(self, src: CachedReader, flags: int, grain: int, gtes: int, gd_off: int) -> None:
         self.src, self.flags, self.grain, self.gtes, self.gd_off = src, flags, grain, gtes, gd_off
-        self.cached: tuple[int, bytes] = (-1, b"")
+        self.kept: OrderedDict[int, bytes] = OrderedDict()
+        self.keep = max(1, KEPT_GRAINS // grain)
 
     def _entry(self, sector: int, index: int, what: str) -> int:
         return int(struct.unpack("<I", read_exact(self.src, sector * SECTOR + 4 * index, 4, what))[0])
@@ -186,9 +190,13 @@ class _Grains:
             return bytes(length)
         if not self.flags & COMPRESSED:
             return read_exact(self.src, gte * SECTOR + start, length, f"grain {index}")
-        if self.cached[0] != index:
-            self.cached = (index, self._inflate(index, gte * SECTOR))
-        return self.cached[1][start : start + length]
+        data = self.kept.pop(index, None)
+        if data is None:
+            data = self._inflate(index, gte * SECTOR)
+            if len(self.kept) >= self.keep:
+                self.kept.popitem(last=False)
+        self.kept[index] = data
+        return data[start : start + length]
 
     def _inflate(self, index: int, offset: int) -> bytes:
         lba, size = MARKER.unpack(read_exact(self.src, offset, MARKER.size, f"grain {index}"))
