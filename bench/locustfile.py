@@ -95,13 +95,13 @@ class LoggedIn(HttpUser):
         self.client.post(
             "/login/",
             data={"username": self.username, "password": self.username, "csrfmiddlewaretoken": token_of(page.text)},
-            headers={"Referer": self.host + "/login/"},
+            headers={"Referer": f"{self.host}/login/"},
             name="login",
         )
         self.token = self.client.cookies.get("csrftoken", "")
 
     def post(self, path: str, data: dict, name: str, htmx: bool = False, **kw: Any) -> Any:
-        headers = {"Referer": self.host + path, "X-CSRFToken": self.token}
+        headers = {"Referer": f"{self.host}{path}", "X-CSRFToken": self.token}
         if htmx:
             headers["HX-Request"] = "true"
         return self.client.post(

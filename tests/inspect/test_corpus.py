@@ -84,7 +84,11 @@ def test_mbr_images(corpus: Path, name: str) -> None:
     )
     assert report.boot_mode_hint == "legacy-bios"
     assert not [f for f in report.findings if f.severity == "warning"]
-    assert {f.code for f in report.findings if f.severity == "info"} == {"os-supported", "architecture-x86_64"}
+    assert {f.code for f in report.findings if f.severity == "info"} == {
+        "os-supported",
+        "architecture-x86_64",
+        "no-ssm-agent",
+    }
 
 
 @pytest.mark.parametrize("table", ["gpt", "mbr"])
