@@ -19,6 +19,12 @@ it is alone (about 2·log2(n) calls for one bad task among n). What a failure me
 - Errors about the account or its credentials (AuthFailure, ...): raised as they are.
 
 The tasks polled longest ago go first, so a poll cut short reaches the others next time.
+
+Each target (wizard.targets: an account and region) is polled on its own, with a client in
+that account through its role: one DescribeImportImageTasks call never mixes targets (AWS
+knows a task only in the account and region that made it). A target whose role cannot be
+assumed or whose account refuses the calls holds up no other target: the others are polled,
+then the error is raised.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as NoConnection
 from botocore.parsers import ResponseParserError
 from django.db import DataError, IntegrityError, transaction
@@ -41,7 +47,7 @@ from wizard.audit import checkpoint as audit_checkpoint
 from wizard.aws import clients, vmimport
 from wizard.aws.errors import AwsError
 from wizard.imports import bulkwrite, dispatch_queue, finishing
-from wizard.models import ImportRequest, ImportTask, TaskStatusChange
+from wizard.models import ImportRequest, ImportTask, Target, TaskStatusChange
 from wizard.requests.statemachine import change_status
 
 log = logging.getLogger(__name__)
@@ -89,10 +95,23 @@ class PollBackoff(Exception):
 
 def active_tasks() -> list[ImportTask]:
     return list(
-        ImportTask.objects.exclude(status__in=ImportTask.FINAL_STATES).order_by(
-            F("polled_at").asc(nulls_first=True), "pk"
-        )
+        ImportTask.objects.exclude(status__in=ImportTask.FINAL_STATES)
+        .select_related("request__target")
+        .order_by(F("polled_at").asc(nulls_first=True), "pk")
     )
+
+
+def by_target(tasks: Sequence[ImportTask]) -> list[tuple[Target | None, list[ImportTask]]]:
+    """The tasks grouped by their request's target (the default target first), each group in the
+    order given."""
+    groups: dict[int | None, list[ImportTask]] = {}
+    found: dict[int | None, Target | None] = {}
+    for task in tasks:
+        key = task.request.target_id
+        groups.setdefault(key, []).append(task)
+        found[key] = task.request.target
+    order = sorted(groups, key=lambda k: (k is not None, k or 0))
+    return [(found[k], groups[k]) for k in order]
 
 
 @audit_checkpoint.batched()  # one audit checkpoint per cycle, not one per task that changed
@@ -105,21 +124,45 @@ def poll_once() -> int:
     tasks = active_tasks()
     if not tasks:
         return 0
-    poll = Poll(ec2=clients.client("ec2"))  # one client for the cycle's calls
-    batched = [t for t in tasks if not t.attention]
-    try:
-        for start in range(0, len(batched), vmimport.DESCRIBE_BATCH):
-            poll.describe(batched[start : start + vmimport.DESCRIBE_BATCH])
-        for task in tasks:
-            if task.attention:  # it spoilt its batch before: asked about on its own
-                poll.describe([task])
-    except PollBackoff:
+    answered = broken = 0
+    last_code = ""
+    refused: Exception | None = None  # a target's account error, raised once the others are polled
+    for target, group in by_target(tasks):
+        try:
+            poll = Poll(ec2=clients.client("ec2", target=target))  # one client per target for the cycle
+        except FAILURES + (ClientError,) as exc:  # its role cannot be assumed: the others go on
+            log.warning("polling: no client in %s: %r", target, exc)
+            refused = refused or exc
+            continue
+        try:
+            _poll_group(poll, group)
+        except PollBackoff:
+            poll.finish()
+            raise
+        except FAILURES as exc:  # the account refused (ACCOUNT): the other targets are polled first
+            if len(tasks) == len(group):
+                raise  # the only target: as it always was
+            poll.finish()
+            log.warning("polling %s: %r", target, exc)
+            refused = refused or exc
+            continue
         poll.finish()
-        raise
-    poll.finish()
-    if poll.broken and not poll.answered:
-        raise PollBackoff(poll.last_code, "no DescribeImportImageTasks call of this poll got an answer")
+        answered, broken, last_code = answered + poll.answered, broken + poll.broken, poll.last_code or last_code
+    if refused is not None:
+        raise refused
+    if broken and not answered:
+        raise PollBackoff(last_code, "no DescribeImportImageTasks call of this poll got an answer")
     return sum(not t.is_final for t in tasks)
+
+
+def _poll_group(poll: Poll, tasks: list[ImportTask]) -> None:
+    """Describe one target's tasks: in batches, then those needing attention one by one."""
+    batched = [t for t in tasks if not t.attention]
+    for start in range(0, len(batched), vmimport.DESCRIBE_BATCH):
+        poll.describe(batched[start : start + vmimport.DESCRIBE_BATCH])
+    for task in tasks:
+        if task.attention:  # it spoilt its batch before: asked about on its own
+            poll.describe([task])
 
 
 @dataclass
