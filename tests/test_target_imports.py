@@ -18,6 +18,7 @@ from wizard import tasks
 from wizard.aws import clients, policies, sts
 from wizard.imports import dispatch, finishing, polling
 from wizard.models import AuditEvent, ImportRequest, Target
+from wizard.preflight import preflight
 from wizard.requests import drafts, review, submission
 
 A = "111122223333"
@@ -282,3 +283,52 @@ def test_a_user_who_lost_the_target_cannot_save_submit_have_approved_or_dispatch
     assert draft.status == ImportRequest.Status.FAILED and "may not use the target" in draft.failure_message
     assert AuditEvent.objects.filter(request=draft, action="failed target check").exists()
     assert known_tasks(team_a) == set() and known_tasks(None) == set()  # no ImportImage anywhere
+
+
+# --- the wizard's look-ups and the pre-flight in the target --------------------------------------
+
+
+def test_the_look_ups_and_the_account_checks_are_the_targets(team_a, sandbox, requester, client):
+    """The encryption step lists the target's KMS keys; the pre-flight asks the target's IAM for
+    the service role and its KMS key; the default account's are not looked at."""
+    theirs = clients.client("kms", target=team_a).create_key(Description="key-of-team-a")["KeyMetadata"]
+    ours = sandbox.client("kms").create_key(Description="key-of-the-default-account")["KeyMetadata"]
+    draft = drafts.create_draft(requester, target=team_a, encrypted=True, kms_key_id=theirs["Arn"])
+    drafts.add_container(draft, requester, s3_bucket=team_a.bucket, s3_key=KEY)
+    client.force_login(requester)
+    page = client.get(reverse("wizard-step", args=[draft.pk, "encryption"])).content.decode()
+    assert "key-of-team-a" in page and "key-of-the-default-account" not in page
+    assert not [f for f in preflight.all_findings(draft, check_aws=True) if f.severity == "error"]
+    # The default account's key does not exist in A; A's role check is A's own.
+    ImportRequest.objects.filter(pk=draft.pk).update(kms_key_id=ours["KeyId"], role_name="only-in-default")
+    sandbox.client("iam").create_role(
+        RoleName="only-in-default", AssumeRolePolicyDocument=json.dumps(policies.trust_policy())
+    )
+    draft.refresh_from_db()
+    found = {f.path: f.message for f in preflight.all_findings(draft, check_aws=True) if f.severity == "error"}
+    assert "there is no KMS key" in found["KmsKeyId"]
+    assert "there is no IAM role only-in-default in this account" in found["RoleName"]
+
+
+def test_the_queue_counts_places_per_account_and_region(db, sandbox, requester, settings):
+    """AWS's quota of concurrent imports is per account and Region: a full default account does not
+    hold up a target's request, and a place in the queue counts the same account's requests only."""
+    from django.utils import timezone
+
+    from wizard.imports import dispatch_queue
+
+    settings.MAX_ACTIVE_IMPORTS = 1
+    a = Target.objects.create(name="a", account_id=A, region="eu-west-1", bucket="b", role_arn="arn:aws:iam::1:role/x")
+    also_a = Target.objects.create(
+        name="a-too", account_id=A, region="eu-west-1", bucket="c", role_arn="arn:aws:iam::1:role/y"
+    )
+    approved = ImportRequest.Status.APPROVED
+
+    def make(target):
+        return ImportRequest.objects.create(owner=requester, status=approved, target=target, reviewed_at=timezone.now())
+
+    first, second, in_a, in_a_too = make(None), make(None), make(a), make(also_a)
+    assert dispatch_queue.positions() == {first.pk: 0, second.pk: 1, in_a.pk: 0, in_a_too.pk: 1}
+    assert dispatch_queue.kick() == [first.pk, in_a.pk]  # one place each: the default's, A's in eu-west-1
+    assert dispatch_queue.positions() == {second.pk: 0, in_a_too.pk: 0}
+    assert dispatch_queue.kick() == []  # both places taken (the two targets share A's)
