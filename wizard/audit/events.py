@@ -678,6 +678,7 @@ SENTENCES: dict[str, Callable[[Event], list[Part]]] = {
     "failed validation": _failed(" failed its last check before ImportImage"),
     "failed source check": _failed(" failed the source check before ImportImage"),
     "failed account check": _failed(" failed the AWS account check before ImportImage"),
+    "failed target check": _failed(" failed the target check before ImportImage (its owner may not use the target)"),
     "task lost": _failed(" failed: AWS no longer knows its import task"),
     "aws status changed": _aws_status_changed,
     "needs attention": _needs_attention,
