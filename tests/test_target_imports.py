@@ -332,3 +332,55 @@ def test_the_queue_counts_places_per_account_and_region(db, sandbox, requester, 
     assert dispatch_queue.kick() == [first.pk, in_a.pk]  # one place each: the default's, A's in eu-west-1
     assert dispatch_queue.positions() == {second.pk: 0, in_a_too.pk: 0}
     assert dispatch_queue.kick() == []  # both places taken (the two targets share A's)
+
+
+@pytest.mark.slow  # botocore retries the throttled calls (standard mode) before the poll backs off
+def test_an_account_that_cannot_be_asked_holds_up_no_other(
+    team_a, sandbox, requester, reviewer, django_capture_on_commit_callbacks
+):
+    """One poll, two accounts: the default account throttled while A's task is followed to the end;
+    then A's role unusable while the default's is followed: A's task says why it cannot be
+    followed, and is followed again once the role is mended."""
+
+    def importing(target=None, key="uploads/test/disk.raw"):
+        if target is None:
+            req = draft_with_image(requester, sandbox, key=key)
+        else:
+            req = drafts.create_draft(requester, target=target)
+            drafts.add_container(req, requester, s3_bucket=target.bucket, s3_key=KEY)
+        submission.submit(req, requester)
+        with django_capture_on_commit_callbacks(execute=True):
+            review.approve(req, reviewer)
+        req.refresh_from_db()
+        return req
+
+    def poll():
+        with django_capture_on_commit_callbacks(execute=True):
+            polling.poll_once()
+
+    plain, in_a = importing(), importing(team_a)
+    sandbox.faults(throttle={"actions": ["DescribeImportImageTasks"], "task_ids": [plain.import_task.import_task_id]})
+    sandbox.advance(120)
+    with pytest.raises(polling.PollBackoff):
+        poll()  # the default account throttled: backed off, but only once A was polled
+    in_a.refresh_from_db()
+    plain.refresh_from_db()
+    assert in_a.status == ImportRequest.Status.COMPLETED and plain.status == ImportRequest.Status.IMPORTING
+    sandbox.faults(throttle=None)
+    # A's role unusable (a misconfigured target): its task gets attention that says so; nothing is lost.
+    again = importing(team_a)
+    good_arn = team_a.role_arn
+    Target.objects.filter(pk=team_a.pk).update(role_arn="arn:bad")
+    sandbox.advance(120)
+    poll()
+    plain.refresh_from_db()
+    task = again.import_task
+    task.refresh_from_db()
+    assert plain.status == ImportRequest.Status.COMPLETED  # the default account was followed
+    assert "the target team-a" in task.attention and task.status == "active"
+    assert AuditEvent.objects.filter(request=again, action="needs attention").count() == 1
+    Target.objects.filter(pk=team_a.pk).update(role_arn=good_arn)
+    poll()
+    again.refresh_from_db()
+    task.refresh_from_db()
+    assert task.attention == "" and again.status == ImportRequest.Status.COMPLETED, again.failure_message

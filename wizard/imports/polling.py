@@ -23,8 +23,9 @@ The tasks polled longest ago go first, so a poll cut short reaches the others ne
 Each target (wizard.targets: an account and region) is polled on its own, with a client in
 that account through its role: one DescribeImportImageTasks call never mixes targets (AWS
 knows a task only in the account and region that made it). A target whose role cannot be
-assumed or whose account refuses the calls holds up no other target: the others are polled,
-then the error is raised.
+assumed or whose account refuses the calls holds up no other target: its tasks get attention
+(which says so, and goes when it answers again) and the others are polled; one that throttles
+is backed off once the others are polled.
 """
 
 from __future__ import annotations
@@ -124,35 +125,50 @@ def poll_once() -> int:
     tasks = active_tasks()
     if not tasks:
         return 0
+    groups = by_target(tasks)
     answered = broken = 0
     last_code = ""
-    refused: Exception | None = None  # a target's account error, raised once the others are polled
-    for target, group in by_target(tasks):
+    backoff: PollBackoff | None = None  # one account throttled: the others are polled, then it is raised
+    for target, group in groups:
         try:
             poll = Poll(ec2=clients.client("ec2", target=target))  # one client per target for the cycle
-        except FAILURES + (ClientError,) as exc:  # its role cannot be assumed: the others go on
-            log.warning("polling: no client in %s: %r", target, exc)
-            refused = refused or exc
+        except (*FAILURES, ClientError) as exc:  # its role cannot be assumed
+            if len(groups) == 1:
+                raise
+            _account_refused(target, group, exc)
             continue
         try:
             _poll_group(poll, group)
-        except PollBackoff:
+        except PollBackoff as exc:
             poll.finish()
-            raise
-        except FAILURES as exc:  # the account refused (ACCOUNT): the other targets are polled first
-            if len(tasks) == len(group):
-                raise  # the only target: as it always was
+            if len(groups) == 1:
+                raise
+            backoff = backoff or exc
+            continue
+        except FAILURES as exc:  # the account refused the calls (ACCOUNT)
+            if len(groups) == 1:
+                raise  # the only account: as it always was
             poll.finish()
-            log.warning("polling %s: %r", target, exc)
-            refused = refused or exc
+            _account_refused(target, group, exc)
             continue
         poll.finish()
         answered, broken, last_code = answered + poll.answered, broken + poll.broken, poll.last_code or last_code
-    if refused is not None:
-        raise refused
+    if backoff is not None:
+        raise backoff
     if broken and not answered:
         raise PollBackoff(last_code, "no DescribeImportImageTasks call of this poll got an answer")
     return sum(not t.is_final for t in tasks)
+
+
+def _account_refused(target: Target | None, group: list[ImportTask], exc: Exception) -> None:
+    """A target's account cannot be asked (its role cannot be assumed, or it refuses the calls)
+    while others answer: its tasks get attention (cleared when it answers again), the others go on."""
+    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    why = _short(f"the target {target} could not be asked ({code or type(exc).__name__}: {exc})")
+    log.warning("polling: %s", why)
+    now = timezone.now()
+    for task in group:
+        needs_attention(task, why, now)
 
 
 def _poll_group(poll: Poll, tasks: list[ImportTask]) -> None:
