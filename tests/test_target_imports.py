@@ -269,6 +269,8 @@ def test_a_user_who_lost_the_target_cannot_save_submit_have_approved_or_dispatch
     with pytest.raises(review.ReviewError, match="may not use the target"):
         review.approve(draft, reviewer)
     client.force_login(reviewer)
+    reviewer_page = client.get(reverse("review-detail", args=[draft.pk])).content.decode()
+    assert "The owner, alice, may not use the target team-a" in reviewer_page
     decided = client.post(reverse("review-decide", args=[draft.pk]), {"decision": "approve"}, follow=True)
     assert "may not use the target" in decided.content.decode()
     draft.refresh_from_db()

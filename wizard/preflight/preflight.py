@@ -15,6 +15,7 @@ import logging
 import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -260,12 +261,15 @@ def source_findings(request: ImportRequest, containers: list[DiskContainer], che
     return found
 
 
-def all_findings(request: ImportRequest, check_aws: bool = False) -> list[Placed]:
+def all_findings(request: ImportRequest, check_aws: bool = False, viewer: Any = None) -> list[Placed]:
     """Every finding of a request: the ImportImage rules, whether its owner may import each
     disk, and the images' inspections; with `check_aws`, also what only AWS can tell (the
-    KMS key exists and is usable, a snapshot carries a granted tag)."""
+    KMS key exists and is usable, a snapshot carries a granted tag). `viewer`: who reads them
+    (a reviewer's page names the owner; None is the owner)."""
     containers = list(request.disk_containers.all())
-    if refused := targets.refusal(request.owner, request.target):
+    owner = request.owner
+    who = "You" if viewer is None or viewer.pk == owner.pk else f"The owner, {owner},"
+    if refused := targets.refusal(owner, request.target, who=who):
         # Nothing is asked of a target its owner may not use (no look-up runs in its account).
         return [Placed("upload", "target", "Target", refused), *placed_findings(request.to_spec())]
     found = (
