@@ -282,3 +282,36 @@ def test_a_finishing_step_is_retried_only_through_its_own_request(world):
     step.refresh_from_db()
     assert step.state == "pending"
     assert AuditEvent.objects.get(action="finishing step retried").actor == users["requester_b"]
+
+
+def test_a_target_is_chosen_only_by_the_drafts_owner_in_one_of_its_groups(world):
+    """Choosing a target (the upload step): nobody but the draft's owner reaches it, and the owner
+    only for a target of one of their groups; a refusal is a message next to the field (400)."""
+    from django.contrib.auth.models import Group
+
+    from wizard.models import Target
+
+    users, draft, _ = world
+    target = Target.objects.create(
+        name="team-b", account_id="444455556666", region="eu-west-1", bucket="b", role_arn="arn:aws:iam::1:role/x"
+    )
+    group = Group.objects.create(name="team-b")
+    target.groups.add(group)
+    users["requester_b"].groups.add(group)  # b may use it, but it is not b's draft
+    url = reverse("wizard-step", args=[draft.pk, "upload"])
+    want = {"anonymous": LOGIN, "requester_a": 400, "*": 404}
+    for role in ROLES:
+        draft.refresh_from_db()
+        response = _client(world, role).post(url, {"version": draft.version, "target": str(target.pk)})
+        expected = want.get(role, want["*"])
+        if expected == LOGIN:
+            assert response.status_code == 302 and "login" in response["Location"], role
+        else:
+            assert response.status_code == expected, role
+        if role == "requester_a":
+            assert 'id="error-target"' in response.content.decode()
+    assert ImportRequest.objects.get(pk=draft.pk).target is None
+    users["requester_a"].groups.add(group)
+    draft.refresh_from_db()
+    chosen = _client(world, "requester_a").post(url, {"version": draft.version, "target": str(target.pk)})
+    assert chosen.status_code == 302 and ImportRequest.objects.get(pk=draft.pk).target == target

@@ -116,6 +116,28 @@ def text(action, **kw):
             "demo saved #7: Description, KmsKeyId.",
         ),
         (
+            "draft saved",
+            dict(
+                actor="demo",
+                request=7,
+                details={
+                    "fields": ["target"],
+                    "target": {"from": "default (us-east-1)", "to": "team-a (1, eu-west-1)"},
+                },
+            ),
+            "demo saved #7: Target; target default (us-east-1) → team-a (1, eu-west-1).",
+        ),
+        (
+            "submitted",
+            dict(actor="demo", request=12, details={"target": "team-a (1, eu-west-1)"}),
+            "demo submitted #12 in team-a (1, eu-west-1) for review.",
+        ),
+        (
+            "dispatched",
+            dict(request=5, details={"import_task_id": TASK, "target": "team-a (1, eu-west-1)"}),
+            f"#5 was dispatched to AWS (ImportImage) as import task {TASK} in team-a (1, eu-west-1).",
+        ),
+        (
             "upload completed",
             dict(
                 actor="demo",
@@ -237,6 +259,7 @@ RECORDED = {
     "failed validation": {"details": {"message": "m"}},
     "failed source check": {"details": {"message": "m"}},
     "failed account check": {"details": {"message": "m"}},
+    "failed target check": {"details": {"message": "m", "target": "team-a (111122223333, eu-west-1)"}},
     "task lost": {"details": {"message": "m"}},
     "completed": {"details": {"image_id": AMI, "import_task_id": TASK}},
     "batch created": {"details": {"batch": 1, "name": "wave", "requests": 2}},

@@ -431,6 +431,16 @@ def test_the_iam_policy_grants_what_moto_cannot_check():
     allowed = {
         ("s3:ListBucket", f"arn:aws:s3:::{bucket}"),
         ("s3:PutObject", f"arn:aws:s3:::{bucket}/uploads/7/web01.raw"),
+        ("s3:PutObject", f"arn:aws:s3:::{bucket}/audit/head.json"),
+        ("s3:GetObject", f"arn:aws:s3:::{bucket}/manifests/7/batch-1-0123456789ab.csv"),
+        ("s3:GetBucketLocation", f"arn:aws:s3:::{bucket}"),
+        ("ec2:CopyImage", "*"),
+        ("ec2:ModifyImageAttribute", "*"),
+        ("ec2:EnableImageDeprecation", "*"),
+        ("ec2:CreateTags", "arn:aws:ec2:eu-central-1::image/ami-0123456789abcdef0"),
+        ("iam:GetRole", "arn:aws:iam::123456789012:role/vmimport"),
+        ("iam:SimulatePrincipalPolicy", "arn:aws:iam::123456789012:role/vmimport"),
+        ("sts:AssumeRole", "arn:aws:iam::210987654321:role/import-wizard-target-prod"),
     }
     for action, resource in allowed:
         assert policy.is_action_permitted(action, resource) == PermissionResult.PERMITTED, action
@@ -438,7 +448,10 @@ def test_the_iam_policy_grants_what_moto_cannot_check():
         ("s3:ListBucket", "arn:aws:s3:::another-bucket"),
         ("s3:GetObject", f"arn:aws:s3:::{bucket}/elsewhere/x.raw"),
         ("iam:PassRole", "arn:aws:iam::123456789012:role/admin"),
-    }
+        ("s3:PutObject", f"arn:aws:s3:::{bucket}/elsewhere/x.raw"),
+        ("iam:GetRole", "arn:aws:iam::123456789012:role/admin"),
+        ("sts:AssumeRole", "arn:aws:iam::210987654321:role/admin"),
+    }  # (CreateTags elsewhere is refused by TagsOnTheImportTask's condition, which moto does not evaluate)
     for action, resource in refused:
         assert policy.is_action_permitted(action, resource) != PermissionResult.PERMITTED, action
     statements = {s["Sid"]: s for s in json.loads(POLICY.read_text())["Statement"]}

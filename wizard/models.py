@@ -101,6 +101,13 @@ class ImportRequest(models.Model):
         return reverse("request-detail", args=[self.pk])
 
     @property
+    def target_label(self) -> str:
+        """The account and region the request's AMI is made in (wizard.targets.label)."""
+        from wizard import targets
+
+        return targets.label(self.target)
+
+    @property
     def is_final(self) -> bool:
         return self.status in self.FINAL_STATUSES
 

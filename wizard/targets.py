@@ -28,6 +28,18 @@ def may_use(user: Any, target: Target | None) -> bool:
     return target is None or allowed_targets(user).filter(pk=target.pk).exists()
 
 
+def refusal(user: Any, target: Target | None, who: str = "You") -> str:
+    """Why `user` may not use `target` ("" when they may), in the words a page shows next to the
+    target field (`who`: "You", or "The owner, alice," on a reviewer's page)."""
+    if may_use(user, target):
+        return ""
+    return (
+        f"{who} may not use the target {target}: it is for the members of its groups, and "
+        f"{'you are' if who == 'You' else 'they are'} in none of them (any more). Choose another target "
+        "(the default one is everyone's), or ask an administrator to add a group to it (Targets, in the admin)."
+    )
+
+
 def region_of(target: Target | None) -> str:
     return target.region if target is not None else settings.AWS_REGION
 

@@ -42,6 +42,7 @@ API_NAMES = {
     "license_configuration_arns": "LicenseSpecifications",
     "tags": "TagSpecifications",
     "comment": "ClientData.Comment",
+    "target": "Target",
     "upload_start": "ClientData.UploadStart",
     "upload_end": "ClientData.UploadEnd",
     "upload_size": "ClientData.UploadSize",
@@ -312,7 +313,15 @@ def _draft_saved(e: Event) -> list[Part]:
         if isinstance(fields, list)
         else []
     )
-    return [e.who, " saved ", *e.req, *([": ", value(names)] if names else []), "."]
+    moved = _dict(e.details.get("target"))
+    target = [f"; target {value(moved.get('from'))} → {value(moved.get('to'))}"] if moved else []
+    return [e.who, " saved ", *e.req, *([": ", value(names)] if names else []), *target, "."]
+
+
+def _in_target(e: Event) -> list[Part]:
+    """ " in <target>" for the events that name the request's target (wizard.targets.label)."""
+    target = e.details.get("target")
+    return [f" in {value(target)}"] if isinstance(target, str) and target else []
 
 
 def _position(d: dict[str, Any]) -> str:
@@ -381,7 +390,7 @@ def _image_inspected(e: Event) -> list[Part]:
 
 
 def _submitted(e: Event) -> list[Part]:
-    return [e.who, " submitted ", *e.req, " for review.", *_status_changes(e.before, e.after)]
+    return [e.who, " submitted ", *e.req, *_in_target(e), " for review.", *_status_changes(e.before, e.after)]
 
 
 def _warnings_acknowledged(e: Event) -> list[Part]:
@@ -405,7 +414,7 @@ def _warnings_acknowledged(e: Event) -> list[Part]:
 
 
 def _approved(e: Event) -> list[Part]:
-    return [e.who, " approved ", *e.req, *e.reason(), ".", *_status_changes(e.before, e.after)]
+    return [e.who, " approved ", *e.req, *_in_target(e), *e.reason(), ".", *_status_changes(e.before, e.after)]
 
 
 def _rejected(e: Event) -> list[Part]:
@@ -418,6 +427,7 @@ def _dispatched(e: Event) -> list[Part]:
         *e.req,
         " was dispatched to AWS (ImportImage) as import task ",
         e.task(),
+        *_in_target(e),
         f" (the task had already ended: {ended})" if ended else "",
         ".",
         *_status_changes(e.before, e.after),
@@ -668,6 +678,7 @@ SENTENCES: dict[str, Callable[[Event], list[Part]]] = {
     "failed validation": _failed(" failed its last check before ImportImage"),
     "failed source check": _failed(" failed the source check before ImportImage"),
     "failed account check": _failed(" failed the AWS account check before ImportImage"),
+    "failed target check": _failed(" failed the target check before ImportImage (its owner may not use the target)"),
     "task lost": _failed(" failed: AWS no longer knows its import task"),
     "aws status changed": _aws_status_changed,
     "needs attention": _needs_attention,

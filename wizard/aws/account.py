@@ -32,7 +32,7 @@ from botocore.parsers import ResponseParserError
 from django.conf import settings
 
 from wizard.aws import policies
-from wizard.aws.clients import client
+from wizard.aws.clients import TargetLike, client
 
 log = logging.getLogger(__name__)
 ERROR, WARNING = "error", "warning"
@@ -84,13 +84,20 @@ def region_of(location: str | None) -> str:
 
 
 def problems(
-    *, role_name: str, region: str, sources: list[Source], kms_key_id: str = "", encrypted: bool = False
+    *,
+    role_name: str,
+    region: str,
+    sources: list[Source],
+    kms_key_id: str = "",
+    encrypted: bool = False,
+    target: TargetLike | None = None,
 ) -> list[Problem]:
-    """Everything the account lacks for this import; [] when it has it all."""
+    """Everything the account lacks for this import; [] when it has it all. Asked in `target`'s
+    account (through its role; None: the application's own account)."""
     role_name = role_name or "vmimport"
     found: list[Problem] = []
     try:
-        _check(found, role_name, region, sources, kms_key_id, encrypted)
+        _check(found, role_name, region, sources, kms_key_id, encrypted, target)
     except _Unreachable as exc:
         # Nothing to say of the account now; dispatch checks it again right before ImportImage.
         log.warning("the account pre-flight could not reach AWS: %r", exc.__cause__)
@@ -98,32 +105,68 @@ def problems(
 
 
 def _check(
-    found: list[Problem], role_name: str, region: str, sources: list[Source], kms_key_id: str, encrypted: bool
+    found: list[Problem],
+    role_name: str,
+    region: str,
+    sources: list[Source],
+    kms_key_id: str,
+    encrypted: bool,
+    target: TargetLike | None,
 ) -> None:
+    if target is not None and (problem := _assumed(target)):
+        found.append(problem)
+        return  # nothing else can be asked in that account
     buckets = sorted({s.bucket for s in sources if s.bucket})
-    key_arn = _key_arn(kms_key_id) if encrypted and kms_key_id else ""
-    found += _role(role_name, sources, buckets, key_arn)
+    key_arn = _key_arn(kms_key_id, target) if encrypted and kms_key_id else ""
+    found += _role(role_name, sources, buckets, key_arn, target)
     for bucket in buckets:
-        found += _bucket_region(bucket, region, [s.index for s in sources if s.bucket == bucket])
+        found += _bucket_region(bucket, region, [s.index for s in sources if s.bucket == bucket], target)
     account = ""
     for s in sources:
         if s.snapshot_id:
             if not account:
                 try:
-                    account = client("sts").get_caller_identity()["Account"]
+                    account = client("sts", target=target).get_caller_identity()["Account"]
                 except ClientError as exc:
                     found.append(_unchecked(f"DiskContainers[{s.index}]", f"Snapshot {s.snapshot_id}", exc, s.index))
                     continue
                 except BotoCoreError as exc:
                     raise _Unreachable() from exc
-            found += _snapshot(s, account)
+            found += _snapshot(s, account, target)
 
 
-def _key_arn(kms_key_id: str) -> str:
+def _assumed(target: TargetLike) -> Problem | None:
+    """Whether the application can act in the target's account: sts:AssumeRole of its role (with
+    its ExternalId), answered by that account."""
+    try:
+        identity = client("sts", target=target).get_caller_identity()
+    except ClientError as exc:
+        return Problem(
+            "Target",
+            ERROR,
+            f"The application could not assume the target's role {target.role_arn} ({_code(exc)}: "
+            f"{exc.response.get('Error', {}).get('Message', '')}): nothing can be imported there. An administrator "
+            "must let this application's principal call sts:AssumeRole on it, with the ExternalId the target "
+            "names, in the role's trust policy.",
+        )
+    except BotoCoreError as exc:
+        raise _Unreachable() from exc
+    expected = getattr(target, "account_id", "")
+    if expected and identity.get("Account") != expected:
+        return Problem(
+            "Target",
+            ERROR,
+            f"The target's role {target.role_arn} is in account {identity.get('Account')}, not in the target's "
+            f"account {expected}: an administrator must correct the target (Targets, in the admin).",
+        )
+    return None
+
+
+def _key_arn(kms_key_id: str, target: TargetLike | None) -> str:
     """The key's ARN if the key itself is usable (else preflight's key check says what is wrong
     with it, and the role's permissions on it do not matter yet)."""
     try:
-        meta = client("kms").describe_key(KeyId=kms_key_id)["KeyMetadata"]
+        meta = client("kms", target=target).describe_key(KeyId=kms_key_id)["KeyMetadata"]
     except ClientError:
         return ""
     except BotoCoreError as exc:
@@ -134,8 +177,10 @@ def _key_arn(kms_key_id: str) -> str:
 # --- the service role -------------------------------------------------------------------------
 
 
-def _role(role_name: str, sources: list[Source], buckets: list[str], key_arn: str) -> list[Problem]:
-    iam = client("iam")
+def _role(
+    role_name: str, sources: list[Source], buckets: list[str], key_arn: str, target: TargetLike | None
+) -> list[Problem]:
+    iam = client("iam", target=target)
     fix_trust = (
         f"Create it with the trust policy the VM Import guide gives: aws iam create-role --role-name {role_name} "
         f"--assume-role-policy-document '{json.dumps(policies.trust_policy())}'"
@@ -179,7 +224,7 @@ def _role(role_name: str, sources: list[Source], buckets: list[str], key_arn: st
         )
     needed = _needed(sources, key_arn)
     try:
-        denied = _denied(role, needed)
+        denied = _denied(role, needed, target)
     except ClientError as exc:
         return [*found, _unchecked("RoleName", f"The permissions of the service role {role_name}", exc)]
     except BotoCoreError as exc:
@@ -229,11 +274,11 @@ def _needed(sources: list[Source], key_arn: str) -> list[tuple[str, str]]:
     return needed
 
 
-def _denied(role: dict[str, Any], needed: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def _denied(role: dict[str, Any], needed: list[tuple[str, str]], target: TargetLike | None) -> list[tuple[str, str]]:
     """The (action, resource) pairs the role may not do: IAM's simulation, else its documents."""
     if settings.AWS_SANDBOX:  # moto does not offer SimulatePrincipalPolicy (it answers 500)
-        return _evaluate(role["RoleName"], needed)
-    iam = client("iam", retries={"max_attempts": 1})  # no retries of an API the endpoint may not offer
+        return _evaluate(role["RoleName"], needed, target)
+    iam = client("iam", target=target, retries={"max_attempts": 1})  # no retries of an API the endpoint may not offer
     by_resource: dict[str, list[str]] = {}
     for action, resource in needed:
         by_resource.setdefault(resource, []).append(action)
@@ -249,17 +294,17 @@ def _denied(role: dict[str, Any], needed: list[tuple[str, str]]) -> list[tuple[s
         return denied
     except (ClientError, BotoCoreError, ResponseParserError) as exc:  # not offered (the sandbox), or not ours
         log.info("SimulatePrincipalPolicy unavailable (%r): evaluating the role's documents", exc)
-    return _evaluate(role["RoleName"], needed)
+    return _evaluate(role["RoleName"], needed, target)
 
 
-def _evaluate(role_name: str, needed: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    documents = _documents(role_name)
+def _evaluate(role_name: str, needed: list[tuple[str, str]], target: TargetLike | None) -> list[tuple[str, str]]:
+    documents = _documents(role_name, target)
     return [(a, r) for a, r in needed if not policies.allows(documents, a, r)]
 
 
-def _documents(role_name: str) -> list[dict[str, Any]]:
+def _documents(role_name: str, target: TargetLike | None) -> list[dict[str, Any]]:
     """The role's inline policies and the default versions of its attached managed policies."""
-    iam = client("iam")
+    iam = client("iam", target=target)
     docs: list[dict[str, Any] | None] = []
     for page in iam.get_paginator("list_role_policies").paginate(RoleName=role_name):
         for name in page.get("PolicyNames", []):
@@ -275,10 +320,10 @@ def _documents(role_name: str) -> list[dict[str, Any]]:
 # --- buckets and snapshots --------------------------------------------------------------------
 
 
-def _bucket_region(bucket: str, region: str, disks: list[int]) -> list[Problem]:
+def _bucket_region(bucket: str, region: str, disks: list[int], target: TargetLike | None) -> list[Problem]:
     where = f"DiskContainers[{disks[0]}]"
     try:
-        location = region_of(client("s3").get_bucket_location(Bucket=bucket).get("LocationConstraint"))
+        location = region_of(client("s3", target=target).get_bucket_location(Bucket=bucket).get("LocationConstraint"))
     except ClientError as exc:
         if _code(exc) == "NoSuchBucket":
             return [
@@ -308,10 +353,10 @@ def _bucket_region(bucket: str, region: str, disks: list[int]) -> list[Problem]:
     return []
 
 
-def _snapshot(source: Source, account: str) -> list[Problem]:
+def _snapshot(source: Source, account: str, target: TargetLike | None) -> list[Problem]:
     where, sid = f"DiskContainers[{source.index}]", source.snapshot_id
     try:
-        snapshots = client("ec2").describe_snapshots(SnapshotIds=[sid]).get("Snapshots", [])
+        snapshots = client("ec2", target=target).describe_snapshots(SnapshotIds=[sid]).get("Snapshots", [])
     except ClientError as exc:
         if _code(exc) in ("InvalidSnapshot.NotFound", "InvalidSnapshotID.Malformed", "InvalidParameterValue"):
             snapshots = []

@@ -5,17 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from wizard.aws.clients import client
+from wizard.aws.clients import TargetLike, client
 
 FILTER_VALUES = 200  # values per DescribeSnapshots filter
 
 
 def own_snapshots(
-    *, snapshot_ids: Iterable[str] = (), tags: Iterable[tuple[str, str]] = (), limit: int = 200
+    *,
+    snapshot_ids: Iterable[str] = (),
+    tags: Iterable[tuple[str, str]] = (),
+    limit: int = 200,
+    target: TargetLike | None = None,
 ) -> list[dict[str, Any]]:
-    """The account's completed snapshots among `snapshot_ids` or carrying one of `tags`
-    ((key, value) pairs), newest first: DescribeSnapshots with OwnerIds=self and a
-    snapshot-id filter (unknown ids are skipped, not an error) or a tag:<key> filter.
+    """The completed snapshots of `target`'s account (None: the application's own) among
+    `snapshot_ids` or carrying one of `tags` ((key, value) pairs), newest first:
+    DescribeSnapshots with OwnerIds=self and a snapshot-id filter (unknown ids are skipped, not
+    an error) or a tag:<key> filter.
 
     Nothing is asked when nothing is named: there is no listing of every snapshot of the
     account (wizard.uploads.sources decides which a user may see). EC2 reads `*` and `?` in filter
@@ -30,8 +35,8 @@ def own_snapshots(
     queries += [[{"Name": f"tag:{key}", "Values": [value]}] for key, value in pairs]
     if not queries:
         return []
-    account = client("sts").get_caller_identity()["Account"]
-    paginator = client("ec2").get_paginator("describe_snapshots")
+    account = client("sts", target=target).get_caller_identity()["Account"]
+    paginator = client("ec2", target=target).get_paginator("describe_snapshots")
     found: dict[str, dict[str, Any]] = {}
     for filters in queries:
         for page in paginator.paginate(OwnerIds=["self"], Filters=filters):

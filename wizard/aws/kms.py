@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
-from wizard.aws.clients import client
+from wizard.aws.clients import TargetLike, client
 
 
 @dataclass
@@ -19,9 +19,10 @@ class KeyChoice:
     usable: bool = True  # enabled, symmetric, for encryption
 
 
-def list_keys() -> list[KeyChoice]:
-    """ListKeys + ListAliases + DescribeKey: every key the import could use, with why not where it cannot."""
-    kms = client("kms")
+def list_keys(target: TargetLike | None = None) -> list[KeyChoice]:
+    """ListKeys + ListAliases + DescribeKey in `target`: every key the import could use, with why
+    not where it cannot."""
+    kms = client("kms", target=target)
     aliases: dict[str, list[str]] = {}
     for page in kms.get_paginator("list_aliases").paginate():
         for alias in page.get("Aliases", []):
@@ -46,10 +47,10 @@ def list_keys() -> list[KeyChoice]:
     return keys
 
 
-def key_problem(key_id: str) -> str:
-    """Why VM Import could not encrypt with `key_id` (DescribeKey), or "" when it can."""
+def key_problem(key_id: str, target: TargetLike | None = None) -> str:
+    """Why VM Import could not encrypt with `key_id` (DescribeKey in `target`), or "" when it can."""
     try:
-        meta = client("kms").describe_key(KeyId=key_id)["KeyMetadata"]
+        meta = client("kms", target=target).describe_key(KeyId=key_id)["KeyMetadata"]
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "NotFoundException":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from wizard.aws.clients import client
+from wizard.aws.clients import TargetLike, client
 
 
 def head_bucket(bucket: str | None = None) -> None:
@@ -15,11 +15,12 @@ def head_bucket(bucket: str | None = None) -> None:
 
 
 class S3RangeReader:
-    """An S3 object as a `wizard.inspect.Reader`: HeadObject once, then ranged GETs."""
+    """An S3 object as a `wizard.inspect.Reader`: HeadObject once, then ranged GETs (in `target`'s
+    account through its role; None: the application's own credentials)."""
 
-    def __init__(self, bucket: str, key: str):
+    def __init__(self, bucket: str, key: str, target: TargetLike | None = None):
         self.bucket, self.key = bucket, key
-        self._s3 = client("s3")
+        self._s3 = client("s3", target=target)
         self.size = self._s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
 
     def read(self, offset: int, length: int) -> bytes:

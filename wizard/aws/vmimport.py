@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from wizard.aws.clients import client
+from wizard.aws.clients import TargetLike, client
 from wizard.aws.errors import AwsError
 
 # DescribeImportImageTasks takes many ids per call; batches keep one call per this many tasks.
@@ -17,21 +17,24 @@ DESCRIBE_BATCH = 200
 _raise_from = AwsError.from_client_error
 
 
-def import_image(params: dict[str, Any]) -> dict[str, Any]:
-    """Start an import; returns the ImportImage answer (with ImportTaskId)."""
+def import_image(params: dict[str, Any], target: TargetLike | None = None) -> dict[str, Any]:
+    """Start an import in `target` (None: the default target); returns the ImportImage answer (with ImportTaskId)."""
     try:
-        return client("ec2").import_image(**params)
+        return client("ec2", target=target).import_image(**params)
     except ClientError as exc:
         raise _raise_from(exc) from exc
 
 
-def describe_import_image_tasks(task_ids: Iterable[str], ec2: Any = None) -> Iterator[dict[str, Any]]:
+def describe_import_image_tasks(
+    task_ids: Iterable[str], ec2: Any = None, target: TargetLike | None = None
+) -> Iterator[dict[str, Any]]:
     """Every task of `task_ids`, asking for up to DESCRIBE_BATCH ids per call, with pagination.
 
-    `ec2`: a client to reuse (the poller makes one per cycle: making one costs more than a call).
+    `ec2`: a client to reuse (the poller makes one per target and cycle: making one costs more than
+    a call); else one in `target`. Every id must be a task of that one target.
     """
     ids = list(task_ids)
-    ec2 = ec2 or client("ec2")
+    ec2 = ec2 or client("ec2", target=target)
     paginator = ec2.get_paginator("describe_import_image_tasks")
     for start in range(0, len(ids), DESCRIBE_BATCH):
         batch = ids[start : start + DESCRIBE_BATCH]
@@ -42,25 +45,25 @@ def describe_import_image_tasks(task_ids: Iterable[str], ec2: Any = None) -> Ite
             raise _raise_from(exc) from exc
 
 
-def cancel_import_task(task_id: str, reason: str = "") -> dict[str, Any]:
+def cancel_import_task(task_id: str, reason: str = "", target: TargetLike | None = None) -> dict[str, Any]:
     params: dict[str, Any] = {"ImportTaskId": task_id}
     if reason:
         params["CancelReason"] = reason
     try:
-        return client("ec2").cancel_import_task(**params)
+        return client("ec2", target=target).cancel_import_task(**params)
     except ClientError as exc:
         raise _raise_from(exc) from exc
 
 
-def describe_images(image_ids: list[str]) -> list[dict[str, Any]]:
-    return client("ec2").describe_images(ImageIds=image_ids).get("Images", [])
+def describe_images(image_ids: list[str], target: TargetLike | None = None) -> list[dict[str, Any]]:
+    return client("ec2", target=target).describe_images(ImageIds=image_ids).get("Images", [])
 
 
-def dry_run(params: dict[str, Any]) -> tuple[bool, str]:
+def dry_run(params: dict[str, Any], target: TargetLike | None = None) -> tuple[bool, str]:
     """ImportImage with DryRun: (permitted, AWS's message). It checks the caller's IAM
     permissions only, not the role, the object or the image."""
     try:
-        client("ec2").import_image(**{**params, "DryRun": True})
+        client("ec2", target=target).import_image(**{**params, "DryRun": True})
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", ""), error.get("Message", "")

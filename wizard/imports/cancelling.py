@@ -27,7 +27,7 @@ def cancel(request: ImportRequest, user: User, reason: str) -> dict:
         raise CancelError(f"Not cancelled, nothing was sent to AWS: {problem}.")
     task_id = request.import_task.import_task_id
     try:
-        answer = vmimport.cancel_import_task(task_id, reason)
+        answer = vmimport.cancel_import_task(task_id, reason, target=request.target)
     except AwsError as exc:
         raise CancelError(f"AWS refused to cancel {task_id}: {exc.message}") from exc
     with transaction.atomic():

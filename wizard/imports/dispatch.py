@@ -9,6 +9,7 @@ from botocore.exceptions import BotoCoreError, ParamValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from wizard import targets
 from wizard.aws import vmimport
 from wizard.aws.errors import AwsError
 from wizard.imports import polling
@@ -57,7 +58,7 @@ def dispatch(request_id: int) -> str | None:
     path (`polling.apply_description`: ImageId, SnapshotDetails, StatusMessage), which
     finishes the request. If that describe fails, the poller takes it from there.
     """
-    request = ImportRequest.objects.get(pk=request_id)
+    request = ImportRequest.objects.select_related("target").get(pk=request_id)
     existing = ImportTask.objects.filter(request=request).first()
     if existing is not None or request.status != ImportRequest.Status.APPROVED:
         return existing.import_task_id if existing else None
@@ -67,10 +68,15 @@ def dispatch(request_id: int) -> str | None:
     if findings:
         fail(request, "; ".join(f"{f.path}: {f.message}" for f in findings), action="failed validation")
         return None
+    # The owner may still use the target (a group may have been taken from them since review);
+    # nothing is asked in a target's account for someone who may not.
+    if refused_target := targets.refusal(request.owner, request.target, who=f"The owner, {request.owner},"):
+        fail(request, refused_target, action="failed target check", target=targets.label(request.target))
+        return None
     # The owner may still import every disk (a grant may have been revoked since review).
     from wizard.uploads.sources import spec_refusals
 
-    refused = spec_refusals(request.owner, spec)
+    refused = spec_refusals(request.owner, spec, target=request.target)
     if refused:
         fail(request, "; ".join(f"{f.path}: {f.message}" for f in refused), action="failed source check")
         return None
@@ -83,7 +89,7 @@ def dispatch(request_id: int) -> str | None:
         fail(request, "; ".join(f"{p.path}: {p.message}" for p in problems), action="failed account check")
         return None
     try:
-        answer = vmimport.import_image(importspec.to_api_params(spec))
+        answer = vmimport.import_image(importspec.to_api_params(spec), target=request.target)
     except AwsError as exc:
         if exc.code not in RETRYABLE_CODES:
             fail(request, exc.message, code=exc.code)
@@ -123,7 +129,11 @@ def dispatch(request_id: int) -> str | None:
                 progress=task.progress,
                 snapshot_details=task.snapshot_details,
             )
-        details = {"import_task_id": task_id, "client_token": request.client_token}
+        details = {
+            "import_task_id": task_id,
+            "client_token": request.client_token,
+            "target": targets.label(request.target),
+        }
         if ended:
             details["Status"] = answer.get("Status")  # the task had ended before this delivery
         change_status(
@@ -145,7 +155,8 @@ def _record_ended(task: ImportTask) -> None:
     described first; if that fails, the row stays a task to follow and the poller records it.
     """
     try:
-        (description,) = [d for d in vmimport.describe_import_image_tasks([task.import_task_id])]
+        target = ImportRequest.objects.select_related("target").get(pk=task.request_id).target
+        (description,) = list(vmimport.describe_import_image_tasks([task.import_task_id], target=target))
     except (*polling.FAILURES, ValueError) as exc:  # ValueError: not exactly one answer
         log.warning("task %s had ended; describing it failed (%s): the poller will record it", task.import_task_id, exc)
         return

@@ -12,10 +12,17 @@ after a dispatch that failed. Safe with several qcluster processes: the count an
 admission are one transaction holding a lock (a row locked FOR UPDATE on PostgreSQL; SQLite's
 IMMEDIATE transactions serialise writers), so the limit is never exceeded and no request is
 let through twice; the dispatch itself is idempotent by the request's ClientToken.
+
+The quota is AWS's per account and Region, so the places are counted for each: the requests of
+the default target (the application's own account and region) apart from those of each other
+account and region (wizard.targets; two targets naming the same account and region share its
+places). A full account does not hold up the requests of another; a place in the queue is
+counted among the requests waiting for the same account and region.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from functools import partial
 
@@ -49,6 +56,16 @@ def waiting() -> QuerySet[ImportRequest]:
     )
 
 
+Place = tuple[str, str] | None  # (account, region) of a target; None: the default target's
+
+
+def _place(account: str | None, region: str | None) -> Place:
+    return (account, region or "") if account else None
+
+
+PLACE_FIELDS = ("target__account_id", "target__region")
+
+
 def _lock() -> None:
     """Take the gate's lock for this transaction."""
     WorkerLease.objects.get_or_create(name=GATE, defaults={"expires_at": timezone.now()})
@@ -61,10 +78,16 @@ def kick() -> list[int]:
 
     with transaction.atomic():
         _lock()
-        free = limit() - active().count()
-        if free <= 0:
+        busy = Counter(_place(*row) for row in active().values_list(*PLACE_FIELDS))
+        most = limit()
+        admitted = []
+        for pk, *where in waiting().values_list("pk", *PLACE_FIELDS).iterator():
+            place = _place(*where)
+            if busy[place] < most:
+                busy[place] += 1
+                admitted.append(pk)
+        if not admitted:
             return []
-        admitted = list(waiting().values_list("pk", flat=True)[:free])
         now = timezone.now()
         DispatchSlot.objects.bulk_create([DispatchSlot(request_id=pk, admitted_at=now) for pk in admitted])
         for pk in admitted:
@@ -73,10 +96,17 @@ def kick() -> list[int]:
 
 
 def positions(pks: Iterable[int] | None = None) -> dict[int, int]:
-    """pk -> how many waiting requests are ahead of it, for the waiting ones (one query)."""
+    """pk -> how many waiting requests for the same account and region are ahead of it, for the
+    waiting ones (one query)."""
     wanted = set(pks) if pks is not None else None
-    order = waiting().values_list("pk", flat=True)
-    return {pk: i for i, pk in enumerate(order) if wanted is None or pk in wanted}
+    ahead: Counter[Place] = Counter()
+    found = {}
+    for pk, *where in waiting().values_list("pk", *PLACE_FIELDS):
+        place = _place(*where)
+        if wanted is None or pk in wanted:
+            found[pk] = ahead[place]
+        ahead[place] += 1
+    return found
 
 
 def withdraw(request: ImportRequest, user: User, reason: str) -> bool:

@@ -19,6 +19,13 @@ it is alone (about 2·log2(n) calls for one bad task among n). What a failure me
 - Errors about the account or its credentials (AuthFailure, ...): raised as they are.
 
 The tasks polled longest ago go first, so a poll cut short reaches the others next time.
+
+Each target (wizard.targets: an account and region) is polled on its own, with a client in
+that account through its role: one DescribeImportImageTasks call never mixes targets (AWS
+knows a task only in the account and region that made it). A target whose role cannot be
+assumed or whose account refuses the calls holds up no other target: its tasks get attention
+(which says so, and goes when it answers again) and the others are polled; one that throttles
+is backed off once the others are polled.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as NoConnection
 from botocore.parsers import ResponseParserError
 from django.db import DataError, IntegrityError, transaction
@@ -41,7 +48,7 @@ from wizard.audit import checkpoint as audit_checkpoint
 from wizard.aws import clients, vmimport
 from wizard.aws.errors import AwsError
 from wizard.imports import bulkwrite, dispatch_queue, finishing
-from wizard.models import ImportRequest, ImportTask, TaskStatusChange
+from wizard.models import ImportRequest, ImportTask, Target, TaskStatusChange
 from wizard.requests.statemachine import change_status
 
 log = logging.getLogger(__name__)
@@ -89,10 +96,23 @@ class PollBackoff(Exception):
 
 def active_tasks() -> list[ImportTask]:
     return list(
-        ImportTask.objects.exclude(status__in=ImportTask.FINAL_STATES).order_by(
-            F("polled_at").asc(nulls_first=True), "pk"
-        )
+        ImportTask.objects.exclude(status__in=ImportTask.FINAL_STATES)
+        .select_related("request__target")
+        .order_by(F("polled_at").asc(nulls_first=True), "pk")
     )
+
+
+def by_target(tasks: Sequence[ImportTask]) -> list[tuple[Target | None, list[ImportTask]]]:
+    """The tasks grouped by their request's target (the default target first), each group in the
+    order given."""
+    groups: dict[int | None, list[ImportTask]] = {}
+    found: dict[int | None, Target | None] = {}
+    for task in tasks:
+        key = task.request.target_id
+        groups.setdefault(key, []).append(task)
+        found[key] = task.request.target
+    order = sorted(groups, key=lambda k: (k is not None, k or 0))
+    return [(found[k], groups[k]) for k in order]
 
 
 @audit_checkpoint.batched()  # one audit checkpoint per cycle, not one per task that changed
@@ -105,21 +125,60 @@ def poll_once() -> int:
     tasks = active_tasks()
     if not tasks:
         return 0
-    poll = Poll(ec2=clients.client("ec2"))  # one client for the cycle's calls
-    batched = [t for t in tasks if not t.attention]
-    try:
-        for start in range(0, len(batched), vmimport.DESCRIBE_BATCH):
-            poll.describe(batched[start : start + vmimport.DESCRIBE_BATCH])
-        for task in tasks:
-            if task.attention:  # it spoilt its batch before: asked about on its own
-                poll.describe([task])
-    except PollBackoff:
+    groups = by_target(tasks)
+    answered = broken = 0
+    last_code = ""
+    backoff: PollBackoff | None = None  # one account throttled: the others are polled, then it is raised
+    for target, group in groups:
+        try:
+            poll = Poll(ec2=clients.client("ec2", target=target))  # one client per target for the cycle
+        except (*FAILURES, ClientError) as exc:  # its role cannot be assumed
+            if len(groups) == 1:
+                raise
+            _account_refused(target, group, exc)
+            continue
+        try:
+            _poll_group(poll, group)
+        except PollBackoff as exc:
+            poll.finish()
+            if len(groups) == 1:
+                raise
+            backoff = backoff or exc
+            continue
+        except FAILURES as exc:  # the account refused the calls (ACCOUNT)
+            if len(groups) == 1:
+                raise  # the only account: as it always was
+            poll.finish()
+            _account_refused(target, group, exc)
+            continue
         poll.finish()
-        raise
-    poll.finish()
-    if poll.broken and not poll.answered:
-        raise PollBackoff(poll.last_code, "no DescribeImportImageTasks call of this poll got an answer")
+        answered, broken, last_code = answered + poll.answered, broken + poll.broken, poll.last_code or last_code
+    if backoff is not None:
+        raise backoff
+    if broken and not answered:
+        raise PollBackoff(last_code, "no DescribeImportImageTasks call of this poll got an answer")
     return sum(not t.is_final for t in tasks)
+
+
+def _account_refused(target: Target | None, group: list[ImportTask], exc: Exception) -> None:
+    """A target's account cannot be asked (its role cannot be assumed, or it refuses the calls)
+    while others answer: its tasks get attention (cleared when it answers again), the others go on."""
+    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    why = _short(f"the target {target} could not be asked ({code or type(exc).__name__}: {exc})")
+    log.warning("polling: %s", why)
+    now = timezone.now()
+    for task in group:
+        needs_attention(task, why, now)
+
+
+def _poll_group(poll: Poll, tasks: list[ImportTask]) -> None:
+    """Describe one target's tasks: in batches, then those needing attention one by one."""
+    batched = [t for t in tasks if not t.attention]
+    for start in range(0, len(batched), vmimport.DESCRIBE_BATCH):
+        poll.describe(batched[start : start + vmimport.DESCRIBE_BATCH])
+    for task in tasks:
+        if task.attention:  # it spoilt its batch before: asked about on its own
+            poll.describe([task])
 
 
 @dataclass

@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
 from django.conf import settings
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from wizard.audit import audit
-from wizard.aws import vmimport
+from wizard.aws import clients, vmimport
 from wizard.imports import polling
 from wizard.models import AuditEvent, ImportRequest, ImportTask
 
@@ -111,9 +112,21 @@ def _ended_tasks() -> list[Repair]:
     suspects = list(
         ImportTask.objects.filter(
             Q(request__status=ImportRequest.Status.IMPORTING) | Q(status="completed", image_id="")
-        ).select_related("request")
+        ).select_related("request__target")
     )
-    found, unknown = _describe(t.import_task_id for t in suspects)
+    # Each target's tasks are asked about in its own account and region (polling.by_target): an id
+    # of one is unknown in another, and must never be taken for lost there.
+    found: dict[str, dict[str, Any]] = {}
+    unknown: set[str] = set()
+    for target, group in polling.by_target(suspects):
+        try:
+            ec2 = clients.client("ec2", target=target)
+        except (*polling.FAILURES, ClientError) as exc:
+            log.warning("reconcile: no client in %s (%r): its tasks are looked at next time", target, exc)
+            continue
+        seen, lost = _describe((t.import_task_id for t in group), ec2)
+        found.update(seen)
+        unknown.update(lost)
     repairs = []
     for task in suspects:
         before = _state(task)
@@ -137,16 +150,17 @@ def _ended_tasks() -> list[Repair]:
     return repairs
 
 
-def _describe(task_ids: Iterable[str]) -> tuple[dict[str, dict[str, Any]], set[str]]:
-    """What AWS says of each id (batched), and the ids it does not know; ids it could not be asked
-    about (throttled, an unreadable answer) are in neither: they are looked at again next time."""
+def _describe(task_ids: Iterable[str], ec2: Any = None) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """What AWS says of each id (batched, through `ec2`: a client of the ids' one target), and the
+    ids it does not know; ids it could not be asked about (throttled, an unreadable answer) are in
+    neither: they are looked at again next time."""
     ids = sorted(set(task_ids))
     found: dict[str, dict[str, Any]] = {}
     unknown: set[str] = set()
 
     def ask(batch: list[str]) -> None:
         try:
-            answer = {d["ImportTaskId"]: d for d in vmimport.describe_import_image_tasks(batch)}
+            answer = {d["ImportTaskId"]: d for d in vmimport.describe_import_image_tasks(batch, ec2)}
         except polling.FAILURES as exc:
             kind, _ = polling.classify(exc)
             if len(batch) == 1 and kind == polling.UNKNOWN:

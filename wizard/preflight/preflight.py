@@ -15,16 +15,20 @@ import logging
 import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from wizard import targets
 from wizard.audit import audit
 from wizard.aws import account, kms
-from wizard.models import DiskContainer, ImportRequest
+from wizard.aws.s3 import S3RangeReader
+from wizard.models import DiskContainer, ImportRequest, Target
 from wizard.preflight import acknowledgements, inspection
 from wizard.requests.steps import Placed, finishing_findings, placed_findings
 from wizard.uploads import sources
@@ -81,7 +85,8 @@ def inspect_container(container: DiskContainer) -> dict | None:
     """
     if s3_location(container) is None:
         return None
-    if refused := sources.container_refusal(container.request.owner, container):
+    request = container.request
+    if refused := sources.container_refusal(request.owner, container, target=request.target):
         return _store_refusal(container, refused)
     asked_at = timezone.now()
     fields = {"inspection": None, "inspected_at": asked_at, "inspection_status": PENDING}
@@ -132,7 +137,7 @@ def run_inspection(container_id: int, asked_at: str) -> str:
     owner may no longer import it: nothing was read).
     """
     asked = datetime.fromisoformat(asked_at)
-    container = DiskContainer.objects.select_related("request").filter(pk=container_id).first()
+    container = DiskContainer.objects.select_related("request__target").filter(pk=container_id).first()
     if container is None:
         return "gone"
     if container.inspection_status != PENDING or container.inspected_at != asked:
@@ -142,15 +147,11 @@ def run_inspection(container_id: int, asked_at: str) -> str:
         DiskContainer.objects.filter(pk=container_id, inspected_at=asked).update(inspection_status="")
         return "gone"
     # Judged again here: a grant may have been revoked while the task waited in the queue.
-    if refused := sources.container_refusal(container.request.owner, container):
+    target = container.request.target
+    if refused := sources.container_refusal(container.request.owner, container, target=target):
         _store_refusal(container, refused, inspection_status=PENDING, inspected_at=asked)
         return "refused"
-    report = inspection.inspect_s3(
-        *location,
-        aws={"sandbox": settings.AWS_SANDBOX, "region": settings.AWS_REGION, "endpoint_url": settings.AWS_ENDPOINT_URL},
-        seconds=settings.WIZARD_INSPECT_SECONDS,
-        memory_mb=settings.WIZARD_INSPECT_MEMORY_MB,
-    )
+    report = _inspect_in(target, *location)
     fields = {"inspection": report, "inspected_at": timezone.now(), "inspection_status": DONE}
     if report.get("format") in IMPORTABLE and container.format != report["format"]:
         fields["format"] = report["format"]  # the image says what it is; the file name only guessed
@@ -160,6 +161,22 @@ def run_inspection(container_id: int, asked_at: str) -> str:
             return "superseded"
         audit.record("image inspected", container.request, details=_summary(container, location, report, fields))
     return "done"
+
+
+def _inspect_in(target: Target | None, bucket: str, key: str) -> dict:
+    """Inspect s3://bucket/key in the limited child. The default target's child reads S3 with the
+    application's own credentials; a target's object is read here, through the target's role, and
+    handed to the child byte range by byte range (its credentials never reach the child)."""
+    seconds, memory_mb = settings.WIZARD_INSPECT_SECONDS, settings.WIZARD_INSPECT_MEMORY_MB
+    if target is None:
+        aws = {"sandbox": settings.AWS_SANDBOX, "region": settings.AWS_REGION}
+        aws["endpoint_url"] = settings.AWS_ENDPOINT_URL
+        return inspection.inspect_s3(bucket, key, aws=aws, seconds=seconds, memory_mb=memory_mb)
+    try:
+        reader = S3RangeReader(bucket, key, target=target)
+    except (ClientError, BotoCoreError) as exc:
+        return inspection.unreadable_report(bucket, key, exc)
+    return inspection.inspect_reader(reader, seconds=seconds, memory_mb=memory_mb)
 
 
 def _summary(container: DiskContainer, location: tuple[str, str], report: dict, fields: dict) -> dict:
@@ -235,27 +252,36 @@ def source_findings(request: ImportRequest, containers: list[DiskContainer], che
     grants = sources.grants_of(request.owner)
     found = []
     for i, container in enumerate(containers):
-        why = sources.container_verdict(request.owner, container, ask_aws=check_aws, grants=grants).refusal
+        verdict = sources.container_verdict(
+            request.owner, container, ask_aws=check_aws, grants=grants, target=request.target
+        )
+        why = verdict.refusal
         if why:
             found.append(Placed("upload", f"disk-{i}", sources.source_path(container, i), why))
     return found
 
 
-def all_findings(request: ImportRequest, check_aws: bool = False) -> list[Placed]:
+def all_findings(request: ImportRequest, check_aws: bool = False, viewer: Any = None) -> list[Placed]:
     """Every finding of a request: the ImportImage rules, whether its owner may import each
     disk, and the images' inspections; with `check_aws`, also what only AWS can tell (the
-    KMS key exists and is usable, a snapshot carries a granted tag)."""
+    KMS key exists and is usable, a snapshot carries a granted tag). `viewer`: who reads them
+    (a reviewer's page names the owner; None is the owner)."""
     containers = list(request.disk_containers.all())
+    owner = request.owner
+    who = "You" if viewer is None or viewer.pk == owner.pk else f"The owner, {owner},"
+    if refused := targets.refusal(owner, request.target, who=who):
+        # Nothing is asked of a target its owner may not use (no look-up runs in its account).
+        return [Placed("upload", "target", "Target", refused), *placed_findings(request.to_spec())]
     found = (
         placed_findings(request.to_spec())
         + finishing_findings(
-            request.to_finish_spec(), settings.AWS_REGION
+            request.to_finish_spec(), targets.region_of(request.target)
         )  # the "finish" step (wizard.requests.finishspec)
         + source_findings(request, containers, check_aws=check_aws)
         + placed(request, containers)
     )
     if check_aws and request.encrypted and request.kms_key_id and not any(f.path == "KmsKeyId" for f in found):
-        problem = kms.key_problem(request.kms_key_id)
+        problem = kms.key_problem(request.kms_key_id, target=request.target)
         if problem:
             found.append(
                 Placed(
@@ -291,15 +317,20 @@ def account_problems(
     trust and permissions, the buckets' region, snapshot sources."""
     containers = list(containers if containers is not None else request.disk_containers.all())
     return account.problems(
+        target=request.target,
         role_name=request.role_name,
-        region=settings.AWS_REGION,
+        region=targets.region_of(request.target),
         sources=account_sources(containers),
         kms_key_id=request.kms_key_id,
         encrypted=bool(request.encrypted),
     )
 
 
-ACCOUNT_FIELDS = {"RoleName": ("details", "role_name"), "KmsKeyId": ("encryption", "kms_key_id")}
+ACCOUNT_FIELDS = {
+    "RoleName": ("details", "role_name"),
+    "KmsKeyId": ("encryption", "kms_key_id"),
+    "Target": ("upload", "target"),
+}
 
 
 def account_findings(request: ImportRequest, containers: Iterable[DiskContainer]) -> list[Placed]:

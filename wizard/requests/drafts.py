@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F, Max
 
+from wizard import targets
 from wizard.audit import audit
 from wizard.models import DiskContainer, ImportRequest
 from wizard.requests import importspec, statemachine
@@ -93,7 +94,10 @@ def save_fields(
             raise Conflict(ImportRequest.objects.get(pk=request.pk))
         audited = sorted(k for k in changes if k != "wizard_step") + (also() if also else [])
         if audited:
-            audit.record("draft saved", request, actor=user, details={"fields": audited})
+            details: dict[str, Any] = {"fields": audited}
+            if "target" in changes:  # the log names the account and region chosen, not a pk
+                details["target"] = {"from": targets.label(request.target), "to": targets.label(changes["target"])}
+            audit.record("draft saved", request, actor=user, details=details)
     request.refresh_from_db()
     return request
 
@@ -245,7 +249,7 @@ def add_container(request: ImportRequest, user: User, **fields: Any) -> DiskCont
 
     Raises SourceRefused, saving nothing, if `user` may not import from it (wizard.uploads.sources)."""
     source = {k: fields.get(k, "") for k in ("s3_bucket", "s3_key", "url", "snapshot_id")}
-    why = sources.refusal(user, **source)
+    why = sources.refusal(user, **source, target=request.target)
     if why:
         path = "UserBucket" if source["s3_bucket"] or source["s3_key"] else "Url" if source["url"] else "SnapshotId"
         raise SourceRefused([importspec.Finding(f"DiskContainers[{request.disk_containers.count()}].{path}", why)])

@@ -10,7 +10,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.http import QueryDict
 
-from wizard.models import DiskContainer, ImportRequest
+from wizard import targets
+from wizard.models import DiskContainer, ImportRequest, Target
 from wizard.requests import finishspec
 from wizard.text import MESSAGE as NOT_TEXT_MESSAGE
 from wizard.text import NOT_TEXT, not_text
@@ -78,6 +79,49 @@ class StepForm(TextFields, forms.Form):
 
     def values(self) -> dict:
         return dict(self.cleaned_data)
+
+
+class TargetForm(StepForm):
+    """The upload step's choice of target (wizard.targets): the account and region the AMI is made
+    in. The default target, and the targets of the owner's groups; any other value, a target
+    the owner lost or another one's pk, is refused next to the field (never trusted as saved)."""
+
+    target = forms.CharField(required=False, max_length=20, label="Target: the account and region of the AMI")
+
+    def __init__(self, *args: Any, request: ImportRequest | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, request=request, **kwargs)
+        owner = request.owner if request is not None else None
+        allowed = list(targets.allowed_targets(owner)) if owner is not None else []
+        current = request.target if request is not None else None
+        if current is not None and current not in allowed:
+            allowed.append(current)  # shown as chosen, refused at save until another is chosen
+        self.choices = [("", targets.label(None))] + [(str(t.pk), targets.label(t)) for t in allowed]
+        self.offered = len(self.choices) > 1
+
+    @classmethod
+    def initial_for(cls, request: ImportRequest) -> dict:
+        return {"target": str(request.target_id or "")}
+
+    def clean_target(self) -> str:
+        value = (self.cleaned_data.get("target") or "").strip()
+        if not value:
+            return ""
+        target = Target.objects.filter(pk=int(value)).first() if value.isascii() and value.isdigit() else None
+        owner = self.request.owner if self.request is not None else None
+        if target is not None and owner is not None and targets.may_use(owner, target):
+            return value
+        own = self.request is not None and target is not None and target.pk == self.request.target_id
+        if own and owner is not None and target is not None:
+            raise forms.ValidationError(targets.refusal(owner, target))  # the draft's own target, since lost
+        # Another target's pk (or none): said without naming it, whatever it is.
+        raise forms.ValidationError(
+            "You may not use that target: choose one of the list (the default target, or a target of one of "
+            "your groups)."
+        )
+
+    def values(self) -> dict:
+        value = self.cleaned_data["target"]
+        return {"target": Target.objects.get(pk=int(value)) if value else None}
 
 
 class EncryptionForm(StepForm):

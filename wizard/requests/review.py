@@ -48,9 +48,12 @@ def _check_reviewer(request: ImportRequest, user: User) -> None:
 def sources_problem(request: ImportRequest) -> str:
     """Why the request may not be approved because of its sources ("" if every disk is one its
     owner may import): a grant revoked since submission, for example (wizard.uploads.sources)."""
+    from wizard import targets
     from wizard.uploads import sources
 
-    refusals = sources.spec_refusals(request.owner, request.to_spec())
+    if refused := targets.refusal(request.owner, request.target, who=f"The owner, {request.owner},"):
+        return refused
+    refusals = sources.spec_refusals(request.owner, request.to_spec(), target=request.target)
     return "; ".join(f"{f.path}: {f.message}" for f in refusals)
 
 
@@ -58,14 +61,17 @@ def approve(request: ImportRequest, user: User) -> ImportRequest:
     """Approve and queue the dispatch (after the commit, so the worker sees the approval)."""
     _check_reviewer(request, user)
     if problem := sources_problem(request):
-        raise ReviewError(f"not approved: the owner may not import every source. {problem}")
-    return _approve(request, user, action="approved", reviewed_by=user)
+        raise ReviewError(f"not approved: the owner may not import every source in its target. {problem}")
+    return _approve(request, user, action="approved", reviewed_by=user, details={"target": request.target_label})
 
 
 def approve_without_review(request: ImportRequest) -> ImportRequest:
     """The system approves: this installation does not require a reviewer (the log says so)."""
     return _approve(
-        request, None, action="approved", details={"reason": "approval not required (WIZARD_APPROVAL_REQUIRED=0)"}
+        request,
+        None,
+        action="approved",
+        details={"reason": "approval not required (WIZARD_APPROVAL_REQUIRED=0)", "target": request.target_label},
     )
 
 

@@ -7,6 +7,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from wizard import targets
 from wizard.models import ImportRequest
 from wizard.preflight import acknowledgements, preflight
 from wizard.preflight.acknowledgements import Key
@@ -77,6 +78,7 @@ def submit(
             "submit",
             actor=user,
             action="submitted",
+            details={"target": targets.label(request.target)},
             submitted_at=timezone.now(),
             submitted_by=user,
         )

@@ -11,6 +11,11 @@ A user may import
 * EBS snapshots made by the imports of their own requests, or carrying a tag an administrator
   granted to one of their groups (kind "snapshot-tag").
 
+A request with a target (wizard.targets: another account and region) takes its S3 sources only from
+that target's bucket, whose account's vmimport role reads them: the same rule, and the bucket
+must be the target's (an image uploaded here lies in the application's own bucket, which the
+target's role does not read). Its snapshots are looked up in the target's account.
+
 Nothing else. The application's own AWS credentials are no way round the rule, and superusers
 get no bypass: an administrator grants a location to a group of theirs like to anyone's.
 
@@ -76,6 +81,19 @@ class Verdict:
 
 def _refused(kind: str, label: str, why: str = "") -> Verdict:
     return Verdict(label, refusal=f"{REFUSED}{label}{f' ({why})' if why else ''}. {HOW[kind]}")
+
+
+def target_bucket_problem(target: Any, bucket: str) -> str:
+    """Why a request with `target` may not take an S3 source from `bucket` ("" when it may): the
+    target's account imports from its own bucket only."""
+    if target is None or bucket == target.bucket:
+        return ""
+    return (
+        f"{REFUSED}s3://{bucket}/... for the target {target}: an import in that account reads images only from "
+        f"its bucket {target.bucket} (its vmimport role reads that one; images uploaded here lie in this "
+        f"application's own bucket). Put the image in s3://{target.bucket}/ under a location granted to one of "
+        "your groups, or choose the default target."
+    )
 
 
 # --- pure parts: keys, s3:// Urls, https:// hosts, grants ------------------------------------
@@ -189,7 +207,11 @@ def own_snapshot_tasks(user: User) -> dict[str, ImportTask]:
     return made
 
 
-def _s3_verdict(user: User, bucket: str, key: str, label: str, grants: list[SourceGrant]) -> Verdict:
+def _s3_verdict(
+    user: User, bucket: str, key: str, label: str, grants: list[SourceGrant], target: Any = None
+) -> Verdict:
+    if elsewhere := target_bucket_problem(target, bucket):
+        return Verdict(label, refusal=elsewhere)
     upload = _own_upload(user, bucket, key)
     if upload is not None:
         return Verdict(label, upload=upload)
@@ -199,7 +221,9 @@ def _s3_verdict(user: User, bucket: str, key: str, label: str, grants: list[Sour
     return _refused("s3", label, key_problem(key) if key else "")
 
 
-def _snapshot_verdict(user: User, snapshot_id: str, grants: list[SourceGrant], ask_aws: bool) -> Verdict:
+def _snapshot_verdict(
+    user: User, snapshot_id: str, grants: list[SourceGrant], ask_aws: bool, target: Any = None
+) -> Verdict:
     from wizard.aws import ec2
 
     label = f"snapshot {snapshot_id}"
@@ -212,7 +236,7 @@ def _snapshot_verdict(user: User, snapshot_id: str, grants: list[SourceGrant], a
     if not ask_aws:
         return Verdict(label)  # only a look-up in EC2 can tell; the callers that decide ask it
     try:
-        found = ec2.own_snapshots(snapshot_ids=[snapshot_id])
+        found = ec2.own_snapshots(snapshot_ids=[snapshot_id], target=target)
     except ClientError:
         found = []
     except BotoCoreError as exc:
@@ -230,8 +254,10 @@ def judge(
     snapshot_id: str = "",
     ask_aws: bool = True,
     grants: list[SourceGrant] | None = None,
+    target: Any = None,
 ) -> Verdict:
-    """Whether `user` may import this source, and where it comes from.
+    """Whether `user` may import this source, and where it comes from, for a request in `target`
+    (wizard.models.Target; None: the default target).
 
     Every source given is judged (a container must name exactly one, but a refusal of any
     one refuses it). With `ask_aws` False, a snapshot only EC2's tags could permit is
@@ -240,26 +266,34 @@ def judge(
     grants = grants_of(user) if grants is None else grants
     verdicts: list[Verdict] = []
     if s3_bucket or s3_key:
-        verdicts.append(_s3_verdict(user, s3_bucket, s3_key, f"s3://{s3_bucket}/{s3_key}", grants))
+        verdicts.append(_s3_verdict(user, s3_bucket, s3_key, f"s3://{s3_bucket}/{s3_key}", grants, target))
     if url:
         location = s3_url_location(url)
         if location is not None:
-            verdicts.append(_s3_verdict(user, *location, url, grants))
+            verdicts.append(_s3_verdict(user, *location, url, grants, target))
         elif (grant := host_grant(grants, url)) is not None:
             verdicts.append(Verdict(url, grant=grant))
         else:
             verdicts.append(_refused("url", url))
     if snapshot_id:
-        verdicts.append(_snapshot_verdict(user, snapshot_id, grants, ask_aws))
+        verdicts.append(_snapshot_verdict(user, snapshot_id, grants, ask_aws, target))
     if not verdicts:
         return Verdict("")  # no source at all: importspec says so
     return next((v for v in verdicts if not v.permitted), verdicts[0])
 
 
-def refusal(user: User, *, s3_bucket: str = "", s3_key: str = "", url: str = "", snapshot_id: str = "") -> str:
-    """ "" when `user` may import this source; otherwise the one message that says so and how to
-    get access (the same whether or not the object exists)."""
-    return judge(user, s3_bucket=s3_bucket, s3_key=s3_key, url=url, snapshot_id=snapshot_id).refusal
+def refusal(
+    user: User,
+    *,
+    s3_bucket: str = "",
+    s3_key: str = "",
+    url: str = "",
+    snapshot_id: str = "",
+    target: Any = None,
+) -> str:
+    """ "" when `user` may import this source (in a request of `target`); otherwise the one message
+    that says so and how to get access (the same whether or not the object exists)."""
+    return judge(user, s3_bucket=s3_bucket, s3_key=s3_key, url=url, snapshot_id=snapshot_id, target=target).refusal
 
 
 def source_of(container: DiskContainer | importspec.DiskContainer) -> dict[str, str]:
@@ -293,20 +327,26 @@ def container_verdict(
     *,
     ask_aws: bool = True,
     grants: list[SourceGrant] | None = None,
+    target: Any = None,
 ) -> Verdict:
-    return judge(user, **source_of(container), ask_aws=ask_aws, grants=grants)
+    return judge(user, **source_of(container), ask_aws=ask_aws, grants=grants, target=target)
 
 
-def container_refusal(user: User, container: DiskContainer | importspec.DiskContainer, *, ask_aws: bool = True) -> str:
-    return container_verdict(user, container, ask_aws=ask_aws).refusal
+def container_refusal(
+    user: User, container: DiskContainer | importspec.DiskContainer, *, ask_aws: bool = True, target: Any = None
+) -> str:
+    return container_verdict(user, container, ask_aws=ask_aws, target=target).refusal
 
 
-def spec_refusals(user: User, spec: importspec.ImportSpec, *, ask_aws: bool = True) -> list[importspec.Finding]:
-    """A finding per disk container of `spec` that `user` may not import, placed on its source."""
+def spec_refusals(
+    user: User, spec: importspec.ImportSpec, *, ask_aws: bool = True, target: Any = None
+) -> list[importspec.Finding]:
+    """A finding per disk container of `spec` that `user` may not import (in a request of
+    `target`), placed on its source."""
     grants = grants_of(user)
     found = []
     for i, disk in enumerate(spec.disk_containers):
-        why = container_verdict(user, disk, ask_aws=ask_aws, grants=grants).refusal
+        why = container_verdict(user, disk, ask_aws=ask_aws, grants=grants, target=target).refusal
         if why:
             found.append(importspec.Finding(source_path(disk, i), why))
     return found
@@ -314,24 +354,28 @@ def spec_refusals(user: User, spec: importspec.ImportSpec, *, ask_aws: bool = Tr
 
 def provenance(container: DiskContainer, *, grants: list[SourceGrant] | None = None) -> Verdict:
     """Where a request's disk comes from, judged for the request's owner (the review page)."""
-    return container_verdict(container.request.owner, container, grants=grants)
+    request = container.request
+    return container_verdict(request.owner, container, grants=grants, target=request.target)
 
 
 def provenances(request: ImportRequest) -> list[tuple[DiskContainer, Verdict]]:
     """Each disk of an import request with where it comes from, for its owner."""
     grants = grants_of(request.owner)
-    return [(c, provenance(c, grants=grants)) for c in request.disk_containers.select_related("request__owner")]
+    containers = request.disk_containers.select_related("request__owner", "request__target")
+    return [(c, provenance(c, grants=grants)) for c in containers]
 
 
-def permitted_snapshots(user: User, limit: int = 200) -> list[dict[str, Any]]:
+def permitted_snapshots(user: User, limit: int = 200, target: Any = None) -> list[dict[str, Any]]:
     """The snapshots `user` may import (the snapshot picker): those the imports of their own
-    requests made, and those carrying a tag granted to one of their groups."""
+    requests made, and those carrying a tag granted to one of their groups; of `target`'s
+    account (None: the application's own)."""
     from wizard.aws import ec2
 
     made = own_snapshot_tasks(user)
     tagged = [g for g in grants_of(user) if g.kind == SourceGrant.Kind.SNAPSHOT_TAG and g.tag_key]
     if not made and not tagged:
         return []
-    found = ec2.own_snapshots(snapshot_ids=list(made), tags=[(g.tag_key, g.tag_value) for g in tagged], limit=limit)
+    tags = [(g.tag_key, g.tag_value) for g in tagged]
+    found = ec2.own_snapshots(snapshot_ids=list(made), tags=tags, limit=limit, target=target)
     # EC2's filters take wildcards: keep exactly what the rule permits.
     return [s for s in found if s.get("SnapshotId") in made or tag_grant(tagged, s.get("Tags", [])) is not None]

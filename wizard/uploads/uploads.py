@@ -144,8 +144,13 @@ def start(user: Any, request: ImportRequest | None, *, file_name: Any, size: Any
         raise UploadError(f"{name} is empty.")
     if size > MAX_SIZE:
         raise UploadError(f"{name} is larger than 5 TiB, the largest object S3 stores.")
-    if request is not None:
-        _draft(request)
+    if request is not None and _draft(request).target_id is not None:
+        raise UploadError(
+            "Uploads go to this application's own bucket, which the account of this import's target does not "
+            "read: copy the image to the target's bucket and name it as an object already in S3, or choose "
+            "the default target.",
+            status=409,
+        )
     bucket = settings.IMPORT_BUCKET
     key = upload_key(user.pk, name)
     try:

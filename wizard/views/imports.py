@@ -18,6 +18,7 @@ from django.utils.cache import get_conditional_response, patch_cache_control
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
+from wizard import targets
 from wizard.http import AuthenticatedHttpRequest
 from wizard.imports import cancelling, failures, progress
 from wizard.models import FinishingStep, ImportRequest, ImportTask
@@ -175,7 +176,7 @@ def _progress_context(import_request: ImportRequest) -> dict[str, object]:
             elapsed_text=duration(elapsed) if task.is_final else progress.rough_duration(elapsed),
             time_left_text=_about(time_left) if time_left is not None else "",
             stalled_for=timesince(task.changed_at, now) if stalled else "",
-            console_url=_console_url(task.image_id),
+            console_url=_console_url(task.image_id, targets.region_of(import_request.target)),
         )
     return context
 
@@ -225,9 +226,8 @@ def _template_source_hash() -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
-def _console_url(image_id: str) -> str:
-    """The AMI's page in the EC2 console (real AWS only)."""
+def _console_url(image_id: str, region: str) -> str:
+    """The AMI's page in the EC2 console (real AWS only), in the request's target's region."""
     if not image_id or settings.AWS_SANDBOX:
         return ""
-    region = settings.AWS_REGION
     return f"https://{region}.console.aws.amazon.com/ec2/home?region={region}#ImageDetails:imageId={image_id}"

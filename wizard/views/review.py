@@ -36,7 +36,7 @@ def detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     req = get_object_or_404(ImportRequest.objects.select_related("owner"), pk=pk)
     spec = req.to_spec()
     submitted = AuditEvent.objects.filter(request=req, action="submitted").select_related("actor").last()
-    findings = preflight.all_findings(req, check_aws=True)
+    findings = preflight.all_findings(req, check_aws=True, viewer=request.user)
     return render(
         request,
         "review/detail.html",

@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from wizard import targets
 from wizard.aws import kms, vmimport
 from wizard.aws.errors import AwsError
 from wizard.http import AuthenticatedHttpRequest
@@ -34,6 +35,7 @@ from wizard.requests.forms import (
     S3SourceForm,
     SnapshotSourceForm,
     StepForm,
+    TargetForm,
     UrlSourceForm,
     error_summary,
 )
@@ -42,7 +44,13 @@ from wizard.text import shown
 from wizard.uploads import sources, uploads
 
 T = TypeVar("T")
-FORMS = {"encryption": EncryptionForm, "licence": LicenceForm, "details": DetailsForm, "finish": FinishForm}
+FORMS: dict[str, type[StepForm]] = {
+    "upload": TargetForm,
+    "encryption": EncryptionForm,
+    "licence": LicenceForm,
+    "details": DetailsForm,
+    "finish": FinishForm,
+}
 
 
 def _draft(request: AuthenticatedHttpRequest, pk: int) -> ImportRequest:
@@ -105,6 +113,7 @@ def _save(request: AuthenticatedHttpRequest, draft: ImportRequest, name: str) ->
         if move and not MOVE.fullmatch(move):
             return _not_saved(request, draft, name, f"no disk to move in {shown(move)!r}.", formset=formset)
         also = lambda: _save_disks(draft, formset, move)  # noqa: E731
+    was_target = draft.target_id
     try:
         draft = drafts.save_fields(draft, request.user, version, values, step=name, also=also)
     except drafts.Conflict as conflict:
@@ -114,8 +123,14 @@ def _save(request: AuthenticatedHttpRequest, draft: ImportRequest, name: str) ->
         return _render(request, draft, name, form=form, formset=formset, conflict=_conflict(conflict.current, form))
     # An htmx POST is an autosave: it never navigates, even when it carries a button's `nav` (htmx
     # sends the last focused submit button's value: Tab onto "Back" while a change is saving).
+    moved = draft.target_id != was_target
+    if moved:  # another account: its images are read (and judged) there now
+        preflight.inspect_request(draft)
     if request.htmx:
-        return render(request, "wizard/_save_status.html", {"draft": draft, "note": "Saved"})
+        response = render(request, "wizard/_save_status.html", {"draft": draft, "note": "Saved"})
+        if moved:
+            response["HX-Refresh"] = "true"  # the step's disks, findings and pickers are the new target's
+        return response
     target = _target(name, request.POST.get("nav", ""))
     return redirect(step_url(draft, target))
 
@@ -255,14 +270,16 @@ def _render(
         rows = getattr(form, "tag_rows", None) if form is not None and form.is_bound else None
         context["ami_tags"] = (draft.ami_tags if rows is None else rows) + [{"Key": "", "Value": ""}]
         context["delete_source_default"] = settings.DELETE_SOURCE_DEFAULT
-        context["region"] = settings.AWS_REGION
+        context["region"] = targets.region_of(draft.target)
     if name == "encryption":
-        context["keys"], context["keys_error"] = _safe(kms.list_keys)
+        context["keys"], context["keys_error"] = _safe(lambda: kms.list_keys(target=draft.target))
     if name == "upload":
         context["unfinished"] = uploads.unfinished(draft, request.user)
         forms = {"s3": S3SourceForm(), "url": UrlSourceForm(), "snapshot": SnapshotSourceForm(), **(source_forms or {})}
         context.update(s3_form=forms["s3"], url_form=forms["url"], snapshot_form=forms["snapshot"])
-        context["snapshots"], context["snapshots_error"] = _safe(lambda: sources.permitted_snapshots(request.user))
+        context["snapshots"], context["snapshots_error"] = _safe(
+            lambda: sources.permitted_snapshots(request.user, target=draft.target)
+        )
     if name in ("licence", "review"):
         context["fixes"] = fixes.suggested(draft)
     if name == "review":
@@ -354,8 +371,11 @@ def _with_status(response: HttpResponse, status: int) -> HttpResponse:
 @require_POST
 def dry_run(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     draft = _draft(request, pk)
+    if refused := targets.refusal(request.user, draft.target):
+        context = {"permitted": False, "message": refused, "error": "Target"}
+        return render(request, "wizard/_dry_run.html", context)
     try:
-        permitted, message = vmimport.dry_run(draft.to_api_params())
+        permitted, message = vmimport.dry_run(draft.to_api_params(), target=draft.target)
         error = ""
     except AwsError as exc:
         permitted, message, error = False, exc.message, exc.code
