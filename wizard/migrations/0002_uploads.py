@@ -6,73 +6,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("wizard", "0001_initial"),
+        ('wizard', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="Upload",
+            name='Upload',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[("uploading", "Uploading"), ("completed", "Completed"), ("aborted", "Aborted")],
-                        default="uploading",
-                        max_length=16,
-                    ),
-                ),
-                ("bucket", models.CharField(max_length=63)),
-                (
-                    "key",
-                    models.CharField(help_text="chosen by the server, never by the user", max_length=1024, unique=True),
-                ),
-                (
-                    "upload_id",
-                    models.CharField(blank=True, help_text="S3's UploadId of the multipart upload", max_length=1024),
-                ),
-                ("file_name", models.CharField(help_text="the user's file name: metadata only", max_length=255)),
-                ("size", models.BigIntegerField(help_text="bytes, as the browser declared them")),
-                ("content_type", models.CharField(blank=True, max_length=255)),
-                (
-                    "checksum_sha256",
-                    models.CharField(blank=True, help_text="hex, when the browser computed it", max_length=64),
-                ),
-                ("etag", models.CharField(blank=True, max_length=128)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("completed_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "owner",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT, related_name="uploads", to=settings.AUTH_USER_MODEL
-                    ),
-                ),
-                (
-                    "request",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="uploads",
-                        to="wizard.importrequest",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('status', models.CharField(choices=[('uploading', 'Uploading'), ('completed', 'Completed'), ('aborted', 'Aborted')], default='uploading', max_length=16)),
+                ('bucket', models.CharField(max_length=63)),
+                ('key', models.CharField(help_text='chosen by the server, never by the user', max_length=1024, unique=True)),
+                ('upload_id', models.CharField(blank=True, help_text="S3's UploadId of the multipart upload", max_length=1024)),
+                ('file_name', models.CharField(help_text="the user's file name: metadata only", max_length=255)),
+                ('size', models.BigIntegerField(help_text='bytes, as the browser declared them')),
+                ('content_type', models.CharField(blank=True, max_length=255)),
+                ('checksum_sha256', models.CharField(blank=True, help_text='hex, when the browser computed it', max_length=64)),
+                ('etag', models.CharField(blank=True, max_length=128)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('completed_at', models.DateTimeField(blank=True, null=True)),
+                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='uploads', to=settings.AUTH_USER_MODEL)),
+                ('request', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='uploads', to='wizard.importrequest')),
             ],
             options={
-                "ordering": ["-created_at"],
+                'ordering': ['-created_at'],
             },
         ),
         migrations.AddField(
-            model_name="diskcontainer",
-            name="upload",
-            field=models.ForeignKey(
-                blank=True,
-                null=True,
-                on_delete=django.db.models.deletion.SET_NULL,
-                related_name="+",
-                to="wizard.upload",
-            ),
+            model_name='diskcontainer',
+            name='upload',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='wizard.upload'),
         ),
     ]

@@ -4,44 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("wizard", "0002_uploads"),
+        ('wizard', '0002_uploads'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="importrequest",
-            name="furthest_step",
+            model_name='importrequest',
+            name='furthest_step',
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name="importrequest",
-            name="version",
+            model_name='importrequest',
+            name='version',
             field=models.PositiveIntegerField(default=1),
         ),
         migrations.AddField(
-            model_name="importrequest",
-            name="wizard_step",
-            field=models.CharField(default="upload", max_length=16),
+            model_name='importrequest',
+            name='wizard_step',
+            field=models.CharField(default='upload', max_length=16),
         ),
         migrations.AlterField(
-            model_name="importrequest",
-            name="status",
-            field=models.CharField(
-                choices=[
-                    ("draft", "Draft"),
-                    ("submitted", "Waiting for review"),
-                    ("rejected", "Rejected"),
-                    ("approved", "Approved, dispatching"),
-                    ("importing", "Importing"),
-                    ("completed", "Completed"),
-                    ("failed", "Failed"),
-                    ("cancelled", "Cancelled"),
-                    ("deleted", "Deleted draft"),
-                ],
-                db_index=True,
-                default="draft",
-                max_length=16,
-            ),
+            model_name='importrequest',
+            name='status',
+            field=models.CharField(choices=[('draft', 'Draft'), ('submitted', 'Waiting for review'), ('rejected', 'Rejected'), ('approved', 'Approved, dispatching'), ('importing', 'Importing'), ('completed', 'Completed'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('deleted', 'Deleted draft')], db_index=True, default='draft', max_length=16),
         ),
     ]

@@ -4,14 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("wizard", "0003_drafts"),
+        ('wizard', '0003_drafts'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="importrequest",
-            name="cancel_reason",
-            field=models.TextField(blank=True, help_text="set when the requester cancels the import"),
+            model_name='importrequest',
+            name='cancel_reason',
+            field=models.TextField(blank=True, help_text='set when the requester cancels the import'),
         ),
     ]

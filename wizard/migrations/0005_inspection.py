@@ -4,19 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("wizard", "0004_cancel_reason"),
+        ('wizard', '0004_cancel_reason'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="diskcontainer",
-            name="inspected_at",
+            model_name='diskcontainer',
+            name='inspected_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name="diskcontainer",
-            name="inspection",
+            model_name='diskcontainer',
+            name='inspection',
             field=models.JSONField(blank=True, null=True),
         ),
     ]

@@ -6,81 +6,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("auth", "0012_alter_user_first_name_max_length"),
-        ("wizard", "0005_inspection"),
+        ('auth', '0012_alter_user_first_name_max_length'),
+        ('wizard', '0005_inspection'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="diskcontainer",
-            name="inspection_status",
+            model_name='diskcontainer',
+            name='inspection_status',
             field=models.CharField(blank=True, max_length=16),
         ),
         migrations.AddField(
-            model_name="importrequest",
-            name="submitted_by",
-            field=models.ForeignKey(
-                blank=True,
-                null=True,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="+",
-                to=settings.AUTH_USER_MODEL,
-            ),
+            model_name='importrequest',
+            name='submitted_by',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
         ),
         migrations.AddField(
-            model_name="importtask",
-            name="attention",
+            model_name='importtask',
+            name='attention',
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name="upload",
-            name="checksum_crc32",
-            field=models.CharField(
-                blank=True,
-                help_text="S3's composite CRC32 of the object (base64-<parts>), checked on complete",
-                max_length=32,
-            ),
+            model_name='upload',
+            name='checksum_crc32',
+            field=models.CharField(blank=True, help_text="S3's composite CRC32 of the object (base64-<parts>), checked on complete", max_length=32),
         ),
         migrations.CreateModel(
-            name="SourceGrant",
+            name='SourceGrant',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                (
-                    "kind",
-                    models.CharField(
-                        choices=[
-                            ("s3", "S3 location (bucket and key prefix)"),
-                            ("url", "https:// host (Url sources)"),
-                            ("snapshot-tag", "EBS snapshots carrying a tag"),
-                        ],
-                        default="s3",
-                        max_length=16,
-                    ),
-                ),
-                ("s3_bucket", models.CharField(blank=True, max_length=63, verbose_name="S3Bucket")),
-                (
-                    "s3_prefix",
-                    models.CharField(
-                        blank=True,
-                        help_text='e.g. "images/team-a/"; empty: the whole bucket',
-                        max_length=1024,
-                        verbose_name="S3Key prefix",
-                    ),
-                ),
-                (
-                    "host",
-                    models.CharField(blank=True, help_text="the host name of https:// Url sources", max_length=253),
-                ),
-                ("tag_key", models.CharField(blank=True, max_length=128)),
-                ("tag_value", models.CharField(blank=True, max_length=256)),
-                ("note", models.CharField(blank=True, help_text="why this grant exists", max_length=255)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("groups", models.ManyToManyField(related_name="source_grants", to="auth.group")),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('kind', models.CharField(choices=[('s3', 'S3 location (bucket and key prefix)'), ('url', 'https:// host (Url sources)'), ('snapshot-tag', 'EBS snapshots carrying a tag')], default='s3', max_length=16)),
+                ('s3_bucket', models.CharField(blank=True, max_length=63, verbose_name='S3Bucket')),
+                ('s3_prefix', models.CharField(blank=True, help_text='e.g. "images/team-a/"; empty: the whole bucket', max_length=1024, verbose_name='S3Key prefix')),
+                ('host', models.CharField(blank=True, help_text='the host name of https:// Url sources', max_length=253)),
+                ('tag_key', models.CharField(blank=True, max_length=128)),
+                ('tag_value', models.CharField(blank=True, max_length=256)),
+                ('note', models.CharField(blank=True, help_text='why this grant exists', max_length=255)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('groups', models.ManyToManyField(related_name='source_grants', to='auth.group')),
             ],
             options={
-                "ordering": ["kind", "s3_bucket", "s3_prefix", "host", "tag_key", "pk"],
+                'ordering': ['kind', 's3_bucket', 's3_prefix', 'host', 'tag_key', 'pk'],
             },
         ),
     ]
