@@ -71,6 +71,7 @@ MATRIX = [
     ("GET", "batch-new", None, {"anonymous": LOGIN, "auditor": 403, "*": 200}),
     ("GET", "batch-detail", "batch", {"anonymous": LOGIN, "requester_b": 404, "*": 200}),
     ("GET", "batch-table", "batch", {"anonymous": LOGIN, "requester_b": 404, "*": 200}),
+    ("GET", "batch-manifest", "batch", {"anonymous": LOGIN, "requester_b": 404, "*": 200}),
     ("POST", "batch-action", "batch-cancel", {"anonymous": LOGIN, "requester_b": 404, "auditor": 403, "*": 302}),
     ("POST", "batch-action", "batch-retry", {"anonymous": LOGIN, "requester_a": 302, "requester_b": 404, "*": 403}),
     ("GET", "batch-review-list", None, {"anonymous": LOGIN, "reviewer": 200, "admin": 200, "*": 403}),
@@ -124,6 +125,10 @@ def _url(world, name: str, obj: str | None) -> str:
             )
         batch = Batch.objects.create(owner=owner, name="a's batch", source="manifest-csv")
         BatchItem.objects.create(batch=batch, request=submitted, position=0)
+        if name == "batch-manifest":
+            from wizard.batches.batches import _keep_manifest
+
+            _keep_manifest(batch, "S3Bucket,S3Key\n", "csv")
         action = obj.partition("-")[2]
         return reverse(name, args=[batch.pk, action] if action else [batch.pk])
     target = {"draft": draft, "submitted": submitted, "container": submitted.disk_containers.first()}.get(obj)
