@@ -157,12 +157,32 @@ Q_CLUSTER: dict[str, Any] = {
 }
 # The cache carries django-q2's cluster status (read by /healthz), so it is shared by
 # every process: the database by default, Redis at scale.
+# Sessions are read from a cache of their own in front of the database (cached_db): one
+# raw lookup per request instead of an ORM query (the progress partial is polled every 2 s by
+# every open request page); a miss reads the database's row and fills the cache again.
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES: dict[str, dict[str, object]] = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+        "sessions": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "sessions",
+        },
+    }
 else:
     Q_CLUSTER["orm"] = "default"
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "wizard_cache"}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "wizard_cache"},
+        # Its own table, large enough not to cull the sessions of everyone logged in.
+        "sessions": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "wizard_session_cache",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        },
+    }
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_CACHE_ALIAS = "sessions"
 
 # --- AWS ---------------------------------------------------------------------------
 # In the sandbox, boto3 talks to the local moto server with throw-away credentials;
