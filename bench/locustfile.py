@@ -14,15 +14,22 @@ Requests are named by page type ("step: disks", "autosave: disks", "progress par
 
 from __future__ import annotations
 
+import html
 import itertools
+import json
 import os
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 from locust import HttpUser, between, task
 
 REQUESTERS = int(os.environ.get("LOAD_REQUESTERS", "40"))
+# {user name: session id}, made by bench/load before the run (LOAD_SESSIONS); else each logs in.
+SESSIONS: dict[str, str] = (
+    json.loads(Path(os.environ["LOAD_SESSIONS"]).read_text()) if "LOAD_SESSIONS" in os.environ else {}
+)
 BUCKET = os.environ.get("LOAD_BUCKET", "import-wizard-uploads")
 KEY = os.environ.get("LOAD_KEY", "load/disk.raw")
 STEPS = ["upload", "disks", "encryption", "licence", "details", "review"]
@@ -91,6 +98,10 @@ class LoggedIn(HttpUser):
     username = ""
 
     def on_start(self) -> None:
+        session = SESSIONS.get(self.username)
+        if session:  # logged in before the clock started (bench/load), as bench/progress's pollers are
+            self.client.cookies.set("sessionid", session)
+            return
         page = self.client.get("/login/", name="login page")
         self.client.post(
             "/login/",
@@ -98,15 +109,13 @@ class LoggedIn(HttpUser):
             headers={"Referer": f"{self.host}/login/"},
             name="login",
         )
-        self.token = self.client.cookies.get("csrftoken", "")
 
     def post(self, path: str, data: dict, name: str, htmx: bool = False, **kw: Any) -> Any:
-        headers = {"Referer": f"{self.host}{path}", "X-CSRFToken": self.token}
+        token = self.client.cookies.get("csrftoken", "")  # set by the first page with a form
+        headers = {"Referer": f"{self.host}{path}", "X-CSRFToken": token}
         if htmx:
             headers["HX-Request"] = "true"
-        return self.client.post(
-            path, data={"csrfmiddlewaretoken": self.token, **data}, headers=headers, name=name, **kw
-        )
+        return self.client.post(path, data={"csrfmiddlewaretoken": token, **data}, headers=headers, name=name, **kw)
 
 
 class Requester(LoggedIn):
@@ -142,9 +151,15 @@ class Requester(LoggedIn):
                 fields["version"] = [version[1]]
             fields["nav"] = ["next"]
             self.post(f"/imports/{pk}/edit/{name}/", fields, name=f"next: {name}")
-        with self.post(f"/imports/{pk}/submit/", {}, name="submit", catch_response=True) as answer:
-            if "Waiting for a reviewer" not in answer.text:
-                answer.failure("not submitted")
+        # The review step lists the image's warnings under a box to tick: a person ticks it.
+        warnings = re.search(r'name="warnings" value="([^"]*)"', page.text)
+        ticked = {"acknowledge": "yes", "warnings": html.unescape(warnings[1])} if warnings else {}
+        with self.post(f"/imports/{pk}/submit/", ticked, name="submit", catch_response=True) as answer:
+            # Submitted: on the request's page (a reviewer may have approved it in between).
+            if not (answer.status_code == 200 and (answer.url or "").endswith(f"/imports/{pk}/")):
+                why = re.search(r'<p class="(?:message )?error[^"]*"[^>]*>([^<]*)', answer.text)
+                why = why or re.search(r"<title>([^<]*)", answer.text)
+                answer.failure(f"not submitted ({answer.status_code}): {why[1].strip() if why else 'no message'}")
         for _ in range(3):
             self.client.get(f"/imports/{pk}/progress/", headers={"HX-Request": "true"}, name="progress partial")
             self.wait()
