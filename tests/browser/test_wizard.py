@@ -207,7 +207,8 @@ def test_warnings_are_acknowledged_on_the_review_step_then_submitted(stack, brow
     page.set_input_files("[data-upload-widget] input[type=file]", str(image))
     expect(page.locator("#container-list")).to_contain_text("static.raw", timeout=60_000)
     expect(page.locator("#container-list .guest")).to_contain_text("debian", timeout=30_000)
-    expect(page.locator("#sources .finding.warning")).to_contain_text("static IP addresses")
+    # The section is fetched again once the inspection is done (inspection-done): after the guest shows.
+    expect(page.locator("#sources .finding.warning")).to_contain_text("static IP addresses", timeout=30_000)
     page.goto(page.url.replace("/edit/upload/", "/edit/disks/"))
     expect(page.locator("#disk-0 .finding.warning")).to_contain_text("Switch the interfaces to DHCP")
 
