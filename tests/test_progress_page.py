@@ -389,5 +389,5 @@ def test_the_partials_own_request_query_reads_what_the_orm_reads(requester, revi
         bare = own_request_with_task(draft.pk, requester.pk)
         assert bare is not None
         with pytest.raises(ImportRequest.import_task.RelatedObjectDoesNotExist):
-            bare.import_task
+            _ = bare.import_task
     assert bare.description == draft.description  # a field it did not read: loaded when read
