@@ -181,6 +181,10 @@ else:
             "OPTIONS": {"MAX_ENTRIES": 100_000},
         },
     }
+# AWS's answers to the pages' account and KMS questions, kept for a few seconds in each process
+# (wizard.aws.recent); dispatch always asks afresh.
+CACHES["aws"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "aws-answers"}
+AWS_ANSWER_SECONDS = float(os.environ.get("WIZARD_AWS_ANSWER_SECONDS", "30"))
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_CACHE_ALIAS = "sessions"
 

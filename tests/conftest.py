@@ -14,6 +14,18 @@ def q_sync(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def fresh_aws_answers():
+    """Each test asks AWS afresh: no answer kept by an earlier test (wizard.aws.recent), no client
+    made with another test's event handlers (wizard.aws.clients)."""
+    from wizard.aws import clients, recent
+
+    recent.forget()
+    clients.forget()
+    yield
+    recent.forget()
+
+
+@pytest.fixture(autouse=True)
 def audit_storage(settings, tmp_path):
     """The audit log's checkpoints and the batch manifests go to directories of the test's own (to
     the sandbox's S3 with `sandbox`)."""

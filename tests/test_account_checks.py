@@ -4,11 +4,16 @@ the service role, its trust and permissions, the bucket's region, the KMS key, s
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.stack import free_port
 from wizard.aws import account, policies
 from wizard.aws.account import Source
 
@@ -21,6 +26,7 @@ def s3_source(sandbox, key: str = OBJECT, index: int = 0) -> Source:
 
 
 def check(sandbox, role: str = "vmimport", sources: list[Source] | None = None, **kw: Any) -> list[account.Problem]:
+    kw.setdefault("fresh", True)  # these tests change the account between checks
     return account.problems(role_name=role, region=sandbox.region, sources=sources or [s3_source(sandbox)], **kw)
 
 
@@ -188,12 +194,113 @@ def test_dispatch_checks_the_account_again_and_calls_nothing(db, sandbox, reques
     sends: list[int] = []
     events = clients._session(settings.AWS_SANDBOX, settings.AWS_REGION).events
     events.register("before-send.ec2.ImportImage", lambda **_: sends.append(1), unique_id="account-sends")
+    clients.forget()  # clients made from now on carry the handler
     try:
         assert dispatch.dispatch(request.pk) is None
     finally:
         events.unregister("before-send.ec2.ImportImage", unique_id="account-sends")
+        clients.forget()
     request.refresh_from_db()
     assert request.status == ImportRequest.Status.FAILED and sends == [] and not ImportTask.objects.exists()
     assert "RoleName: The service role revoked provided does not exist" in request.failure_message
     assert "aws iam put-role-policy --role-name revoked" in request.failure_message
     assert AuditEvent.objects.filter(request=request, action="failed account check").exists()
+
+
+# --- the answers kept for the pages (wizard.aws.recent) ---------------------------------------
+
+
+@pytest.fixture
+def sent(settings) -> Iterator[Counter[str]]:
+    """Calls the application sends to AWS, by operation name."""
+    from wizard.aws import clients
+
+    seen: Counter[str] = Counter()
+
+    def count(model: Any, **_: Any) -> None:
+        seen[model.name] += 1
+
+    events = clients._session(settings.AWS_SANDBOX, settings.AWS_REGION).events
+    events.register("before-call", count, unique_id="account-kept")
+    clients.forget()  # clients made from now on carry the handler
+    yield seen
+    events.unregister("before-call", unique_id="account-kept")
+    clients.forget()
+
+
+def test_the_pages_ask_the_account_once_within_the_seconds_kept(db, sandbox, requester, sent, settings) -> None:
+    from wizard.preflight import preflight
+
+    settings.AWS_ANSWER_SECONDS = 30
+    make_role(sandbox, "kept", policy=policies.role_policy([sandbox.bucket]))
+    request = _request(requester, sandbox, role_name="kept")
+    first = preflight.all_findings(request, check_aws=True)
+    asked = sent["GetRole"]
+    assert asked == 1 and sent["GetBucketLocation"] == 1
+    assert preflight.all_findings(request, check_aws=True) == first  # the review step, the submit...
+    assert sent["GetRole"] == asked and sent["GetBucketLocation"] == 1
+    # Another role, another bucket's key, another answer: each is its own question.
+    request.role_name = "not-kept"
+    [missing] = [f for f in preflight.all_findings(request, check_aws=True) if f.path == "RoleName"]
+    assert "there is no IAM role not-kept" in missing.message and sent["GetRole"] == asked + 1
+
+
+def test_the_answer_expires_and_zero_seconds_keeps_none(db, sandbox, requester, sent, settings) -> None:
+    from wizard.preflight import preflight
+
+    settings.AWS_ANSWER_SECONDS = 0
+    request = _request(requester, sandbox)
+    for _ in range(3):
+        preflight.all_findings(request, check_aws=True)
+    assert sent["GetRole"] == 3
+    settings.AWS_ANSWER_SECONDS = 0.5
+    preflight.all_findings(request, check_aws=True)
+    preflight.all_findings(request, check_aws=True)
+    assert sent["GetRole"] == 4
+    time.sleep(0.6)
+    preflight.all_findings(request, check_aws=True)
+    assert sent["GetRole"] == 5
+
+
+def test_an_unreachable_account_is_not_kept(db, sandbox, requester, sent, settings) -> None:
+    from wizard.preflight import preflight
+
+    settings.AWS_ANSWER_SECONDS = 30
+    request = _request(requester, sandbox, role_name="later")
+    reachable = settings.AWS_ENDPOINT_URL
+    settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    assert not [f for f in preflight.all_findings(request, check_aws=True) if f.path == "RoleName"]
+    settings.AWS_ENDPOINT_URL = reachable
+    [missing] = [f for f in preflight.all_findings(request, check_aws=True) if f.path == "RoleName"]
+    assert "there is no IAM role later" in missing.message
+
+
+def test_dispatch_asks_afresh_what_the_review_page_was_told(db, sandbox, requester, sent, settings) -> None:
+    from wizard.imports import dispatch
+    from wizard.models import ImportRequest, ImportTask
+    from wizard.preflight import preflight
+
+    settings.AWS_ANSWER_SECONDS = 30
+    make_role(sandbox, "revoked-later", policy=policies.role_policy([sandbox.bucket]))
+    request = _request(requester, sandbox, role_name="revoked-later", status="approved")
+    assert not [f for f in preflight.all_findings(request, check_aws=True) if f.path == "RoleName"]  # kept: fine
+    sandbox.client("iam").delete_role_policy(RoleName="revoked-later", PolicyName="p")
+    assert not [f for f in preflight.all_findings(request, check_aws=True) if f.path == "RoleName"]  # still kept
+    assert dispatch.dispatch(request.pk) is None
+    request.refresh_from_db()
+    assert request.status == ImportRequest.Status.FAILED and not ImportTask.objects.exists()
+    assert "does not have sufficient permissions" in request.failure_message and sent["ImportImage"] == 0
+
+
+def test_the_encryption_steps_key_list_is_kept_and_a_key_check_too(db, sandbox, sent, settings) -> None:
+    from wizard.aws import kms
+
+    settings.AWS_ANSWER_SECONDS = 30
+    key = sandbox.client("kms").create_key(Description="kept")["KeyMetadata"]["KeyId"]
+    assert key in [k.key_id for k in kms.list_keys()]
+    assert kms.key_problem(key) == ""
+    calls = sum(sent.values())
+    assert key in [k.key_id for k in kms.list_keys()] and kms.key_problem(key) == ""
+    assert sum(sent.values()) == calls
+    assert "there is no KMS key" in kms.key_problem("0f0f0f0f-0000-4000-8000-000000000000")  # another key: asked
+    assert sum(sent.values()) == calls + 1

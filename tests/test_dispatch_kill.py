@@ -105,8 +105,10 @@ def import_sends(sandbox, settings) -> list[int]:
     sends: list[int] = []
     events = clients._session(settings.AWS_SANDBOX, settings.AWS_REGION).events
     events.register("before-send.ec2.ImportImage", lambda **_: sends.append(1), unique_id="test-import-sends")
+    clients.forget()  # clients made from now on carry the handler
     yield sends
     events.unregister("before-send.ec2.ImportImage", unique_id="test-import-sends")
+    clients.forget()
 
 
 def _attempt_recorded(package: dict, error: Exception) -> None:

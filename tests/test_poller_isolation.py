@@ -51,8 +51,10 @@ def calls(sandbox, settings) -> Iterator[list[list[str]]]:
     events = clients._session(settings.AWS_SANDBOX, settings.AWS_REGION).events
     hook = f"before-parameter-build.ec2.{DESCRIBE}"
     events.register(hook, lambda params, **_: seen.append(list(params["ImportTaskIds"])), unique_id="test-isolation")
+    clients.forget()  # clients made from now on carry the handler
     yield seen
     events.unregister(hook, unique_id="test-isolation")
+    clients.forget()
 
 
 @pytest.fixture

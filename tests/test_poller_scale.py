@@ -81,9 +81,11 @@ def describe_calls(sandbox, settings) -> Iterator[Calls]:
     events = clients._session(settings.AWS_SANDBOX, settings.AWS_REGION).events
     events.register(f"before-parameter-build.ec2.{DESCRIBE}", on_call, unique_id="test-poller-scale-call")
     events.register(f"before-send.ec2.{DESCRIBE}", on_send, unique_id="test-poller-scale-send")
+    clients.forget()  # clients made from now on carry the handlers
     yield seen
     events.unregister(f"before-parameter-build.ec2.{DESCRIBE}", unique_id="test-poller-scale-call")
     events.unregister(f"before-send.ec2.{DESCRIBE}", unique_id="test-poller-scale-send")
+    clients.forget()
 
 
 @pytest.fixture
@@ -134,10 +136,12 @@ def test_every_page_of_a_paginated_answer_is_read(active, describe_calls, settin
         params.setdefault("MaxResults", 64)
 
     session.events.register(f"provide-client-params.ec2.{DESCRIBE}", small_pages, unique_id="test-small-pages")
+    clients.forget()
     try:
         assert polling.poll_once() == ACTIVE
     finally:
         session.events.unregister(f"provide-client-params.ec2.{DESCRIBE}", unique_id="test-small-pages")
+        clients.forget()
     # 200 -> 4 pages, 200 -> 4 pages, 50 -> 1 page; the later pages carry the NextToken.
     assert len(describe_calls.calls) == 9
     assert sum("NextToken" in c for c in describe_calls.calls) == 6

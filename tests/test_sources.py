@@ -71,7 +71,7 @@ class Calls(list):
 @pytest.fixture
 def aws_calls(sandbox, settings):
     """(event, method, url) of every request the application's boto3 clients send from now on."""
-    from wizard.aws.clients import _session
+    from wizard.aws.clients import _session, forget
 
     seen = Calls(sandbox)
 
@@ -80,8 +80,10 @@ def aws_calls(sandbox, settings):
 
     events = _session(settings.AWS_SANDBOX, settings.AWS_REGION).events
     events.register("before-send", record)
+    forget()  # clients made from now on carry the handler
     yield seen
     events.unregister("before-send", record)
+    forget()
 
 
 def reads_of(calls: Calls, key: str) -> list[str]:

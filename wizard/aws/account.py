@@ -31,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 from django.conf import settings
 
-from wizard.aws import policies
+from wizard.aws import policies, recent
 from wizard.aws.clients import TargetLike, client
 
 log = logging.getLogger(__name__)
@@ -91,16 +91,23 @@ def problems(
     kms_key_id: str = "",
     encrypted: bool = False,
     target: TargetLike | None = None,
+    fresh: bool = False,
 ) -> list[Problem]:
     """Everything the account lacks for this import; [] when it has it all. Asked in `target`'s
-    account (through its role; None: the application's own account)."""
+    account (through its role; None: the application's own account). The answer is kept for
+    settings.AWS_ANSWER_SECONDS (wizard.aws.recent) unless `fresh` (dispatch) asks AWS again."""
     role_name = role_name or "vmimport"
+    question = (recent.account_of(target), role_name, region, tuple(sources), kms_key_id, encrypted)
+    if not fresh and (kept := recent.get("account", question)) is not recent.MISSING:
+        return list(kept)
     found: list[Problem] = []
     try:
         _check(found, role_name, region, sources, kms_key_id, encrypted, target)
     except _Unreachable as exc:
         # Nothing to say of the account now; dispatch checks it again right before ImportImage.
         log.warning("the account pre-flight could not reach AWS: %r", exc.__cause__)
+        return found
+    recent.put("account", question, found)
     return found
 
 

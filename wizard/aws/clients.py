@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from functools import cache
+import json
+import threading
+from functools import cache, lru_cache
 from typing import Any, Protocol
 
 import boto3
@@ -14,6 +16,9 @@ from wizard.aws import sts
 # Throttling (RequestLimitExceeded) and 5xx answers are retried by botocore with
 # exponential backoff; errors retrying cannot fix surface at once.
 RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
+
+
+_lock = threading.Lock()
 
 
 @cache
@@ -38,11 +43,32 @@ def client(service: str, *, region: str | None = None, target: TargetLike | None
     `target`: in that target's account, through its role (sts:AssumeRole with its ExternalId), in
     its region; None (the default target) is the application's own credentials and AWS_REGION.
     `region`: another region than that (a copy of an AMI there)."""
-    cfg = RETRY_CONFIG.merge(Config(**config)) if config else RETRY_CONFIG
     if target is None:
-        session = _session(settings.AWS_SANDBOX, region or settings.AWS_REGION)
+        with _lock:  # functools.cache may make two sessions for two threads at once
+            session = _session(settings.AWS_SANDBOX, region or settings.AWS_REGION)
     else:
         own = client("sts", region=target.region)
         session = sts.assumed_session(own, target.role_arn, target.external_id, region or target.region)
+    with _lock:  # a Session is not thread-safe; the clients it makes are
+        return _made(
+            session, service, settings.AWS_ENDPOINT_URL or None, RETRY_CONFIG, json.dumps(config, sort_keys=True)
+        )
+
+
+@lru_cache(maxsize=128)
+def _made(session: boto3.Session, service: str, endpoint: str | None, retry: Config, config: str) -> Any:
+    """One client per session, service, endpoint and configuration, made once: making a boto3
+    client costs tens of milliseconds (its service model, endpoint rules, event handlers), far
+    more than most calls it makes. boto3's clients are thread-safe. A renewed role session (wizard.aws.sts) is
+    a new session, so its clients are new too; the oldest clients are dropped past `maxsize`."""
+    extra = json.loads(config)
+    cfg = retry.merge(Config(**extra)) if extra else retry
     # boto3-stubs types a client per literal service name; this factory serves them all (Any)
-    return session.client(service, endpoint_url=settings.AWS_ENDPOINT_URL or None, config=cfg)  # type: ignore[call-overload]
+    return session.client(service, endpoint_url=endpoint, config=cfg)  # type: ignore[call-overload]
+
+
+def forget() -> None:
+    """Drop the clients made: the next call makes them again (a client copies its session's
+    event handlers when it is made, so one registered later reaches new clients only)."""
+    with _lock:
+        _made.cache_clear()

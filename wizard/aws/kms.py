@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
+from wizard.aws import recent
 from wizard.aws.clients import TargetLike, client
 
 
@@ -21,7 +22,16 @@ class KeyChoice:
 
 def list_keys(target: TargetLike | None = None) -> list[KeyChoice]:
     """ListKeys + ListAliases + DescribeKey in `target`: every key the import could use, with why
-    not where it cannot."""
+    not where it cannot. Kept for settings.AWS_ANSWER_SECONDS (wizard.aws.recent)."""
+    question = (recent.account_of(target),)
+    if (kept := recent.get("kms-keys", question)) is not recent.MISSING:
+        return list(kept)
+    keys = _list_keys(target)
+    recent.put("kms-keys", question, keys)
+    return keys
+
+
+def _list_keys(target: TargetLike | None) -> list[KeyChoice]:
     kms = client("kms", target=target)
     aliases: dict[str, list[str]] = {}
     for page in kms.get_paginator("list_aliases").paginate():
@@ -48,7 +58,17 @@ def list_keys(target: TargetLike | None = None) -> list[KeyChoice]:
 
 
 def key_problem(key_id: str, target: TargetLike | None = None) -> str:
-    """Why VM Import could not encrypt with `key_id` (DescribeKey in `target`), or "" when it can."""
+    """Why VM Import could not encrypt with `key_id` (DescribeKey in `target`), or "" when it can.
+    Kept for settings.AWS_ANSWER_SECONDS (wizard.aws.recent)."""
+    question = (recent.account_of(target), key_id)
+    if (kept := recent.get("kms-key", question)) is not recent.MISSING:
+        return str(kept)
+    problem = _key_problem(key_id, target)
+    recent.put("kms-key", question, problem)
+    return problem
+
+
+def _key_problem(key_id: str, target: TargetLike | None) -> str:
     try:
         meta = client("kms", target=target).describe_key(KeyId=key_id)["KeyMetadata"]
     except ClientError as exc:

@@ -84,7 +84,7 @@ def dispatch(request_id: int) -> str | None:
     # to ImportImage, which refuses it at once; the rest AWS would find only an hour into the task.
     from wizard.preflight.preflight import account_problems
 
-    problems = [p for p in account_problems(request) if p.severity == "error" and not p.missing_role]
+    problems = [p for p in account_problems(request, fresh=True) if p.severity == "error" and not p.missing_role]
     if problems:
         fail(request, "; ".join(f"{p.path}: {p.message}" for p in problems), action="failed account check")
         return None

@@ -311,10 +311,11 @@ def account_sources(containers: Iterable[DiskContainer]) -> list[account.Source]
 
 
 def account_problems(
-    request: ImportRequest, containers: Iterable[DiskContainer] | None = None
+    request: ImportRequest, containers: Iterable[DiskContainer] | None = None, fresh: bool = False
 ) -> list[account.Problem]:
     """What the AWS account lacks for this request (wizard.aws.account): the service role, its
-    trust and permissions, the buckets' region, snapshot sources."""
+    trust and permissions, the buckets' region, snapshot sources. `fresh`: ask AWS now, not
+    the answer of the last seconds (wizard.aws.recent)."""
     containers = list(containers if containers is not None else request.disk_containers.all())
     return account.problems(
         target=request.target,
@@ -323,6 +324,7 @@ def account_problems(
         sources=account_sources(containers),
         kms_key_id=request.kms_key_id,
         encrypted=bool(request.encrypted),
+        fresh=fresh,
     )
 
 
