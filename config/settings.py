@@ -181,6 +181,9 @@ else:
             "OPTIONS": {"MAX_ENTRIES": 100_000},
         },
     }
+# The audit log's checkpoint is written by a thread of each process after the commit, not in the
+# request (wizard.audit.checkpoint.Background); 0 writes it before the response, as tests do.
+AUDIT_CHECKPOINT_BACKGROUND = env_bool("WIZARD_AUDIT_CHECKPOINT_BACKGROUND", True)
 # AWS's answers to the pages' account and KMS questions, kept for a few seconds in each process
 # (wizard.aws.recent); dispatch always asks afresh.
 CACHES["aws"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "aws-answers"}

@@ -28,7 +28,8 @@ def fresh_aws_answers():
 @pytest.fixture(autouse=True)
 def audit_storage(settings, tmp_path):
     """The audit log's checkpoints and the batch manifests go to directories of the test's own (to
-    the sandbox's S3 with `sandbox`)."""
+    the sandbox's S3 with `sandbox`), written before the response (in the background where a test says so)."""
+    settings.AUDIT_CHECKPOINT_BACKGROUND = False
     settings.STORAGES = {
         **settings.STORAGES,
         "audit": {

@@ -193,6 +193,39 @@ def test_storage_down_the_change_succeeds_and_verify_says_so(transactional_db, s
     assert "head matches the checkpoint" in out and not err
 
 
+def test_in_the_background_the_checkpoint_follows_the_commits(transactional_db, sandbox, settings):
+    """The web's and worker's way (WIZARD_AUDIT_CHECKPOINT_BACKGROUND, the default): the commit does
+    not wait for the write; once written, the head is the newest event's, and commits made while a
+    write runs share the next one."""
+    from wizard.audit import checkpoint
+
+    settings.AUDIT_CHECKPOINT_BACKGROUND = True
+    events = _committed(30)
+    assert checkpoint.background.flush(30)
+    head = _head_json(sandbox)
+    assert (head["pk"], head["hash"], head["count"]) == (events[-1].pk, events[-1].hash, 30)
+    assert 1 <= len(_heads(sandbox)) <= 30  # one per write, and writes cover several commits
+    out, err = _verify("--strict")
+    assert "head matches the checkpoint" in out and not err
+    (later,) = _committed(1)
+    assert checkpoint.background.flush(30) and _head_json(sandbox)["pk"] == later.pk
+
+
+def test_in_the_background_storage_down_is_logged_and_caught_up(transactional_db, sandbox, settings, caplog):
+    from wizard.audit import checkpoint
+
+    settings.AUDIT_CHECKPOINT_BACKGROUND = True
+    working = settings.STORAGES["audit"]
+    down = {**working, "OPTIONS": {**working["OPTIONS"], "endpoint_url": "http://127.0.0.1:9"}}  # nothing listens
+    settings.STORAGES = {**settings.STORAGES, "audit": down}
+    _committed(1)
+    assert checkpoint.background.flush(60)
+    assert "audit checkpoint not written" in caplog.text
+    settings.STORAGES = {**settings.STORAGES, "audit": working}
+    (event,) = _committed(1)
+    assert checkpoint.background.flush(30) and _head_json(sandbox)["pk"] == event.pk
+
+
 def test_no_checkpoint_yet_is_a_warning_and_fails_only_under_strict(chain):
     out, err = _verify()
     assert "audit chain intact: 4 events" in out

@@ -13,6 +13,7 @@ Writing never fails a change: a failed write is logged, and the next one catches
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -20,10 +21,11 @@ import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from wizard.models import AuditEvent
@@ -100,8 +102,56 @@ def write_quietly() -> None:
 def _after_commit() -> None:
     if getattr(_local, "depth", 0):
         _local.pending = True
+    elif settings.AUDIT_CHECKPOINT_BACKGROUND:
+        background.wanted()
     else:
         write_quietly()
+
+
+class Background:
+    """A thread of this process that writes the checkpoint after commits, off the request.
+
+    A web request that recorded an event does not wait for the two S3 writes (tens of ms each);
+    commits while a write runs make one more write, of the head then: under load, one checkpoint
+    covers many transactions, as `batched` does for a poll cycle. The thread uses its own
+    database connection, closed after each write. At exit a pending write is waited for (a
+    few seconds at most); a write lost with the process is caught up by the next one, as a
+    failed write is."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread: threading.Thread | None = None
+
+    def wanted(self) -> None:
+        with self._lock:
+            self._idle.clear()
+            self._wanted.set()
+            if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
+                self._thread = threading.Thread(target=self._run, name="audit-checkpoint", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            try:
+                write_quietly()
+            finally:
+                connections.close_all()  # this thread's connections only
+                with self._lock:
+                    if not self._wanted.is_set():
+                        self._idle.set()
+
+    def flush(self, timeout: float = 10) -> bool:
+        """Wait until every checkpoint asked for is written (or failed); False on timeout."""
+        return self._idle.wait(timeout)
+
+
+background = Background()
+atexit.register(background.flush, 5)
 
 
 def schedule() -> None:
