@@ -115,12 +115,12 @@ def test_an_image_that_needs_more_time_gets_the_limits_finding(sandbox, requeste
 
 
 def test_an_image_that_needs_more_memory_gets_the_memory_finding(sandbox, requester, settings):
-    # From S3 the child needs about 60 MiB (boto3 mostly, bench/inspect-memory): 32 cannot fit.
-    settings.WIZARD_INSPECT_MEMORY_MB = 32
+    # The child reads through the pipe (the worker reads S3) and needs ~25 MiB: 12 cannot fit.
+    settings.WIZARD_INSPECT_MEMORY_MB = 12
     container = inspect_now(container_for(requester, sandbox, "uploads/disk.raw", raw_mbr(64 * 1024)))
     assert codes(container) == ["inspection-limits"]
     finding = container.inspection["findings"][0]
-    assert finding["exceeded"] == "memory" and "within 30 s / 32 MiB: it may be corrupt" in finding["message"]
+    assert finding["exceeded"] == "memory" and "within 30 s / 12 MiB: it may be corrupt" in finding["message"]
 
 
 def test_a_missing_object_is_reported_as_aws_would(sandbox, requester):
@@ -335,6 +335,31 @@ def test_a_reader_that_breaks_in_the_parent_is_a_finding_too():
 
     report = inspection.inspect_reader(Broken(raw_mbr(64 * 1024)), seconds=30, memory_mb=256)
     assert [f["code"] for f in report["findings"]] == ["inspection-failed"]
+    assert "the image could not be read (OSError: gone)" in report["findings"][0]["message"]
+
+
+def test_a_piped_childs_environment_has_no_credentials_nor_database():
+    environ = {
+        "PATH": "/usr/bin", "PYTHONPATH": "/app", "LANG": "C.UTF-8", "WIZARD_INSPECT_SECONDS": "30",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "x", "AWS_PROFILE": "prod",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.2/x", "DATABASE_URL": "postgres://u:p@db/w",
+        "REDIS_URL": "redis://r", "DJANGO_SECRET_KEY": "k", "SMTP_PASSWORD": "p", "GITHUB_TOKEN": "t",
+    }  # fmt: skip
+    piped = inspection.child_environment({"source": "pipe"}, environ)
+    assert piped == {"PATH": "/usr/bin", "PYTHONPATH": "/app", "LANG": "C.UTF-8", "WIZARD_INSPECT_SECONDS": "30"}
+    assert inspection.child_environment({"source": "s3"}, environ) == environ  # it reads S3 itself
+
+
+def test_the_child_that_parses_the_image_holds_no_aws_credentials(sandbox, requester, monkeypatch):
+    """The worker reads S3 and serves the ranges: the child is given neither a client nor a job
+    naming the bucket (it would find the standard chain's credentials in its environment)."""
+    jobs: list[dict] = []
+    run = inspection.run
+    monkeypatch.setattr(inspection, "run", lambda job, **kw: jobs.append(job) or run(job, **kw))
+    container = inspect_now(container_for(requester, sandbox, "uploads/piped.raw", raw_mbr(64 * 1024)))
+    assert container.inspection["format"] == "RAW" and container.inspection_status == "done"
+    assert [j["source"] for j in jobs] == ["pipe"] and not any("aws" in j or "bucket" in j for j in jobs)
+    assert not [name for name in inspection.child_environment(jobs[0]) if name.startswith("AWS_")]
 
 
 @hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

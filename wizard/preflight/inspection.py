@@ -18,7 +18,10 @@ and the job we send it; it needs neither Django's database nor its apps.
 The image is read either from S3 (the child builds its own `wizard.aws.s3.S3RangeReader` from
 (bucket, key) and the app's AWS settings, passed in the job: endpoint, region, sandbox or not;
 never credentials) or through the pipe: the child asks for byte ranges and the parent serves
-them, capped, from a reader it holds (the sandbox's in-memory S3 object).
+them, capped, from a reader it holds (the worker's S3RangeReader, the sandbox's in-memory S3
+object). The worker always uses the pipe: the child then gets no AWS, database or queue
+settings in its environment (`child_environment`), only the bytes it asks for; the S3 mode is
+for `manage.py inspect_image`.
 
 The protocol, on the child's stdin and stdout (stray prints in the child go to stderr):
 parent -> child: the job as one JSON line; then, for each read asked, 4 bytes of big-endian
@@ -44,6 +47,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, BinaryIO
+
+from wizard.text import shown
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +124,24 @@ def inspect_reader(reader: Any, *, seconds: float, memory_mb: int, declared_form
     return run(job, seconds=seconds, memory_mb=memory_mb, reader=reader)[0]
 
 
+SECRET_NAMES = ("AWS_", "DATABASE_URL", "REDIS_URL", "DJANGO_SECRET", "WIZARD_SECRET")
+SECRET_PARTS = ("SECRET", "PASSWORD", "TOKEN", "CREDENTIAL")
+
+
+def child_environment(job: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: the worker's, without what could reach AWS, the database or the
+    queue when the child reads through the pipe (it parses hostile bytes and needs none of it).
+    A job reading S3 itself (`inspect_s3`, manage.py inspect_image) keeps the AWS chain."""
+    environ = dict(os.environ if environ is None else environ)
+    if job.get("source") != "pipe":
+        return environ
+    return {
+        name: value
+        for name, value in environ.items()
+        if not name.upper().startswith(SECRET_NAMES) and not any(part in name.upper() for part in SECRET_PARTS)
+    }
+
+
 def run(job: dict[str, Any], *, seconds: float, memory_mb: int, reader: Any = None) -> tuple[Report, dict[str, int]]:
     """Run one job in a child with the limits: the report (or the finding of what went wrong), and
     what the child used (VmPeak and VmHWM in KiB, when it answered)."""
@@ -129,6 +152,7 @@ def run(job: dict[str, Any], *, seconds: float, memory_mb: int, reader: Any = No
             child = subprocess.Popen(
                 [sys.executable, "-m", "wizard.preflight.inspection"],
                 cwd=ROOT,
+                env=child_environment(job),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errors,
@@ -139,6 +163,9 @@ def run(job: dict[str, Any], *, seconds: float, memory_mb: int, reader: Any = No
             return failed_report(f"the inspector could not be started: {exc.__class__.__name__}"), {}
         try:
             outcome = _talk(child, job, deadline, reader)
+        except ReadFailed as exc:
+            log.warning("inspection: a read for the child failed: %s", exc)
+            outcome = ("failed", f"the image could not be read ({shown(str(exc), 300)})")
         except Exception as exc:  # noqa: BLE001 - whatever the child did, the caller gets a finding
             log.warning("inspection child: %r", exc)
             outcome = ("failed", f"the inspector's answer was broken: {exc.__class__.__name__}")
@@ -215,11 +242,18 @@ def _wait(child: subprocess.Popen, deadline: float) -> None:
         child.kill()
 
 
+class ReadFailed(Exception):
+    """This process could not read the byte range the child asked for."""
+
+
 def _serve(pipe: IO[bytes], reader: Any, asked: Any) -> None:
     offset, length = (int(n) for n in asked)
     data = b""
     if reader is not None and offset >= 0 and length > 0:
-        data = bytes(reader.read(offset, min(length, MAX_READ)))[:MAX_READ]
+        try:
+            data = bytes(reader.read(offset, min(length, MAX_READ)))[:MAX_READ]
+        except Exception as exc:  # noqa: BLE001 - S3 or the reader, not the child: say so
+            raise ReadFailed(f"{type(exc).__name__}: {exc}") from exc
     pipe.write(struct.pack(">I", len(data)) + data)
     pipe.flush()
 
