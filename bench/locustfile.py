@@ -18,6 +18,7 @@ import html
 import itertools
 import json
 import os
+import random
 import re
 import time
 from html.parser import HTMLParser
@@ -27,6 +28,7 @@ from typing import Any
 from locust import HttpUser, between, task
 
 REQUESTERS = int(os.environ.get("LOAD_REQUESTERS", "40"))
+THINK = float(os.environ.get("LOAD_THINK", "1"))
 # {user name: session id}, made by bench/load before the run (LOAD_SESSIONS); else each logs in.
 SESSIONS: dict[str, str] = (
     json.loads(Path(os.environ["LOAD_SESSIONS"]).read_text()) if "LOAD_SESSIONS" in os.environ else {}
@@ -111,6 +113,12 @@ class LoggedIn(HttpUser):
             name="login",
         )
 
+    def think(self) -> None:
+        """A person's pause between two actions of a walk: THINK seconds, 0.5x to 1.5x (0: none,
+        every request right after the last answer, a closed loop that saturates any server)."""
+        if THINK > 0:
+            time.sleep(random.uniform(0.5, 1.5) * THINK)  # cooperative: locust patches time.sleep
+
     def post(self, path: str, data: dict, name: str, htmx: bool = False, **kw: Any) -> Any:
         token = self.client.cookies.get("csrftoken", "")  # set by the first page with a form
         headers = {"Referer": f"{self.host}{path}", "X-CSRFToken": token}
@@ -136,10 +144,12 @@ class Requester(LoggedIn):
                 started.failure("no draft")
                 return
         pk = int(found[1])
+        self.think()
         self.post(f"/imports/{pk}/sources/", {"kind": "s3", "s3_bucket": BUCKET, "s3_key": KEY}, name="add S3 source")
         added = time.monotonic()
         for name in STEPS:
             page = self.client.get(f"/imports/{pk}/edit/{name}/", name=f"step: {name}")
+            self.think()  # reads the step, fills it in
             if name == "review":
                 break
             fields = fields_of(page.text)
@@ -152,6 +162,7 @@ class Requester(LoggedIn):
             if version:
                 fields["version"] = [version[1]]
             fields["nav"] = ["next"]
+            self.think()
             self.post(f"/imports/{pk}/edit/{name}/", fields, name=f"next: {name}")
         page = self.await_inspection(page, pk, added)
         # The review step lists the image's warnings under a box to tick: a person ticks it.

@@ -54,7 +54,9 @@ FORMS: dict[str, type[StepForm]] = {
 
 
 def _draft(request: AuthenticatedHttpRequest, pk: int) -> ImportRequest:
-    return get_object_or_404(ImportRequest, pk=pk, owner=request.user, status__in=drafts.EDITABLE)
+    draft = get_object_or_404(ImportRequest, pk=pk, owner=request.user, status__in=drafts.EDITABLE)
+    draft.owner = request.user  # the owner is who asks (the query says so): not loaded again
+    return draft
 
 
 def step_url(draft: ImportRequest, name: str) -> str:
