@@ -20,7 +20,7 @@ from django.core.cache import caches
 from wizard.aws.clients import TargetLike
 
 ALIAS = "aws"
-_MISSING = object()
+MISSING = object()  # what `get` returns when nothing is kept (an answer may be [] or "")
 
 
 def account_of(target: TargetLike | None) -> tuple[str, str, str] | None:
@@ -34,7 +34,7 @@ def _key(question: str, parts: tuple[Any, ...]) -> str:
 
 def get(question: str, parts: tuple[Any, ...]) -> Any:
     """The answer kept for `question` with `parts`, or `MISSING`."""
-    return caches[ALIAS].get(_key(question, parts), _MISSING)
+    return caches[ALIAS].get(_key(question, parts), MISSING)
 
 
 def put(question: str, parts: tuple[Any, ...], answer: Any) -> None:
@@ -44,6 +44,3 @@ def put(question: str, parts: tuple[Any, ...], answer: Any) -> None:
 def forget() -> None:
     """Drop every answer kept (tests; an administrator's change to expect at once)."""
     caches[ALIAS].clear()
-
-
-MISSING = _MISSING

@@ -124,7 +124,7 @@ def inspect_reader(reader: Any, *, seconds: float, memory_mb: int, declared_form
     return run(job, seconds=seconds, memory_mb=memory_mb, reader=reader)[0]
 
 
-SECRET_NAMES = ("AWS_", "DATABASE_URL", "REDIS_URL", "DJANGO_SECRET", "WIZARD_SECRET")
+SECRET_NAMES = ("AWS_", "DATABASE_URL", "REDIS_URL")
 SECRET_PARTS = ("SECRET", "PASSWORD", "TOKEN", "CREDENTIAL")
 
 
