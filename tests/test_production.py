@@ -151,12 +151,10 @@ def test_presigned_part_urls_go_to_an_origin_the_policy_allows(settings, monkeyp
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example")
     settings.AWS_SANDBOX, settings.AWS_ENDPOINT_URL, settings.AWS_REGION = False, endpoint, region
     clients._session.cache_clear()
-    multipart._cached_s3.cache_clear()
     try:
         urls = multipart.presign_parts(bucket, "uploads/1/x.raw", "upload-1", {1: "AAAAAA=="})
     finally:
         clients._session.cache_clear()
-        multipart._cached_s3.cache_clear()
     parts = urlsplit(urls[1][0])
     assert f"{parts.scheme}://{parts.netloc}" in upload_origins(endpoint, bucket, region)
 
@@ -366,10 +364,8 @@ def as_policy_user(enforcing_sandbox, settings, monkeypatch):
     settings.AWS_SANDBOX, settings.AWS_ENDPOINT_URL = False, sb.endpoint
     settings.AWS_REGION, settings.IMPORT_BUCKET = sb.region, sb.bucket
     clients._session.cache_clear()
-    multipart._cached_s3.cache_clear()
     yield sb, key_id
     clients._session.cache_clear()
-    multipart._cached_s3.cache_clear()
 
 
 def test_the_iam_policy_allows_the_apps_calls_and_nothing_else(as_policy_user):

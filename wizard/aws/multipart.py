@@ -14,7 +14,6 @@ CRC32s, which the server compares with the browser's at the end.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -47,15 +46,9 @@ COMPLETE_SECONDS = 15 * 60
 
 
 def _s3(slow: bool = False) -> Any:
-    return _cached_s3(settings.AWS_SANDBOX, settings.AWS_REGION, settings.AWS_ENDPOINT_URL, slow)
-
-
-@lru_cache(maxsize=8)
-def _cached_s3(sandbox: bool, region: str, endpoint: str, slow: bool) -> Any:
-    """One client per configuration: making a boto3 client costs far more than signing a URL.
-    (boto3 clients are thread-safe.) Path-style addressing against a custom endpoint
-    (the sandbox), S3's default otherwise."""
-    style = "path" if endpoint else "auto"
+    """The S3 client (made once per configuration by wizard.aws.clients). Path-style addressing
+    against a custom endpoint (the sandbox), S3's default otherwise."""
+    style = "path" if settings.AWS_ENDPOINT_URL else "auto"
     config: dict[str, Any] = {"signature_version": "s3v4", "s3": {"addressing_style": style}}
     if slow:
         config |= {"read_timeout": COMPLETE_SECONDS, "retries": {"mode": "standard", "max_attempts": 1}}
