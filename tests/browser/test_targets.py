@@ -75,9 +75,12 @@ def test_an_image_is_imported_and_finished_in_a_second_account_and_region(stack,
     page.goto(stack.url + "/imports/new/")
     page.click("#start-wizard")
     expect(page).to_have_url(re.compile(r"/edit/upload/$"))
+    # The URL is the new page's from its first byte; its autosave listens once its scripts ran (a
+    # change before then is not autosaved: the form still sends it with "Next").
+    page.wait_for_load_state("load")
     # 1. The target: chosen (autosaved; the page comes back as the target's), then its object.
     page.select_option("#id_target", label=label)
-    expect(page.locator("#upload-widget-off")).to_contain_text(BUCKET)
+    expect(page.locator("#upload-widget-off")).to_contain_text(BUCKET, timeout=15_000)  # saved, then reloaded
     expect(page.locator("#id_target option:checked")).to_have_text(label)
     page.fill("#id_s3_bucket", BUCKET)
     page.fill("#id_s3_key", KEY)
