@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from tests.flows import grant
@@ -46,6 +48,29 @@ def test_every_step_renders_with_its_indicator(alice, draft, name, monkeypatch):
     page = alice.get(url(draft, name)).content.decode()
     assert 'id="step-indicator"' in page and 'aria-current="step"' in page
     assert f'data-step="{name}"' in page
+
+
+def test_the_furthest_step_reached_only_grows(alice, draft):
+    alice.get(url(draft, "licence"))
+    assert ImportRequest.objects.get(pk=draft.pk).furthest_step == 3
+    alice.get(url(draft, "disks"))
+    assert ImportRequest.objects.get(pk=draft.pk).furthest_step == 3  # going back keeps it
+    alice.get(url(draft, "review"))
+    assert ImportRequest.objects.get(pk=draft.pk).furthest_step == 6
+
+
+@pytest.mark.parametrize("name", ["upload", "disks", "encryption", "licence", "details", "finish", "review"])
+def test_a_step_page_seen_again_writes_nothing_and_reads_disks_grants_and_user_once(alice, draft, name, sandbox):
+    alice.get(url(draft, name))
+    with CaptureQueriesContext(connection) as queries:
+        page = alice.get(url(draft, name))
+    assert page.status_code == 200 and f'data-step="{name}"' in page.content.decode()
+    sql = [q["sql"] for q in queries.captured_queries]
+    # A write would queue every page view behind SQLite's one writer (a no-op UPDATE included).
+    assert [s for s in sql if s.split(None, 1)[0].upper() in ("UPDATE", "INSERT", "DELETE")] == []
+    assert sum('FROM "wizard_diskcontainer"' in s for s in sql) == 1
+    assert sum('FROM "wizard_sourcegrant"' in s for s in sql) == 1
+    assert sum('FROM "auth_user" ' in s for s in sql) == 1  # the session's user, who is the owner
 
 
 def test_next_saves_and_moves_on(alice, draft):

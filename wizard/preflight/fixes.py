@@ -29,7 +29,7 @@ class Fix:
 
 def suggested(request: ImportRequest) -> list[Fix]:
     """The fixes the boot disk's image offers that the request does not have yet."""
-    boot = request.disk_containers.order_by("position", "pk").first()
+    boot = next(iter(request.disk_containers.all()), None)  # ordered by position (the Meta); prefetched by pages
     report = (boot.inspection if boot is not None else None) or {}
     found: dict[str, Fix] = {}
     for finding in report.get("findings") or []:

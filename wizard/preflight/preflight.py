@@ -28,7 +28,7 @@ from wizard import targets
 from wizard.audit import audit
 from wizard.aws import account, kms
 from wizard.aws.s3 import S3RangeReader
-from wizard.models import DiskContainer, ImportRequest, Target
+from wizard.models import DiskContainer, ImportRequest, SourceGrant, Target
 from wizard.preflight import acknowledgements, inspection
 from wizard.requests.steps import Placed, finishing_findings, placed_findings
 from wizard.uploads import sources
@@ -242,11 +242,16 @@ def placed(request: ImportRequest, containers: list[DiskContainer] | None = None
     return found
 
 
-def source_findings(request: ImportRequest, containers: list[DiskContainer], check_aws: bool = False) -> list[Placed]:
+def source_findings(
+    request: ImportRequest,
+    containers: list[DiskContainer],
+    check_aws: bool = False,
+    grants: list[SourceGrant] | None = None,
+) -> list[Placed]:
     """A blocking finding for every disk the request's owner may not import (grants can be
     revoked after a disk was added); snapshots whose tags only EC2 can tell are judged with
-    `check_aws` only."""
-    grants = sources.grants_of(request.owner)
+    `check_aws` only. `grants`: the owner's, when already read."""
+    grants = sources.grants_of(request.owner) if grants is None else grants
     found = []
     for i, container in enumerate(containers):
         verdict = sources.container_verdict(
@@ -258,11 +263,14 @@ def source_findings(request: ImportRequest, containers: list[DiskContainer], che
     return found
 
 
-def all_findings(request: ImportRequest, check_aws: bool = False, viewer: Any = None) -> list[Placed]:
+def all_findings(
+    request: ImportRequest, check_aws: bool = False, viewer: Any = None, grants: list[SourceGrant] | None = None
+) -> list[Placed]:
     """Every finding of a request: the ImportImage rules, whether its owner may import each
     disk, and the images' inspections; with `check_aws`, also what only AWS can tell (the
     KMS key exists and is usable, a snapshot carries a granted tag). `viewer`: who reads them
-    (a reviewer's page names the owner; None is the owner)."""
+    (a reviewer's page names the owner; None is the owner). `grants`: the owner's source
+    grants, when the caller has read them already."""
     containers = list(request.disk_containers.all())
     owner = request.owner
     who = "You" if viewer is None or viewer.pk == owner.pk else f"The owner, {owner},"
@@ -274,7 +282,7 @@ def all_findings(request: ImportRequest, check_aws: bool = False, viewer: Any = 
         + finishing_findings(
             request.to_finish_spec(), targets.region_of(request.target)
         )  # the "finish" step (wizard.requests.finishspec)
-        + source_findings(request, containers, check_aws=check_aws)
+        + source_findings(request, containers, check_aws=check_aws, grants=grants)
         + placed(request, containers)
     )
     if check_aws and request.encrypted and request.kms_key_id and not any(f.path == "KmsKeyId" for f in found):

@@ -103,7 +103,12 @@ def save_fields(
 
 
 def reach_step(request: ImportRequest, index: int) -> None:
-    """Remember how far the user got (no version bump: it changes no value they typed)."""
+    """Remember how far the user got (no version bump: it changes no value they typed).
+
+    No statement at all when the loaded draft is already that far: an UPDATE that matches no row
+    still takes SQLite's write lock, and every step page would queue behind other writers."""
+    if request.furthest_step >= index:
+        return
     ImportRequest.objects.filter(pk=request.pk, furthest_step__lt=index).update(furthest_step=index)
     request.furthest_step = max(request.furthest_step, index)
 

@@ -365,14 +365,17 @@ def provenances(request: ImportRequest) -> list[tuple[DiskContainer, Verdict]]:
     return [(c, provenance(c, grants=grants)) for c in containers]
 
 
-def permitted_snapshots(user: User, limit: int = 200, target: Any = None) -> list[dict[str, Any]]:
+def permitted_snapshots(
+    user: User, limit: int = 200, target: Any = None, grants: list[SourceGrant] | None = None
+) -> list[dict[str, Any]]:
     """The snapshots `user` may import (the snapshot picker): those the imports of their own
     requests made, and those carrying a tag granted to one of their groups; of `target`'s
-    account (None: the application's own)."""
+    account (None: the application's own). `grants`: the user's, when already read."""
     from wizard.aws import ec2
 
     made = own_snapshot_tasks(user)
-    tagged = [g for g in grants_of(user) if g.kind == SourceGrant.Kind.SNAPSHOT_TAG and g.tag_key]
+    grants = grants_of(user) if grants is None else grants
+    tagged = [g for g in grants if g.kind == SourceGrant.Kind.SNAPSHOT_TAG and g.tag_key]
     if not made and not tagged:
         return []
     tags = [(g.tag_key, g.tag_value) for g in tagged]

@@ -10,7 +10,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 from django.forms import BaseModelFormSet
 from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
@@ -76,6 +76,7 @@ def step(request: AuthenticatedHttpRequest, pk: int, name: str) -> HttpResponse:
     if name not in INDEX:
         raise Http404("no such step")
     draft = get_object_or_404(ImportRequest, pk=pk, owner=request.user)
+    draft.owner = request.user  # the owner is who asks (the query says so): not loaded again
     if draft.status not in drafts.EDITABLE:
         messages.info(
             request, f"Import #{draft.pk} is {draft.get_status_display().lower()}: it can no longer be edited."
@@ -232,7 +233,13 @@ def _render(
     source_forms: dict[str, forms.Form] | None = None,
     acknowledge_error: str = "",
 ) -> HttpResponse:
-    findings = preflight.all_findings(draft, check_aws=name in ("encryption", "review"))
+    # The page reads the draft's disks (with their uploads) and its owner's grants once: the
+    # findings, the spec, the pickers and the template share them. Nothing below changes them.
+    prefetch_related_objects(
+        [draft], Prefetch("disk_containers", queryset=DiskContainer.objects.select_related("upload"))
+    )
+    grants = sources.grants_of(draft.owner)
+    findings = preflight.all_findings(draft, check_aws=name in ("encryption", "review"), grants=grants)
     context: dict[str, Any] = {
         "draft": draft,
         "req": draft,
@@ -246,12 +253,12 @@ def _render(
         "status_note": status_note,
         "prev": STEPS[INDEX[name] - 1] if INDEX[name] > 0 else None,
         "next": STEPS[INDEX[name] + 1] if INDEX[name] < len(STEPS) - 1 else None,
-        "containers": draft.disk_containers.select_related("upload"),
+        "containers": draft.disk_containers.all(),
     }
     if name in FORMS:
         context["form"] = form or FORMS[name](initial=FORMS[name].initial_for(draft), request=draft)
     if name == "disks":
-        formset = formset or DiskFormSet(queryset=draft.disk_containers.select_related("upload"))
+        formset = formset or DiskFormSet(queryset=draft.disk_containers.all())
         context["formset"] = formset
         context["disk_rows"] = [
             (
@@ -280,7 +287,7 @@ def _render(
         forms = {"s3": S3SourceForm(), "url": UrlSourceForm(), "snapshot": SnapshotSourceForm(), **(source_forms or {})}
         context.update(s3_form=forms["s3"], url_form=forms["url"], snapshot_form=forms["snapshot"])
         context["snapshots"], context["snapshots_error"] = _safe(
-            lambda: sources.permitted_snapshots(request.user, target=draft.target)
+            lambda: sources.permitted_snapshots(request.user, target=draft.target, grants=grants)
         )
     if name in ("licence", "review"):
         context["fixes"] = fixes.suggested(draft)
