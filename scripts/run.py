@@ -7,7 +7,7 @@ what is left. If any part dies, the others are stopped too. Once every part is u
 the demo requests in the background (sandbox only, WIZARD_DEMO_DATA; `manage.py demo_data`).
 
 Environment (see README): WEB_HOST, WEB_PORT, WIZARD_SANDBOX, SANDBOX_HOST,
-SANDBOX_PORT, SANDBOX_IMPORT_SECONDS, WEB_WORKERS, plus everything config.settings reads.
+SANDBOX_PORT, SANDBOX_IMPORT_SECONDS, WEB_WORKERS, WEB_THREADS, plus everything config.settings reads.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def main() -> int:
                 "--workers",
                 env.get("WEB_WORKERS", "2"),
                 "--threads",
-                "4",
+                env.get("WEB_THREADS", "4"),
                 # One JSON line per request, its query's secrets masked (wizard.logs).
                 "--access-logfile",
                 "-",
