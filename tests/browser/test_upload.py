@@ -115,7 +115,8 @@ def test_an_image_goes_to_s3_in_parts_and_becomes_a_disk(stack, browser, image):
     pk = make_draft(stack)
     page = open_upload_page(browser, stack, pk)
     puts = part_puts(page)
-    throttle_uploads(page, 10 * MIB)  # a few seconds: long enough to see speed and time left
+    # ~8 s: speed and time left show after 1 s of samples, and a loaded machine bunches progress events.
+    throttle_uploads(page, 5 * MIB)
     page.evaluate(RECORD_PROGRESS)
     page.evaluate("document.body.addEventListener('upload-completed', (e) => { window.completedDetail = e.detail; })")
 
