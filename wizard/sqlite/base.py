@@ -15,7 +15,6 @@ import random
 import sqlite3
 import time
 
-from django.db import OperationalError
 from django.db.backends.sqlite3 import base
 
 FIRST_PAUSE = 0.0002  # seconds
@@ -30,16 +29,17 @@ class DatabaseWrapper(base.DatabaseWrapper):
         raw = self.connection
         deadline = time.monotonic() + timeout
         pause = FIRST_PAUSE
-        raw.execute("PRAGMA busy_timeout = 0")
-        try:
-            while True:
-                try:
-                    raw.execute(begin)
-                    return
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) or time.monotonic() >= deadline:
-                        raise OperationalError(*exc.args) from exc
-                time.sleep(pause * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not secrecy
-                pause = min(pause * 2, MAX_PAUSE)
-        finally:
-            raw.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        with self.wrap_database_errors:  # sqlite3's errors raised as Django's, as Django's own BEGIN does
+            raw.execute("PRAGMA busy_timeout = 0")
+            try:
+                while True:
+                    try:
+                        raw.execute(begin)
+                        return
+                    except sqlite3.OperationalError as exc:
+                        if "locked" not in str(exc) or time.monotonic() >= deadline:
+                            raise
+                    time.sleep(pause * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not secrecy
+                    pause = min(pause * 2, MAX_PAUSE)
+            finally:
+                raw.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
