@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -40,6 +42,18 @@ def test_the_review_page_shows_the_exact_call_and_who_submitted(client, reviewer
     assert "&quot;S3Key&quot;: &quot;k0.vmdk&quot;" in page
     assert "submitted by <strong>alice</strong>" in page
     assert "Every rule passes." in page
+
+
+def test_the_review_page_reads_the_disks_and_the_owners_grants_once(client, reviewer, two_waiting, sandbox):
+    client.force_login(reviewer)
+    url = reverse("review-detail", args=[two_waiting[0].pk])
+    client.get(url)
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(url).content.decode()
+    assert "k0.vmdk" in page and "team images" in page  # the disk, and the grant it comes from
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert sum('FROM "wizard_diskcontainer"' in s for s in sql) == 1
+    assert sum('FROM "wizard_sourcegrant"' in s for s in sql) == 1
 
 
 def test_a_reviewer_approves_in_the_browser(client, reviewer, two_waiting, monkeypatch):

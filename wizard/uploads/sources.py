@@ -358,11 +358,12 @@ def provenance(container: DiskContainer, *, grants: list[SourceGrant] | None = N
     return container_verdict(request.owner, container, grants=grants, target=request.target)
 
 
-def provenances(request: ImportRequest) -> list[tuple[DiskContainer, Verdict]]:
-    """Each disk of an import request with where it comes from, for its owner."""
-    grants = grants_of(request.owner)
-    containers = request.disk_containers.select_related("request__owner", "request__target")
-    return [(c, provenance(c, grants=grants)) for c in containers]
+def provenances(request: ImportRequest, grants: list[SourceGrant] | None = None) -> list[tuple[DiskContainer, Verdict]]:
+    """Each disk of an import request with where it comes from, for its owner. The disks are
+    the request's own (prefetched by the page, if it did; each knows `request` without a query);
+    `grants`: the owner's, when already read."""
+    grants = grants_of(request.owner) if grants is None else grants
+    return [(c, provenance(c, grants=grants)) for c in request.disk_containers.all()]
 
 
 def permitted_snapshots(

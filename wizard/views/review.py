@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.db.models import Prefetch, prefetch_related_objects
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from wizard.http import AuthenticatedHttpRequest
-from wizard.models import AuditEvent, ImportRequest
+from wizard.models import AuditEvent, DiskContainer, ImportRequest
 from wizard.preflight import preflight
 from wizard.requests import acknowledgement, review
 from wizard.requests.cli_format import to_cli_json
@@ -34,17 +35,23 @@ def queue(request: AuthenticatedHttpRequest) -> HttpResponse:
 @permission_required(REVIEW_PERM, raise_exception=True)
 def detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     req = get_object_or_404(ImportRequest.objects.select_related("owner"), pk=pk)
+    # The disks (with their uploads) and the owner's grants are read once, for the spec, the
+    # findings, the acknowledgement, the provenance and the template (as the wizard's steps).
+    prefetch_related_objects(
+        [req], Prefetch("disk_containers", queryset=DiskContainer.objects.select_related("upload"))
+    )
+    grants = sources.grants_of(req.owner)
     spec = req.to_spec()
     submitted = AuditEvent.objects.filter(request=req, action="submitted").select_related("actor").last()
-    findings = preflight.all_findings(req, check_aws=True, viewer=request.user)
+    findings = preflight.all_findings(req, check_aws=True, viewer=request.user, grants=grants)
     return render(
         request,
         "review/detail.html",
         {
             **acknowledgement.context(req, findings),
             "req": req,
-            "containers": req.disk_containers.select_related("upload"),
-            "provenance": sources.provenances(req),
+            "containers": req.disk_containers.all(),
+            "provenance": sources.provenances(req, grants=grants),
             "findings": findings,
             "api_json": to_cli_json(spec),
             "submitted": submitted,
