@@ -91,7 +91,8 @@ class ForkedChild:
             message = b""
         if message.startswith(b"exit "):
             self.returncode = int(message[5:])
-        elif not message:  # the server itself is gone: end the child, as a killed one
+        elif not message:  # the server itself is gone: end the child, as a killed one (its only
+            # case of a kill not through the server: the orphan may have been reaped already)
             with contextlib.suppress(OSError):
                 os.kill(self.pid, signal.SIGKILL)
             self.returncode = -signal.SIGKILL

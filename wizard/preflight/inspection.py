@@ -68,6 +68,7 @@ MAX_MESSAGE = 4 * 1024 * 1024  # a longer line from the child is garbage
 MAX_JOB = 64 * 1024
 
 Report = dict[str, Any]
+Child = subprocess.Popen[bytes] | forkserver.ForkedChild
 # Piped jobs run in a child of this process's fork server (`forkserver`: the inspector loaded
 # once), else in a fresh interpreter; False: always a fresh interpreter.
 USE_FORKSERVER = True
@@ -156,7 +157,7 @@ def run(job: dict[str, Any], *, seconds: float, memory_mb: int, reader: Any = No
     job = {**job, "memory_mb": int(memory_mb), "cpu_seconds": max(1, math.ceil(seconds)) + 1}
     deadline = time.monotonic() + seconds
     with tempfile.TemporaryFile() as errors:
-        child: Any = None
+        child: Child | None = None
         if job.get("source") == "pipe" and USE_FORKSERVER:
             child = forkserver.spawn(child_environment(job), errors.fileno())
         try:
@@ -186,7 +187,7 @@ def run(job: dict[str, Any], *, seconds: float, memory_mb: int, reader: Any = No
             child.wait()
             for stream in (child.stdin, child.stdout):
                 with contextlib.suppress(OSError):
-                    stream.close()
+                    stream.close()  # type: ignore[union-attr]
         errors.seek(0)
         stderr_tail = errors.read()[-4000:].decode("utf-8", "replace")
     usage = outcome[2] if len(outcome) > 2 else {}
@@ -211,7 +212,7 @@ def _result(
     return failed_report(f"the inspector exited with status {returncode}")
 
 
-def _talk(child: Any, job: dict[str, Any], deadline: float, reader: Any) -> tuple[Any, ...]:
+def _talk(child: Child, job: dict[str, Any], deadline: float, reader: Any) -> tuple[Any, ...]:
     """Send the job, serve the reads asked for, until the report comes, the child ends or time is up."""
     assert child.stdin is not None and child.stdout is not None
     child.stdin.write(json.dumps(job).encode() + b"\n")
@@ -246,7 +247,7 @@ def _talk(child: Any, job: dict[str, Any], deadline: float, reader: Any) -> tupl
     return "ended", None
 
 
-def _wait(child: Any, deadline: float) -> None:
+def _wait(child: Child, deadline: float) -> None:
     try:
         child.wait(timeout=max(0.1, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
