@@ -149,6 +149,22 @@ def test_each_role_gets_exactly_what_it_may(world, role, method, name, obj, expe
         assert response.status_code == want, (role, url)
 
 
+@pytest.mark.parametrize("role", ROLES)
+def test_a_conditional_progress_poll_gets_what_the_plain_one_gets(world, role):
+    """request-progress with the owner's current ETag (If-None-Match), as the owner's open page
+    polls it: a 304 (answered before Django's auth, wizard.views.progress_poll) for the owner
+    only; everyone else gets exactly the plain GET's answer (their own page, 404 or the login)."""
+    users, _, submitted = world
+    url = reverse("request-progress", args=[submitted.pk])
+    etag = _client(world, "requester_a").get(url)["ETag"]
+    response = _client(world, role).get(url, HTTP_IF_NONE_MATCH=etag)
+    want = {"requester_a": 304, "requester_b": 404, "anonymous": LOGIN}.get(role, 200)
+    if want == LOGIN:
+        assert response.status_code == 302 and "login" in response["Location"]
+    else:
+        assert response.status_code == want, role
+
+
 def test_the_sources_endpoint_adds_nothing_for_anyone_but_the_owner(world):
     _, draft, _ = world
     for role in ROLES:

@@ -57,7 +57,7 @@ def new_import(request: AuthenticatedHttpRequest) -> HttpResponse:
 def request_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     import_request = get_object_or_404(visible_requests(request.user), pk=pk)
     spec = import_request.to_spec()
-    context = {**_progress_context(import_request), "viewer": request.user.pk}
+    context = {**progress_context(import_request), "viewer": request.user.pk}
     context.update(
         containers=import_request.disk_containers.select_related("upload"),
         cli_json=to_cli_json(spec),
@@ -81,11 +81,11 @@ def request_progress(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse
     # The requester's own request first: no permission look-ups on this hot path.
     own = own_request_with_task(pk, request.user.pk)
     import_request = own or get_object_or_404(visible_requests(request.user).select_related("import_task"), pk=pk)
-    context = {**_progress_context(import_request), "viewer": request.user.pk}
-    etag = progress_etag(context)
+    shown = {**shown_values(import_request), "viewer": request.user.pk}
+    etag = progress_etag(shown)
     response = get_conditional_response(request, etag=etag)
     if response is None:
-        response = render(request, "imports/_progress.html", {**context, "etag": etag})
+        response = render(request, "imports/_progress.html", {**progress_context(import_request, shown), "etag": etag})
     response.headers["ETag"] = etag
     patch_cache_control(response, private=True, no_cache=True)
     return response
@@ -149,9 +149,31 @@ def cancel_request(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return redirect(import_request)
 
 
-def _progress_context(import_request: ImportRequest) -> dict[str, object]:
+def progress_context(import_request: ImportRequest, shown: dict[str, object] | None = None) -> dict[str, object]:
     """Everything the progress partial shows, from the request and its task (and, once AWS's
-    import ended, its finishing steps: one query more)."""
+    import ended, its finishing steps: one query more); from `shown` (shown_values) when the
+    caller has it already."""
+    context = dict(shown) if shown is not None else shown_values(import_request)
+    task = context["task"]
+    failed = import_request.status in (ImportRequest.Status.FAILED, ImportRequest.Status.CANCELLED)
+    context.update(
+        # Poll while something can still change without the requester doing anything.
+        polling=import_request.status in POLLING_STATUSES,
+        explanation=failures.explain(import_request.failure_message) if import_request.failure_message else None,
+    )
+    if isinstance(task, ImportTask):
+        context.update(
+            stepper=progress.stepper(task.status, task.status_message, failed),
+            disks=progress.disk_progress(task.snapshot_details),
+        )
+    return context
+
+
+def shown_values(import_request: ImportRequest) -> dict[str, object]:
+    """What the partial shows that is not a plain function of the request's and task's fields
+    (the times as shown, the finishing steps, the console's address), with the request and
+    task themselves: all that progress_etag reads. The rest of progress_context is worked out
+    from these alone, so only a render needs it."""
     task = getattr(import_request, "import_task", None)
     now = timezone.now()
     finishing = import_request.status in (ImportRequest.Status.FINISHING, ImportRequest.Status.COMPLETED)
@@ -160,18 +182,12 @@ def _progress_context(import_request: ImportRequest) -> dict[str, object]:
         "task": task,
         # Steps exist only once the import completed (wizard.imports.finishing.start).
         "finishing_steps": list(import_request.finishing_steps.all()) if finishing and import_request.pk else [],
-        # Poll while something can still change without the requester doing anything.
-        "polling": import_request.status in POLLING_STATUSES,
-        "explanation": failures.explain(import_request.failure_message) if import_request.failure_message else None,
     }
     if task is not None:
-        failed = import_request.status in (ImportRequest.Status.FAILED, ImportRequest.Status.CANCELLED)
         elapsed = (task.changed_at if task.is_final else now) - task.created_at
         time_left = None if task.is_final else progress.time_left(elapsed, task.progress)
         stalled = progress.is_stalled(task.changed_at, now, task.is_final, timedelta(minutes=settings.STALL_MINUTES))
         context.update(
-            stepper=progress.stepper(task.status, task.status_message, failed),
-            disks=progress.disk_progress(task.snapshot_details),
             # A running import's times to the minute: the partial does not change between polls.
             elapsed_text=duration(elapsed) if task.is_final else progress.rough_duration(elapsed),
             time_left_text=_about(time_left) if time_left is not None else "",
@@ -188,7 +204,7 @@ def _about(value: timedelta) -> str:
 
 def progress_etag(context: dict[str, object]) -> str:
     """The ETag of the progress partial: every value it shows (the request's and task's fields,
-    the times as shown), and the template's own source. No rendering, no query."""
+    the times as shown: shown_values), and the template's own source. No rendering, no query."""
     req = context["req"]
     task = context["task"]
     assert isinstance(req, ImportRequest)
