@@ -183,3 +183,10 @@ def test_whatever_a_poll_carries_only_the_owner_gets_a_304(polled, cookie, etag,
         assert mine and (sent_tags == ["*"] or response["ETag"] in sent_tags), (cookie, sent)
         if cookie == "owner":
             assert response["ETag"] == current
+
+
+def test_the_session_hash_is_djangos(requester):
+    from wizard.views.progress_poll import _session_auth_hash
+
+    requester.set_password("something")
+    assert _session_auth_hash(requester.password) == requester.get_session_auth_hash()
