@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -188,6 +189,8 @@ else:
 # The audit log's checkpoint is written by a thread of each process after the commit, not in the
 # request (wizard.audit.checkpoint.Background); 0 writes it before the response, as tests do.
 AUDIT_CHECKPOINT_BACKGROUND = env_bool("WIZARD_AUDIT_CHECKPOINT_BACKGROUND", True)
+# In the background, checkpoints at least this far apart (a second's commits share one write).
+AUDIT_CHECKPOINT_SECONDS = float(os.environ.get("WIZARD_AUDIT_CHECKPOINT_SECONDS", "1"))
 # AWS's answers to the pages' account and KMS questions, kept for a few seconds in each process
 # (wizard.aws.recent); dispatch always asks afresh.
 CACHES["aws"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "aws-answers"}
@@ -274,6 +277,8 @@ STORAGES["audit"] = {
         "bucket_name": AUDIT_BUCKET,
         "location": "audit",
         "file_overwrite": True,
+        # Two objects of a few hundred bytes: no transfer thread pool per write.
+        "transfer_config": TransferConfig(use_threads=False),
         "client_config": BotoConfig(
             s3={"addressing_style": "path"},
             signature_version="s3v4",

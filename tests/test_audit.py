@@ -81,6 +81,13 @@ def _head_json(sandbox) -> dict:
     return json.loads(sandbox.client("s3").get_object(Bucket=sandbox.bucket, Key="audit/head.json")["Body"].read())
 
 
+def _head_pk(sandbox) -> int | None:
+    try:
+        return _head_json(sandbox)["pk"]
+    except sandbox.client("s3").exceptions.NoSuchKey:
+        return None
+
+
 def _verify(*args: str) -> tuple[str, str]:
     out, err = io.StringIO(), io.StringIO()
     call_command("verify_audit", *args, stdout=out, stderr=err)
@@ -209,6 +216,27 @@ def test_in_the_background_the_checkpoint_follows_the_commits(transactional_db, 
     assert "head matches the checkpoint" in out and not err
     (later,) = _committed(1)
     assert checkpoint.background.flush(30) and _head_json(sandbox)["pk"] == later.pk
+
+
+def test_in_the_background_checkpoints_are_at_least_the_interval_apart(transactional_db, sandbox, settings):
+    """WIZARD_AUDIT_CHECKPOINT_SECONDS: a commit soon after a write waits for the interval (its
+    checkpoint comes with the next write), unless the process flushes (at exit)."""
+    import time
+
+    from wizard.audit import checkpoint
+
+    settings.AUDIT_CHECKPOINT_BACKGROUND = True
+    settings.AUDIT_CHECKPOINT_SECONDS = 60
+    checkpoint.background._last = float("-inf")  # no write yet in this process: the first goes at once
+    (first,) = _committed(1)
+    deadline = time.monotonic() + 30
+    while _head_pk(sandbox) != first.pk and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _head_pk(sandbox) == first.pk
+    (second,) = _committed(1)
+    time.sleep(1)  # ample for a write (tens of ms) if there were no interval
+    assert _head_json(sandbox)["pk"] == first.pk
+    assert checkpoint.background.flush(30) and _head_json(sandbox)["pk"] == second.pk
 
 
 def test_in_the_background_storage_down_is_logged_and_caught_up(transactional_db, sandbox, settings, caplog):

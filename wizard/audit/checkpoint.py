@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -112,8 +113,9 @@ class Background:
     """A thread of this process that writes the checkpoint after commits, off the request.
 
     A web request that recorded an event does not wait for the two S3 writes (tens of ms each);
-    commits while a write runs make one more write, of the head then: under load, one checkpoint
-    covers many transactions, as `batched` does for a poll cycle. The thread uses its own
+    commits while a write runs make one more write, of the head then, and writes are at least
+    AUDIT_CHECKPOINT_SECONDS apart: under load, one checkpoint covers many transactions, as
+    `batched` does for a poll cycle. The thread uses its own
     database connection, closed after each write. At exit a pending write is waited for (a
     few seconds at most); a write lost with the process is caught up by the next one, as a
     failed write is."""
@@ -123,6 +125,8 @@ class Background:
         self._wanted = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
+        self._hurry = threading.Event()
+        self._last = float("-inf")  # when the last write started (time.monotonic)
         self._thread: threading.Thread | None = None
 
     def wanted(self) -> None:
@@ -136,7 +140,13 @@ class Background:
     def _run(self) -> None:
         while True:
             self._wanted.wait()
+            # At most one write per AUDIT_CHECKPOINT_SECONDS: under load, one covers the commits of
+            # that time (each write is two S3 PUTs and a count). flush() cuts the pause short.
+            pause = self._last + settings.AUDIT_CHECKPOINT_SECONDS - time.monotonic()
+            if pause > 0:
+                self._hurry.wait(pause)
             self._wanted.clear()
+            self._last = time.monotonic()
             try:
                 write_quietly()
             finally:
@@ -146,8 +156,13 @@ class Background:
                         self._idle.set()
 
     def flush(self, timeout: float = 10) -> bool:
-        """Wait until every checkpoint asked for is written (or failed); False on timeout."""
-        return self._idle.wait(timeout)
+        """Wait until every checkpoint asked for is written (or failed), without the pause
+        between writes; False on timeout."""
+        self._hurry.set()
+        try:
+            return self._idle.wait(timeout)
+        finally:
+            self._hurry.clear()
 
 
 background = Background()
