@@ -101,15 +101,18 @@ def test_a_normal_image_gets_its_report_and_its_format_through_the_task(sandbox,
 
 
 def test_an_image_that_needs_more_time_gets_the_limits_finding(sandbox, requester, settings):
-    settings.WIZARD_INSPECT_SECONDS = 0.01  # not even enough to start the child
+    # Not even enough to start the child: a child forked from the fork server inspects a small
+    # image in a few ms, so 0.01 s was sometimes enough (and the test failed).
+    settings.WIZARD_INSPECT_SECONDS = 0.0001
     container = inspect_now(container_for(requester, sandbox, "uploads/disk.raw", raw_mbr(64 * 1024)))
     assert container.inspection_status == "done" and codes(container) == ["inspection-limits"]
     finding = container.inspection["findings"][0]
     assert finding["severity"] == "error" and finding["exceeded"] == "time"
     assert finding["message"].startswith(
-        f"This image could not be inspected within 0.01 s / {settings.WIZARD_INSPECT_MEMORY_MB} MiB: it may be corrupt"
+        f"This image could not be inspected within 0.0001 s / {settings.WIZARD_INSPECT_MEMORY_MB} MiB: "
+        "it may be corrupt"
     )
-    with pytest.raises(submission.SubmitRefused, match="could not be inspected within 0.01 s"):
+    with pytest.raises(submission.SubmitRefused, match="could not be inspected within 0.0001 s"):
         submission.submit(ImportRequest.objects.get(pk=container.request_id), requester)
     assert AuditEvent.objects.get(action="image inspected").details["errors"] == ["inspection-limits"]
 
