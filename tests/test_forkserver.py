@@ -144,3 +144,24 @@ def test_without_an_answering_server_a_fresh_interpreter_inspects(fresh_server, 
     assert forkserver.spawn(inspection.child_environment({"source": "pipe"}), 2) is None
     report = inspection.inspect_reader(Bytes(raw_mbr(64 * 1024)), seconds=30, memory_mb=256)
     assert report["format"] == "RAW" and report["ok"]
+
+
+
+def test_a_child_that_ends_as_its_kill_is_asked_for_leaves_the_server_serving(fresh_server):
+    """The child's end and the parent's "kill" (or its letting go) ready in one select(): the
+    end handled first, the kill must find nothing left to do. It once raised KeyError there,
+    the server died, and the next job's child was reported killed. The server is stopped
+    while both happen, so that its next select() sees them together."""
+    child, errors = started()
+    server = forkserver._server
+    assert server is not None
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        os.kill(child.pid, signal.SIGKILL)  # ends by itself, as far as the server knows
+        assert gone(child.pid)  # a zombie of the stopped server: its pidfd is ready first
+        child.kill()  # then the parent's word on the job's socket
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+    assert child.wait(timeout=5) == -signal.SIGKILL
+    assert inspection.inspect_reader(Bytes(raw_mbr(64 * 1024)), seconds=30, memory_mb=256)["format"] == "RAW"
+    assert forkserver._server is server and server.process.poll() is None

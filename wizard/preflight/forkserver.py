@@ -217,6 +217,8 @@ def serve(control: socket.socket) -> None:
         while True:
             for key, _ in selector.select():
                 what, pid = key.data
+                if what != "control" and not _current(jobs, what, pid, key.fd):
+                    continue  # handled earlier in this batch (and its descriptor's number maybe reused)
                 if what == "control":
                     try:
                         message, fds, _, _ = socket.recv_fds(control, MESSAGE, 4)
@@ -267,6 +269,16 @@ def serve(control: socket.socket) -> None:
                         with contextlib.suppress(OSError):
                             told.send(b"exit %d" % os.waitstatus_to_exitcode(status))
                         told.close()
+
+
+def _current(jobs: dict[int, tuple[socket.socket | None, int]], what: str, pid: int, fd: int) -> bool:
+    """Whether a ready descriptor of one select() is still the job's: an event earlier in the same
+    batch may have reaped that child or let go of its socket, and a fork in between may have got
+    the same descriptor number for a new job (whose own event comes with the next select)."""
+    if pid not in jobs:
+        return False
+    asking, pidfd = jobs[pid]
+    return (asking is not None and asking.fileno() == fd) if what == "asked" else pidfd == fd
 
 
 def _child(stdin: int, stdout: int, stderr: int) -> None:

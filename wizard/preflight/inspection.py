@@ -65,6 +65,7 @@ FAILED_CODE = "inspection-failed"
 EXIT_MEMORY = 3  # the child ran out of its address space
 MAX_READ = 16 * 1024 * 1024  # the most the parent serves for one read asked through the pipe
 MAX_MESSAGE = 4 * 1024 * 1024  # a longer line from the child is garbage
+ENDING_SECONDS = 1.0  # how long a child whose pipe broke is given to end by itself before it is killed
 MAX_JOB = 64 * 1024
 
 Report = dict[str, Any]
@@ -173,6 +174,7 @@ def run(job: dict[str, Any], *, seconds: float, memory_mb: int, reader: Any = No
         except OSError as exc:
             log.error("could not start the inspection child: %s", exc)
             return failed_report(f"the inspector could not be started: {exc.__class__.__name__}"), {}
+        outcome: tuple[Any, ...] = ("failed", "the inspector's answer was broken")
         try:
             outcome = _talk(child, job, deadline, reader)
         except ReadFailed as exc:
@@ -182,6 +184,11 @@ def run(job: dict[str, Any], *, seconds: float, memory_mb: int, reader: Any = No
             log.warning("inspection child: %r", exc)
             outcome = ("failed", f"the inspector's answer was broken: {exc.__class__.__name__}")
         finally:
+            if outcome[0] != "timeout" and child.poll() is None:
+                # A child that broke the pipe is most often ending (a MemoryError, say): its own
+                # exit status says why, where a kill now would only say "killed".
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(timeout=min(ENDING_SECONDS, max(0.0, deadline - time.monotonic())))
             if child.poll() is None:
                 child.kill()
             child.wait()
