@@ -146,7 +146,6 @@ def test_without_an_answering_server_a_fresh_interpreter_inspects(fresh_server, 
     assert report["format"] == "RAW" and report["ok"]
 
 
-
 def test_a_child_that_ends_as_its_kill_is_asked_for_leaves_the_server_serving(fresh_server):
     """The child's end and the parent's "kill" (or its letting go) ready in one select(): the
     end handled first, the kill must find nothing left to do. It once raised KeyError there,
