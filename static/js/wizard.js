@@ -13,6 +13,10 @@
  * - [data-batch-uploads=NAME]: an image uploaded loose (for a batch, no container) becomes a
  *   ticked checkbox NAME=<upload id> in it, at the top of the images to choose.
  * - [data-etag]: an htmx answer with the same ETag (unchanged, 304) is not swapped in.
+ * - [data-elapsed=SECONDS]: a running import's elapsed time as of the render, moved on every
+ *   10 s to the minute as the server writes it (wizard.imports.progress.rough_duration); with
+ *   [data-progress=P], the time left at the pace so far (progress.time_left, views.imports._about).
+ *   The partial then does not change with the clock, and its poll stays a 304.
  */
 (function () {
   'use strict';
@@ -107,6 +111,39 @@
     var etag = event.detail.xhr && event.detail.xhr.getResponseHeader('ETag');
     if (target && etag && target.dataset && target.dataset.etag === etag) event.detail.shouldSwap = false;
   });
+
+  // The same words as progress.rough_duration: "under a minute", "3 min", "1 h 02 min".
+  function roughDuration(seconds) {
+    var minutes = Math.floor(Math.max(0, seconds) / 60);
+    var hours = Math.floor(minutes / 60);
+    minutes %= 60;
+    if (hours) return hours + ' h ' + (minutes < 10 ? '0' : '') + minutes + ' min';
+    return minutes ? minutes + ' min' : 'under a minute';
+  }
+
+  // Seconds since the element came (a swap brings a new one, with the server's new figure).
+  var seen = new WeakMap();
+
+  function tick() {
+    var now = performance.now();
+    document.querySelectorAll('[data-elapsed]').forEach(function (element) {
+      if (!seen.has(element)) seen.set(element, now);
+      var elapsed = Number(element.dataset.elapsed) + (now - seen.get(element)) / 1000;
+      if (!isFinite(elapsed)) return;
+      var text = roughDuration(elapsed);
+      if (element.dataset.progress) {
+        var progress = Number(element.dataset.progress);
+        if (!(progress > 0 && progress < 100)) return;
+        var left = elapsed * (100 - progress) / progress;
+        text = left < 60 ? roughDuration(left) : 'about ' + roughDuration(left);
+      }
+      if (element.textContent !== text) element.textContent = text;
+    });
+  }
+
+  document.addEventListener('DOMContentLoaded', tick);
+  document.addEventListener('htmx:afterSettle', tick);
+  setInterval(tick, 10000);
 
   document.addEventListener('click', function (event) {
     var button = event.target.closest && event.target.closest('button');

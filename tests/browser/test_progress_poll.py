@@ -78,3 +78,44 @@ def test_an_unchanged_poll_is_a_304_and_swaps_nothing(stack, page):
     expect(page.locator("#request-status")).to_have_text("Rejected", timeout=15_000)  # a change is swapped in
     assert page.evaluate("document.getElementById('progress').dataset.mark") is None
     assert page.locator("#progress[hx-trigger]").count() == 0  # and the polling ends
+
+
+ELAPSED = [0, 1, 59, 60, 61, 599, 630, 3599, 3600, 3660, 7199, 7260, 2 * 86400 + 61]
+TIME_LEFT = [(630, 25), (30, 50), (100, 3), (7200, 97), (40, 60), (3600, 99), (59, 50)]
+
+
+def test_the_elapsed_time_and_time_left_move_on_as_the_server_writes_them(stack, page):
+    """wizard.js's words for [data-elapsed] (and [data-progress]) are the server's: the same
+    function of the seconds, in the browser; and they move on while the page stays."""
+    from datetime import timedelta
+
+    from wizard.imports import progress
+    from wizard.views.imports import _about
+
+    page.goto(stack.url + "/login/")  # base.html: wizard.js on every page
+    shown = page.evaluate(
+        """([elapsed, left]) => {
+            const made = [];
+            for (const s of elapsed) {
+                const e = document.createElement('span'); e.dataset.elapsed = s; made.push(e);
+            }
+            for (const [s, p] of left) {
+                const e = document.createElement('span'); e.dataset.elapsed = s; e.dataset.progress = p; made.push(e);
+            }
+            made.forEach((e) => document.body.append(e));
+            document.dispatchEvent(new Event('htmx:afterSettle'));  // as after a swap
+            return made.map((e) => e.textContent);
+        }""",
+        [ELAPSED, TIME_LEFT],
+    )
+    expected = [progress.rough_duration(timedelta(seconds=s)) for s in ELAPSED]
+    expected += [_about(progress.time_left(timedelta(seconds=s), p)) for s, p in TIME_LEFT]
+    assert shown == expected
+
+    # 10 min 55 s as swapped in: by the first tick (every 10 s) after 5 s it says 11 min, with no new answer.
+    page.evaluate(
+        "document.body.insertAdjacentHTML('beforeend', '<dd id=moving data-elapsed=655>10 min</dd>');"
+        "document.dispatchEvent(new Event('htmx:afterSettle'))"
+    )
+    expect(page.locator("#moving")).to_have_text("10 min")
+    expect(page.locator("#moving")).to_have_text("11 min", timeout=20_000)

@@ -162,18 +162,25 @@ def progress_context(import_request: ImportRequest, shown: dict[str, object] | N
         explanation=failures.explain(import_request.failure_message) if import_request.failure_message else None,
     )
     if isinstance(task, ImportTask):
+        elapsed = (task.changed_at if task.is_final else timezone.now()) - task.created_at
+        time_left = None if task.is_final else progress.time_left(elapsed, task.progress)
         context.update(
             stepper=progress.stepper(task.status, task.status_message, failed),
             disks=progress.disk_progress(task.snapshot_details),
+            # A running import's times to the minute, as of this render: wizard.js keeps them
+            # current from data-elapsed, so the clock alone never changes the partial (its ETag).
+            elapsed_text=duration(elapsed) if task.is_final else progress.rough_duration(elapsed),
+            elapsed_seconds=None if task.is_final else max(0, int(elapsed.total_seconds())),
+            time_left_text=_about(time_left) if time_left is not None else "",
         )
     return context
 
 
 def shown_values(import_request: ImportRequest) -> dict[str, object]:
     """What the partial shows that is not a plain function of the request's and task's fields
-    (the times as shown, the finishing steps, the console's address), with the request and
-    task themselves: all that progress_etag reads. The rest of progress_context is worked out
-    from these alone, so only a render needs it."""
+    (the finishing steps, how long a stalled task has not moved, the console's address), with
+    the request and task themselves: all that progress_etag reads. The rest of progress_context
+    is worked out from these alone, so only a render needs it."""
     task = getattr(import_request, "import_task", None)
     now = timezone.now()
     finishing = import_request.status in (ImportRequest.Status.FINISHING, ImportRequest.Status.COMPLETED)
@@ -184,13 +191,8 @@ def shown_values(import_request: ImportRequest) -> dict[str, object]:
         "finishing_steps": list(import_request.finishing_steps.all()) if finishing and import_request.pk else [],
     }
     if task is not None:
-        elapsed = (task.changed_at if task.is_final else now) - task.created_at
-        time_left = None if task.is_final else progress.time_left(elapsed, task.progress)
         stalled = progress.is_stalled(task.changed_at, now, task.is_final, timedelta(minutes=settings.STALL_MINUTES))
         context.update(
-            # A running import's times to the minute: the partial does not change between polls.
-            elapsed_text=duration(elapsed) if task.is_final else progress.rough_duration(elapsed),
-            time_left_text=_about(time_left) if time_left is not None else "",
             stalled_for=timesince(task.changed_at, now) if stalled else "",
             console_url=_console_url(task.image_id, targets.region_of(import_request.target)),
         )
@@ -204,7 +206,11 @@ def _about(value: timedelta) -> str:
 
 def progress_etag(context: dict[str, object]) -> str:
     """The ETag of the progress partial: every value it shows (the request's and task's fields,
-    the times as shown: shown_values), and the template's own source. No rendering, no query."""
+    shown_values), and the template's own source. No rendering, no query.
+
+    Weak (W/): a running import's elapsed time and time left are worked out from the task's
+    created_at and progress, as of the render, and kept current in the browser (wizard.js), so
+    two renders a minute apart differ in those words alone and are the same partial."""
     req = context["req"]
     task = context["task"]
     assert isinstance(req, ImportRequest)
@@ -214,14 +220,14 @@ def progress_etag(context: dict[str, object]) -> str:
         req.pk,
         req.status,
         req.failure_message,
-        context.get("elapsed_text"),
-        context.get("time_left_text"),
         context.get("stalled_for"),
         context.get("console_url"),
     ]
     if isinstance(task, ImportTask):
         shown += [
             task.import_task_id,
+            task.created_at,  # the elapsed time and the time left (with progress)
+            task.changed_at,  # a finished import's elapsed time
             task.status,
             task.status_message,
             task.progress,
@@ -232,7 +238,7 @@ def progress_etag(context: dict[str, object]) -> str:
     steps = context.get("finishing_steps")
     if isinstance(steps, list):
         shown += [(s.pk, s.state, s.image_id, s.error) for s in steps if isinstance(s, FinishingStep)]
-    return progress.fingerprint(shown)
+    return "W/" + progress.fingerprint(shown)
 
 
 @functools.cache
