@@ -81,8 +81,9 @@ def disk_progress(snapshot_details: list[dict]) -> list[dict]:
 def rough_duration(value: timedelta) -> str:
     """A running import's time to the minute (`under a minute`, `3 min`, `1 h 02 min`).
 
-    To the minute, not the second: the progress partial then stays the same between two polls
-    (2 s apart) unless AWS reported something, so an unchanged poll is answered 304.
+    To the minute: the words of the progress partial, as of its render. static/js/wizard.js
+    writes the same words as the time goes by ([data-elapsed]), so the partial's ETag need not
+    cover them and an unchanged poll is answered 304 however long the import runs.
     """
     minutes = max(0, int(value.total_seconds())) // 60
     hours, minutes = divmod(minutes, 60)
