@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -195,6 +198,12 @@ def test_an_unchanged_poll_is_answered_304_without_a_body(client, requester):
     # The browser keeps it but asks again each time (htmx then gets the cached 200 from it).
     assert "no-cache" in first.headers["Cache-Control"] and "private" in first.headers["Cache-Control"]
     assert "10 min" in first.content.decode()
+    # The element asks its next poll with that ETag itself (htmx's hx-headers), the page's first one too.
+    asked = re.search(r'hx-headers="([^"]*)"', first.content.decode())
+    assert asked and json.loads(html.unescape(asked[1])) == {"If-None-Match": etag}
+    page = client.get(reverse("request-detail", args=[req.pk])).content.decode()
+    asked = re.search(r'<section id="progress"[^>]*hx-headers="([^"]*)"', page)
+    assert asked and json.loads(html.unescape(asked[1])) == {"If-None-Match": etag}
 
     second = _poll(client, req, etag)
     assert second.status_code == 304 and second.content == b""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from django import template
@@ -26,3 +27,10 @@ def duration(value: timedelta | None) -> str:
     if minutes:
         return f"{minutes} min {secs:02d} s"
     return f"{secs} s"
+
+
+@register.filter
+def if_none_match(etag: str) -> str:
+    """The hx-headers of a polled element whose content has ETag `etag`: its next poll asks
+    If-None-Match, the first one included (the browser's cache has not seen the partial yet)."""
+    return json.dumps({"If-None-Match": etag})
