@@ -95,11 +95,23 @@ class PollBackoff(Exception):
 
 
 def active_tasks() -> list[ImportTask]:
-    return list(
-        ImportTask.objects.exclude(status__in=ImportTask.FINAL_STATES)
-        .select_related("request__target")
-        .order_by(F("polled_at").asc(nulls_first=True), "pk")
+    """Every running task, the one polled longest ago first, with its request (only its id and
+    target: all a poll reads of it; any other field would load on access) and that target.
+    Three plain queries rather than one select_related: building 1,000 whole requests through
+    the related populator took longer than loading the tasks themselves (bench/poller)."""
+    tasks = list(
+        ImportTask.objects.exclude(status__in=ImportTask.FINAL_STATES).order_by(
+            F("polled_at").asc(nulls_first=True), "pk"
+        )
     )
+    requests = ImportRequest.objects.only("id", "target").in_bulk({task.request_id for task in tasks})
+    targets = Target.objects.in_bulk({r.target_id for r in requests.values() if r.target_id is not None})
+    for request in requests.values():
+        ImportRequest.target.field.set_cached_value(request, targets.get(request.target_id))
+    for task in tasks:
+        if task.request_id in requests:  # else deleted meanwhile, with its task
+            ImportTask.request.field.set_cached_value(task, requests[task.request_id])
+    return [task for task in tasks if task.request_id in requests]
 
 
 def by_target(tasks: Sequence[ImportTask]) -> list[tuple[Target | None, list[ImportTask]]]:
