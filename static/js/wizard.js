@@ -12,7 +12,6 @@
  *   stage once, not every poll (a live region inside the swapped element would be replaced whole).
  * - [data-batch-uploads=NAME]: an image uploaded loose (for a batch, no container) becomes a
  *   ticked checkbox NAME=<upload id> in it, at the top of the images to choose.
- * - [data-etag]: an htmx answer with the same ETag (unchanged, 304) is not swapped in.
  * - [data-elapsed=SECONDS]: a running import's elapsed time as of the render, moved on every
  *   10 s to the minute as the server writes it (wizard.imports.progress.rough_duration); with
  *   [data-progress=P], the time left at the pace so far (progress.time_left, views.imports._about).
@@ -103,14 +102,6 @@
   document.addEventListener('upload-completed', chooseUploaded);
   document.addEventListener('DOMContentLoaded', announce);
   document.addEventListener('htmx:afterSettle', announce);
-
-  // A polled element carrying data-etag (the progress partial) is not swapped when the answer
-  // has that same ETag: the browser revalidated it (304) and handed htmx its cached copy.
-  document.addEventListener('htmx:beforeSwap', function (event) {
-    var target = event.detail.target;
-    var etag = event.detail.xhr && event.detail.xhr.getResponseHeader('ETag');
-    if (target && etag && target.dataset && target.dataset.etag === etag) event.detail.shouldSwap = false;
-  });
 
   // The same words as progress.rough_duration: "under a minute", "3 min", "1 h 02 min".
   function roughDuration(seconds) {

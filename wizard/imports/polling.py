@@ -108,10 +108,10 @@ def active_tasks() -> list[ImportTask]:
     targets = Target.objects.in_bulk({r.target_id for r in requests.values() if r.target_id is not None})
     for request in requests.values():
         ImportRequest.target.field.set_cached_value(request, targets.get(request.target_id))
+    tasks = [task for task in tasks if task.request_id in requests]  # the others' requests: deleted meanwhile
     for task in tasks:
-        if task.request_id in requests:  # else deleted meanwhile, with its task
-            ImportTask.request.field.set_cached_value(task, requests[task.request_id])
-    return [task for task in tasks if task.request_id in requests]
+        ImportTask.request.field.set_cached_value(task, requests[task.request_id])
+    return tasks
 
 
 def by_target(tasks: Sequence[ImportTask]) -> list[tuple[Target | None, list[ImportTask]]]:

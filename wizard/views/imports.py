@@ -74,9 +74,9 @@ def request_progress(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse
     """The htmx partial polled by the request's page; reads only the database, never AWS.
 
     Answered 304 when nothing it shows changed: its ETag is a hash of the values the
-    template shows, computed after the access check and without rendering. The browser
-    revalidates (Cache-Control: no-cache) and hands htmx the cached 200, which wizard.js does
-    not swap in (the element's data-etag is the answer's ETag): the page stays as it was.
+    template shows, computed after the access check and without rendering. The polled element
+    sends it (hx-headers: If-None-Match), and htmx swaps nothing on a 304 (base.html's
+    htmx-config): the page stays as it was.
     """
     # The requester's own request first: no permission look-ups on this hot path.
     own = own_request_with_task(pk, request.user.pk)
