@@ -382,6 +382,33 @@ def test_the_snapshot_picker_lists_only_permitted_snapshots(alice, requester, bo
     assert [s["SnapshotId"] for s in sources.permitted_snapshots(bob)] == [theirs]
 
 
+def test_the_picker_asks_ec2_once_within_the_seconds_kept_and_adding_asks_afresh(
+    alice, requester, sandbox, aws_calls, settings
+):
+    settings.AWS_ANSWER_SECONDS = 30
+    golden = snapshot(sandbox, {"golden": "yes"})
+    grant(requester, SourceGrant.Kind.SNAPSHOT_TAG, tag_key="golden", tag_value="yes")
+    draft = drafts.create_draft(requester)
+    aws_calls.clear()
+
+    def described() -> int:
+        return sum(1 for c in aws_calls if c[0] == "before-send.ec2.DescribeSnapshots")
+
+    step = reverse("wizard-step", args=[draft.pk, "upload"])
+    for _ in range(3):  # the page after the draft starts, after a disk is added, the step again
+        assert f'<option value="{golden}"' in alice.get(step).content.decode()
+    assert described() == 1
+    # The tag goes: the picker may show it until the answer expires, but adding it asks EC2 now.
+    sandbox.client("ec2").delete_tags(Resources=[golden], Tags=[{"Key": "golden"}])
+    assert add(alice, draft, kind="snapshot", snapshot_id=golden).status_code == 400
+    assert described() == 2 and not draft.disk_containers.exists()
+    # Another question (a snapshot an import of theirs made) is asked, not answered from the old one.
+    mine = snapshot(sandbox)
+    made_by_import(requester, mine)
+    assert f'<option value="{mine}"' in alice.get(step).content.decode()
+    assert described() == 4  # one DescribeSnapshots per filter: the ids, the tag
+
+
 def test_a_user_with_nothing_granted_sees_no_snapshot_and_asks_aws_nothing(requester, sandbox, aws_calls):
     snapshot(sandbox)
     aws_calls.clear()

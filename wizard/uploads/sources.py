@@ -380,6 +380,7 @@ def permitted_snapshots(
     if not made and not tagged:
         return []
     tags = [(g.tag_key, g.tag_value) for g in tagged]
-    found = ec2.own_snapshots(snapshot_ids=list(made), tags=tags, limit=limit, target=target)
+    # Shown, not acted on: kept a few seconds (adding one asks EC2 afresh, _snapshot_verdict).
+    found = ec2.own_snapshots(snapshot_ids=list(made), tags=tags, limit=limit, target=target, fresh=False)
     # EC2's filters take wildcards: keep exactly what the rule permits.
     return [s for s in found if s.get("SnapshotId") in made or tag_grant(tagged, s.get("Tags", [])) is not None]
