@@ -96,11 +96,20 @@ def token_of(html: str) -> str:
     return found[1] if found else ""
 
 
+def arrive() -> None:
+    """Begin at a random moment of the second the user is spawned in: locust's dispatcher starts
+    --spawn-rate users at the same instant once a second, and ten people whose first three pages
+    land on the server within a few milliseconds are not how people arrive (each batch's first
+    pages were the slowest of a run). Spawning still takes as long; only the lock-step goes."""
+    time.sleep(random.uniform(0, 1))
+
+
 class LoggedIn(HttpUser):
     abstract = True
     username = ""
 
     def on_start(self) -> None:
+        arrive()
         session = SESSIONS.get(self.username)
         if session:  # logged in before the clock started (bench/load), as bench/progress's pollers are
             self.client.cookies.set("sessionid", session)
@@ -228,6 +237,9 @@ class Reviewer(LoggedIn):
 class StaticFile(HttpUser):
     weight = 1
     wait_time = between(0.5, 1.5)
+
+    def on_start(self) -> None:
+        arrive()
 
     @task
     def css(self) -> None:

@@ -13,6 +13,8 @@ import os
 from django.core.wsgi import get_wsgi_application
 from django.urls import get_resolver
 
+from wizard import warmup
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 application = get_wsgi_application()
@@ -23,5 +25,6 @@ application = get_wsgi_application()
 # (bench/progress's p99). Frozen objects are never scanned, never freed: they live as long as
 # the worker does anyway. https://docs.python.org/3/library/gc.html#gc.freeze
 get_resolver().url_patterns  # noqa: B018 - imports the URLconf and with it every view
+warmup.warm()  # every template compiled, the boto3 clients made (wizard.warmup)
 gc.collect()
 gc.freeze()
