@@ -70,6 +70,7 @@ def test_a_step_page_seen_again_writes_nothing_and_reads_disks_grants_and_user_o
     assert [s for s in sql if s.split(None, 1)[0].upper() in ("UPDATE", "INSERT", "DELETE")] == []
     assert sum('FROM "wizard_diskcontainer"' in s for s in sql) == 1
     assert sum('FROM "wizard_sourcegrant"' in s for s in sql) == 1
+    assert not [s for s in sql if "_prefetch_related_val_sourcegrant_id" in s]  # grants' groups: the reviewer's
     assert sum('FROM "auth_user" ' in s for s in sql) == 1  # the session's user, who is the owner
 
 

@@ -180,10 +180,11 @@ def tag_grant(grants: Iterable[Any], tags: Iterable[dict[str, str]]) -> Any | No
 
 
 def grants_of(user: User) -> list[SourceGrant]:
-    """The grants made to one of the user's groups."""
+    """The grants made to one of the user's groups (one query; a page that names each grant's
+    groups, the reviewer's, prefetches them itself: every step of the wizard reads the grants)."""
     if user is None or not getattr(user, "pk", None):
         return []
-    return list(SourceGrant.objects.filter(groups__user=user).distinct().prefetch_related("groups"))
+    return list(SourceGrant.objects.filter(groups__user=user).distinct())
 
 
 def _own_upload(user: User, bucket: str, key: str) -> Upload | None:

@@ -41,6 +41,7 @@ def detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         [req], Prefetch("disk_containers", queryset=DiskContainer.objects.select_related("upload"))
     )
     grants = sources.grants_of(req.owner)
+    prefetch_related_objects(grants, "groups")  # the provenance names the groups of each grant
     spec = req.to_spec()
     submitted = AuditEvent.objects.filter(request=req, action="submitted").select_related("actor").last()
     findings = preflight.all_findings(req, check_aws=True, viewer=request.user, grants=grants)
