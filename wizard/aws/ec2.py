@@ -36,8 +36,10 @@ def own_snapshots(
     """
     ids = sorted(set(snapshot_ids))
     pairs = sorted(set(tags))
+    if fresh:
+        return _own_snapshots(ids, pairs, limit, target)
     question = (recent.account_of(target), tuple(ids), tuple(pairs), limit)
-    if not fresh and (kept := recent.get("own-snapshots", question)) is not recent.MISSING:
+    if (kept := recent.get("own-snapshots", question)) is not recent.MISSING:
         return list(kept)  # the cache's own copy (it pickles)
     found = _own_snapshots(ids, pairs, limit, target)
     recent.put("own-snapshots", question, found)
