@@ -8,7 +8,9 @@ start under load (bench/load: 50 people arriving within 5 s) those first request
 slowest of the run. `warm()` does that work before the worker serves anyone; config.wsgi
 calls it before freezing what is loaded (gc.freeze).
 
-Nothing here talks to AWS or the database: making a client reads its model from disk.
+Nothing here calls an AWS API or the database: making a client reads its model from disk and,
+outside the sandbox, resolves the standard credential chain (botocore does that when the client
+is made: on EC2, the instance metadata), which the worker's first AWS call would do anyway.
 """
 
 from __future__ import annotations
