@@ -299,6 +299,8 @@ STORAGES["manifests"] = {
 # django-axes first: it refuses a locked-out user name or address before any password is checked.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
+    # A user's permissions in one query (it logs no one in; ModelBackend, next, does).
+    "wizard.permissions.PermissionsBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [

@@ -10,6 +10,7 @@ from django.urls import reverse
 from tests.flows import grant
 from wizard.models import AuditEvent, DiskContainer, ImportRequest, ImportTask
 from wizard.requests import drafts
+from wizard.requests.steps import INDEX
 
 
 @pytest.fixture
@@ -89,13 +90,39 @@ def test_next_saves_and_moves_on(alice, draft):
         "x86_64",
         "uefi",
     )
-    assert draft.version == 2 and draft.wizard_step == "licence"
+    # The save moves the draft on in the same UPDATE: the step it goes to, reached.
+    assert draft.version == 2 and draft.wizard_step == "details" and draft.furthest_step == 4
     assert AuditEvent.objects.get(action="draft saved").details["fields"] == [
         "architecture",
         "boot_mode",
         "license_type",
         "platform",
     ]
+
+
+LICENCE = {"licensing": "BYOL", "platform": "Linux", "architecture": "x86_64", "boot_mode": "uefi"}
+
+
+@pytest.mark.parametrize(
+    "nav, goes", [("next", "details"), ("back", "encryption"), ("goto:review", "review"), ("", "licence")]
+)
+def test_a_step_opened_after_its_save_writes_nothing_more(alice, draft, nav, goes):
+    before = ImportRequest.objects.get(pk=draft.pk).furthest_step
+    saved = post(alice, draft, "licence", {**LICENCE, "nav": nav})
+    assert saved["Location"] == url(draft, goes)
+    with CaptureQueriesContext(connection) as queries:
+        page = alice.get(saved["Location"])
+    assert page.status_code == 200
+    assert [q["sql"] for q in queries if q["sql"].split(None, 1)[0].upper() in ("UPDATE", "INSERT", "DELETE")] == []
+    draft.refresh_from_db()
+    assert draft.wizard_step == goes and draft.furthest_step == max(before, INDEX[goes])
+
+
+def test_an_autosave_stays_on_its_step_whatever_button_it_carries(alice, draft):
+    saved = post(alice, draft, "licence", {**LICENCE, "nav": "next"}, HTTP_HX_REQUEST="true")
+    assert saved.status_code == 200 and 'value="2"' in saved.content.decode()  # the new version, not read again
+    draft.refresh_from_db()
+    assert draft.wizard_step == "licence" and draft.version == 2 and draft.furthest_step == INDEX["licence"]
 
 
 def test_autosave_answers_htmx_with_the_new_version(alice, draft):

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Value
+from django.db.models.functions import Greatest
 
 from wizard import targets
 from wizard.audit import audit
@@ -72,8 +73,13 @@ def save_fields(
     values: dict[str, Any],
     step: str = "",
     also: Callable[[], list[str]] | None = None,
+    reached: int | None = None,
 ) -> ImportRequest:
     """Save `values` if the draft is still at `version`; raises Conflict otherwise.
+
+    `step` is the step the user is on now, `reached` its index when they are moving to it (the
+    furthest step only grows, as reach_step's): both go in the same UPDATE, so that the step's
+    page, opened next, has nothing left to write.
 
     The check and the write are one UPDATE (compare-and-set), so two tabs saving at the
     same moment cannot both win. `also` runs in the same transaction (e.g. saving the disk
@@ -86,9 +92,12 @@ def save_fields(
     changes = {k: v for k, v in values.items() if getattr(request, k) != v}
     if step:
         changes["wizard_step"] = step
+    moved: dict[str, Any] = {}
+    if reached is not None and reached > request.furthest_step:
+        moved["furthest_step"] = Greatest(F("furthest_step"), Value(reached))
     with transaction.atomic():
         updated = ImportRequest.objects.filter(pk=request.pk, version=version, status__in=EDITABLE).update(
-            version=F("version") + 1, **changes
+            version=F("version") + 1, **changes, **moved
         )
         if not updated:
             raise Conflict(ImportRequest.objects.get(pk=request.pk))
@@ -98,7 +107,13 @@ def save_fields(
             if "target" in changes:  # the log names the account and region chosen, not a pk
                 details["target"] = {"from": targets.label(request.target), "to": targets.label(changes["target"])}
             audit.record("draft saved", request, actor=user, details=details)
-    request.refresh_from_db()
+    # What the UPDATE wrote, without reading the row again: it matched `version`, so it is now
+    # version + 1 with these values (only reach_step and the step's name change a draft unversioned).
+    for name, value in changes.items():
+        setattr(request, name, value)
+    request.version = version + 1
+    if moved:
+        request.furthest_step = max(request.furthest_step, reached or 0)
     return request
 
 

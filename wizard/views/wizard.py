@@ -117,8 +117,10 @@ def _save(request: AuthenticatedHttpRequest, draft: ImportRequest, name: str) ->
             return _not_saved(request, draft, name, f"no disk to move in {shown(move)!r}.", formset=formset)
         also = lambda: _save_disks(draft, formset, move)  # noqa: E731
     was_target = draft.target_id
+    # Where the user goes now (an autosave stays): saved as the draft's step with the fields.
+    going = name if request.htmx else _target(name, request.POST.get("nav", ""))
     try:
-        draft = drafts.save_fields(draft, request.user, version, values, step=name, also=also)
+        draft = drafts.save_fields(draft, request.user, version, values, step=going, also=also, reached=INDEX[going])
     except drafts.Conflict as conflict:
         if conflict.current.status not in drafts.EDITABLE:  # submitted or deleted meanwhile
             messages.error(request, f"Not saved: import #{draft.pk} is no longer a draft that can be edited.")
@@ -134,8 +136,7 @@ def _save(request: AuthenticatedHttpRequest, draft: ImportRequest, name: str) ->
         if moved:
             response["HX-Refresh"] = "true"  # the step's disks, findings and pickers are the new target's
         return response
-    target = _target(name, request.POST.get("nav", ""))
-    return redirect(step_url(draft, target))
+    return redirect(step_url(draft, going))
 
 
 # The move control's value: "<container id>:up" or "<container id>:down".
