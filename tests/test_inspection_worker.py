@@ -211,6 +211,38 @@ def test_the_web_request_only_queues_the_inspection(
     assert container.inspection_status == "done" and container.inspection["partition_table"] == "mbr"
 
 
+def test_a_source_added_is_judged_once_in_the_request_and_again_by_the_worker(
+    sandbox, client, requester, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    monkeypatch.setattr(Conf, "SYNC", False)
+    put(sandbox, "uploads/revoked.raw", raw_mbr(64 * 1024))
+    given_grant = grant(requester, s3_bucket=sandbox.bucket)
+    draft = drafts.create_draft(requester)
+    client.force_login(requester)
+    with django_capture_on_commit_callbacks(execute=True), CaptureQueriesContext(connection) as queries:
+        response = client.post(
+            reverse("wizard-source", args=[draft.pk]),
+            {"kind": "s3", "s3_bucket": sandbox.bucket, "s3_key": "uploads/revoked.raw"},
+        )
+    assert response.status_code == 302
+    assert sum('FROM "wizard_sourcegrant"' in q["sql"] for q in queries) == 1  # add_container's judgement
+    container = draft.disk_containers.get()
+    assert container.inspection_status == "pending"
+    given_grant.delete()  # revoked while the task waits in the queue
+
+    def nothing_read(*args, **kwargs):
+        raise AssertionError("the worker read an image its owner may no longer import")
+
+    monkeypatch.setattr(preflight, "S3RangeReader", nothing_read)
+    (queued,) = OrmQ.objects.all()
+    assert tasks.inspect_container_task(*queued.task["args"]) == "refused"
+    container.refresh_from_db()
+    assert container.inspection_status == "done" and container.inspection["findings"]
+
+
 def test_an_inspection_lost_with_its_worker_is_queued_again_once(sandbox, client, requester, monkeypatch):
     monkeypatch.setattr(Conf, "SYNC", False)
     container = container_for(requester, sandbox, "uploads/disk.raw", raw_mbr(64 * 1024))

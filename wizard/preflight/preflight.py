@@ -72,11 +72,14 @@ def _store_refusal(container: DiskContainer, refused: str, **match: object) -> d
     return report
 
 
-def inspect_container(container: DiskContainer) -> dict | None:
+def inspect_container(container: DiskContainer, judged: bool = False) -> dict | None:
     """Queue the inspection of the container's image if it is in S3 (else nothing to do).
 
     A location the request's owner may not import (wizard.uploads.sources) is not read at all: the
     stored report is the refusal, returned at once, the same whether or not the object exists.
+    `judged`: the caller has just made the container after judging its source in the same
+    request (drafts.add_container refuses what the owner may not import), so it is not judged
+    twice here; the worker judges it again in any case before it reads a byte (run_inspection).
 
     Otherwise the old report is cleared and the container is "pending" until the worker has
     stored the new one; `inspected_at` holds when this inspection was asked for, so that a
@@ -86,7 +89,7 @@ def inspect_container(container: DiskContainer) -> dict | None:
     if s3_location(container) is None:
         return None
     request = container.request
-    if refused := sources.container_refusal(request.owner, container, target=request.target):
+    if not judged and (refused := sources.container_refusal(request.owner, container, target=request.target)):
         return _store_refusal(container, refused)
     asked_at = timezone.now()
     fields = {"inspection": None, "inspected_at": asked_at, "inspection_status": PENDING}

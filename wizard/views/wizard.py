@@ -345,7 +345,8 @@ def add_source(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         except drafts.SourceRefused as refused:
             form.add_error(SOURCE_FIELD[kind], refused.message)
         else:
-            preflight.inspect_container(container)  # queued: the step shows it pending, then its findings
+            # Queued: the step shows it pending, then its findings (judged by add_container just now).
+            preflight.inspect_container(container, judged=True)
             return redirect(step_url(draft, "upload"))
     note = "Not added: see the message next to the field."
     return _with_status(_render(request, draft, "upload", source_forms={kind: form}, status_note=note), 400)
