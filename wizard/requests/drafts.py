@@ -264,8 +264,9 @@ def delete_draft(request: ImportRequest, user: User) -> None:
     )
 
 
-def add_container(request: ImportRequest, user: User, **fields: Any) -> DiskContainer:
-    """Append a disk container (an S3 object, a URL or a snapshot) to a draft.
+def add_container(request: ImportRequest, user: User, inspect: bool = False, **fields: Any) -> DiskContainer:
+    """Append a disk container (an S3 object, a URL or a snapshot) to a draft; with `inspect`, its
+    image's inspection is queued in the same transaction (wizard.preflight.preflight.inspect_container).
 
     Raises SourceRefused, saving nothing, if `user` may not import from it (wizard.uploads.sources)."""
     source = {k: fields.get(k, "") for k in ("s3_bucket", "s3_key", "url", "snapshot_id")}
@@ -280,6 +281,11 @@ def add_container(request: ImportRequest, user: User, **fields: Any) -> DiskCont
     with transaction.atomic():
         position = next_position(request)
         container = DiskContainer.objects.create(request=request, position=position, **fields)
+        if inspect:
+            from wizard.preflight import preflight
+
+            # Judged above, so not again here; the worker judges it again before it reads a byte.
+            preflight.inspect_container(container, judged=True)
         audit.record(
             "disk added", request, actor=user, details={"position": position, "source": container.source_label}
         )

@@ -339,14 +339,13 @@ def add_source(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     form = SOURCE_FORMS[kind](request.POST)
     if form.is_valid():
         try:
-            container = drafts.add_container(
-                draft, request.user, **{k: v.strip() for k, v in form.cleaned_data.items()}
+            # Its inspection queued with it: the step shows it pending, then its findings.
+            drafts.add_container(
+                draft, request.user, inspect=True, **{k: v.strip() for k, v in form.cleaned_data.items()}
             )
         except drafts.SourceRefused as refused:
             form.add_error(SOURCE_FIELD[kind], refused.message)
         else:
-            # Queued: the step shows it pending, then its findings (judged by add_container just now).
-            preflight.inspect_container(container, judged=True)
             return redirect(step_url(draft, "upload"))
     note = "Not added: see the message next to the field."
     return _with_status(_render(request, draft, "upload", source_forms={kind: form}, status_note=note), 400)
