@@ -107,13 +107,14 @@ def save_fields(
             if "target" in changes:  # the log names the account and region chosen, not a pk
                 details["target"] = {"from": targets.label(request.target), "to": targets.label(changes["target"])}
             audit.record("draft saved", request, actor=user, details=details)
-    # What the UPDATE wrote, without reading the row again: it matched `version`, so it is now
-    # version + 1 with these values (only reach_step and the step's name change a draft unversioned).
+    # What the UPDATE wrote, without reading the row again: it matched `version`, so the row is now
+    # version + 1 with these values (what changes a draft without a new version, its furthest step
+    # and step name, is as fresh as when the draft was loaded, as on any loaded draft).
     for name, value in changes.items():
         setattr(request, name, value)
     request.version = version + 1
-    if moved:
-        request.furthest_step = max(request.furthest_step, reached or 0)
+    if reached is not None:
+        request.furthest_step = max(request.furthest_step, reached)
     return request
 
 
