@@ -15,6 +15,7 @@ from wizard.audit import audit
 from wizard.models import DiskContainer, ImportRequest
 from wizard.requests import importspec, statemachine
 from wizard.requests.statemachine import change_status
+from wizard.requests.steps import INDEX
 from wizard.uploads import sources
 
 EDITABLE = statemachine.EDITABLE
@@ -73,13 +74,12 @@ def save_fields(
     values: dict[str, Any],
     step: str = "",
     also: Callable[[], list[str]] | None = None,
-    reached: int | None = None,
 ) -> ImportRequest:
     """Save `values` if the draft is still at `version`; raises Conflict otherwise.
 
-    `step` is the step the user is on now, `reached` its index when they are moving to it (the
-    furthest step only grows, as reach_step's): both go in the same UPDATE, so that the step's
-    page, opened next, has nothing left to write.
+    `step` is the step the user is on now (the one they move to when they navigate), reached as
+    well (the furthest step only grows, as reach_step's): both go in the same UPDATE, so that the
+    step's page, opened next, has nothing left to write.
 
     The check and the write are one UPDATE (compare-and-set), so two tabs saving at the
     same moment cannot both win. `also` runs in the same transaction (e.g. saving the disk
@@ -92,8 +92,9 @@ def save_fields(
     changes = {k: v for k, v in values.items() if getattr(request, k) != v}
     if step:
         changes["wizard_step"] = step
+    reached = INDEX[step] if step else request.furthest_step
     moved: dict[str, Any] = {}
-    if reached is not None and reached > request.furthest_step:
+    if reached > request.furthest_step:
         moved["furthest_step"] = Greatest(F("furthest_step"), Value(reached))
     with transaction.atomic():
         updated = ImportRequest.objects.filter(pk=request.pk, version=version, status__in=EDITABLE).update(
@@ -113,8 +114,7 @@ def save_fields(
     for name, value in changes.items():
         setattr(request, name, value)
     request.version = version + 1
-    if reached is not None:
-        request.furthest_step = max(request.furthest_step, reached)
+    request.furthest_step = max(request.furthest_step, reached)
     return request
 
 

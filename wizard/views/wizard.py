@@ -120,7 +120,7 @@ def _save(request: AuthenticatedHttpRequest, draft: ImportRequest, name: str) ->
     # Where the user goes now (an autosave stays): saved as the draft's step with the fields.
     going = name if request.htmx else _target(name, request.POST.get("nav", ""))
     try:
-        draft = drafts.save_fields(draft, request.user, version, values, step=going, also=also, reached=INDEX[going])
+        draft = drafts.save_fields(draft, request.user, version, values, step=going, also=also)
     except drafts.Conflict as conflict:
         if conflict.current.status not in drafts.EDITABLE:  # submitted or deleted meanwhile
             messages.error(request, f"Not saved: import #{draft.pk} is no longer a draft that can be edited.")
