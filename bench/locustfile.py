@@ -145,10 +145,14 @@ class LoggedIn(FastHttpUser):
         arrive()
         session = SESSIONS.get(self.username)
         if session:  # logged in before the clock started (bench/load), as bench/progress's pollers are
-            self.client.cookiejar.set_cookie(cookie("sessionid", session, urlsplit(self.host).hostname or ""))
+            self.client.cookiejar.set_cookie(cookie("sessionid", session, urlsplit(str(self.host)).hostname or ""))
             return
         page = self.client.get("/login/", name="login page")
-        fields = {"username": self.username, "password": self.username, "csrfmiddlewaretoken": token_of(page.text)}
+        fields = {
+            "username": self.username,
+            "password": self.username,
+            "csrfmiddlewaretoken": token_of(page.text or ""),
+        }
         self.client.post(
             "/login/",
             data=urlencode(fields),
@@ -263,7 +267,8 @@ class Requester(LoggedIn):
         for url in pending:
             while time.monotonic() < deadline:
                 answer = self.client.get(html.unescape(url), headers={"HX-Request": "true"}, name="inspection partial")
-                if answer.headers.get("HX-Trigger") == "inspection-done" or answer.status_code != 200:
+                trigger = answer.headers.get("HX-Trigger") if answer.headers else None
+                if trigger == "inspection-done" or answer.status_code != 200:
                     break
                 time.sleep(2)  # cooperative: locust patches time.sleep (gevent)
         self.environment.events.request.fire(
@@ -289,7 +294,7 @@ class Reviewer(LoggedIn):
     @task
     def approve_one(self) -> None:
         queue, self.queue = self.queue or self.client.get("/review/", name="review queue"), None
-        waiting = re.findall(r'href="/review/(\d+)/"', queue.text)
+        waiting = re.findall(r'href="/review/(\d+)/"', queue.text or "")
         if not waiting:
             return
         pk = min(int(p) for p in waiting)
