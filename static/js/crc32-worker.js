@@ -14,6 +14,11 @@
  *   once sent. {op: 'abort', id} stops it; {op: 'drop', id} lets held bytes go unsent.
  * engine: "wasm" (hash-wasm's CRC32 in WebAssembly) or "js" (crc-32, pure JavaScript: where
  * the Content-Security-Policy has no 'wasm-unsafe-eval', or there is no WebAssembly).
+ *
+ * Parts are read into buffers this worker reuses (a BYOB read of the Blob's byte stream), not
+ * a new ArrayBuffer each: XMLHttpRequest.send copies the bytes, so a part's buffer takes the
+ * next part as soon as the PUT starts. Where a browser has no byte stream for a Blob, each part
+ * is read with blob.arrayBuffer(). Spare buffers are let go once the worker is idle.
  */
 /* global importScripts, hashwasm, CRC32 */
 'use strict';
@@ -47,8 +52,55 @@ function base64(bytes) {
   return btoa(String.fromCharCode(bytes[0], bytes[1], bytes[2], bytes[3]));
 }
 
-var held = new Map(); // id -> the bytes read, until sent or dropped
+var held = new Map(); // id -> the bytes read (a Uint8Array), until sent or dropped
 var sending = new Map(); // id -> its XMLHttpRequest
+
+var SPARE_MAX = 8; // buffers kept for the next reads, at most
+var SPARE_IDLE_MS = 5000; // spare buffers are let go after this long unused
+var spare = [];
+var spareTimer = 0;
+self.partBuffers = { made: 0, reused: 0 }; // for the tests and benches
+
+function takeBuffer(size) {
+  for (var i = 0; i < spare.length; i++) {
+    if (spare[i].byteLength >= size) {
+      self.partBuffers.reused++;
+      return spare.splice(i, 1)[0];
+    }
+  }
+  self.partBuffers.made++;
+  return new ArrayBuffer(size);
+}
+
+function giveBack(bytes) {
+  if (!bytes || !bytes.buffer.byteLength) return;
+  if (spare.length < SPARE_MAX) spare.push(bytes.buffer);
+  clearTimeout(spareTimer);
+  spareTimer = setTimeout(function () { spare = []; }, SPARE_IDLE_MS);
+}
+
+/* The blob's bytes, as a Uint8Array of exactly blob.size bytes in a reused buffer. */
+function readBytes(blob) {
+  var reader = null;
+  if (blob.size > 0 && typeof blob.stream === 'function') {
+    try { reader = blob.stream().getReader({ mode: 'byob' }); } catch (error) { reader = null; }
+  }
+  if (!reader) return blob.arrayBuffer().then(function (buffer) { return new Uint8Array(buffer); });
+  var buffer = takeBuffer(blob.size), offset = 0;
+  function next() {
+    if (offset >= blob.size) {
+      reader.releaseLock();
+      return new Uint8Array(buffer, 0, blob.size);
+    }
+    return reader.read(new Uint8Array(buffer, offset, blob.size - offset)).then(function (result) {
+      if (result.done) throw new Error('the file is shorter than when it was picked');
+      buffer = result.value.buffer; // the read hands the buffer back, moved
+      offset += result.value.byteLength;
+      return next();
+    });
+  }
+  return next();
+}
 
 /* Reads run one after the other: the hasher holds one part's state at a time. */
 var reads = Promise.resolve();
@@ -56,18 +108,20 @@ var reads = Promise.resolve();
 function crcOf(hasher, blob, keep) {
   var state = hasher.start();
   if (keep || blob.size <= PIECE) {
-    return blob.arrayBuffer().then(function (buffer) {
-      state = hasher.update(state, new Uint8Array(buffer));
-      return { crc: base64(hasher.finish(state)), buffer: keep ? buffer : null };
+    return readBytes(blob).then(function (bytes) {
+      state = hasher.update(state, bytes);
+      if (!keep) giveBack(bytes);
+      return { crc: base64(hasher.finish(state)), bytes: keep ? bytes : null };
     });
   }
   var offset = 0;
   function next() {
-    if (offset >= blob.size) return { crc: base64(hasher.finish(state)), buffer: null };
+    if (offset >= blob.size) return { crc: base64(hasher.finish(state)), bytes: null };
     var piece = blob.slice(offset, Math.min(offset + PIECE, blob.size));
     offset += PIECE;
-    return piece.arrayBuffer().then(function (buffer) {
-      state = hasher.update(state, new Uint8Array(buffer));
+    return readBytes(piece).then(function (bytes) {
+      state = hasher.update(state, bytes);
+      giveBack(bytes);
       return next();
     });
   }
@@ -78,8 +132,8 @@ function read(job) {
   reads = reads.then(function () {
     return engine.then(function (hasher) {
       return crcOf(hasher, job.blob, job.keep).then(function (result) {
-        if (result.buffer) held.set(job.id, result.buffer);
-        self.postMessage({ id: job.id, crc: result.crc, engine: hasher.name, held: !!result.buffer });
+        if (result.bytes) held.set(job.id, result.bytes);
+        self.postMessage({ id: job.id, crc: result.crc, engine: hasher.name, held: !!result.bytes });
       });
     }).catch(function (error) {
       self.postMessage({ id: job.id, error: String((error && error.message) || error) });
@@ -113,8 +167,9 @@ function put(job) {
   xhr.ontimeout = function () { end({ id: job.id, failed: 'timeout' }); };
   xhr.onabort = function () { end({ id: job.id, failed: 'abort' }); };
   sending.set(job.id, xhr);
-  xhr.send(body); // copies the bytes: they are not needed here any more
+  xhr.send(body); // copies the bytes: their buffer can take the next part
   held.delete(job.id);
+  giveBack(body);
 }
 
 self.onmessage = function (event) {
@@ -122,5 +177,5 @@ self.onmessage = function (event) {
   if (job.op === 'read') read(job);
   else if (job.op === 'put') put(job);
   else if (job.op === 'abort') { if (sending.has(job.id)) sending.get(job.id).abort(); }
-  else if (job.op === 'drop') held.delete(job.id);
+  else if (job.op === 'drop') { giveBack(held.get(job.id)); held.delete(job.id); }
 };

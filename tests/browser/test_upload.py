@@ -299,6 +299,30 @@ def test_each_part_is_read_from_the_file_once_and_sent_as_read(stack, browser, t
     expect(page.locator("[data-upload-widget]")).to_have_attribute("data-crc-engine", "wasm")
 
 
+def test_parts_are_read_into_reused_buffers_and_s3_holds_the_files_bytes(stack, browser, tmp_path):
+    size = 20 * 8 * MIB + 12345  # 21 parts, the last a few KiB
+    image = tmp_path / "many.raw"
+    image.write_bytes(os.urandom(size))
+    pk = make_draft(stack)
+    page = open_upload_page(browser, stack, pk)
+    page.evaluate("document.body.addEventListener('upload-completed', (e) => { window.completedDetail = e.detail; })")
+    page.locator("[data-upload-widget] input[type=file]").set_input_files(str(image))
+
+    row = page.locator(".upload-file")
+    expect(row).to_have_class(re.compile(r"\bis-complete\b"), timeout=90_000)
+    # At most the parts in flight and read ahead (6 + 6) had a buffer of their own; the
+    # others were read into a buffer a part before them had left as its PUT started.
+    counts = [w.evaluate("self.partBuffers") for w in page.workers if "crc32-worker" in w.url]
+    assert counts, [w.url for w in page.workers]
+    made, reused = sum(c["made"] for c in counts), sum(c["reused"] for c in counts)
+    assert made + reused == 21, counts
+    assert made <= 12 + len(counts) and reused >= 21 - 12 - len(counts), counts
+    # ... and S3 holds the file's own bytes: no buffer handed on before its bytes were sent.
+    key = page.evaluate("window.completedDetail.key")
+    body = s3(stack).get_object(Bucket="import-wizard-uploads", Key=key)["Body"].read()
+    assert len(body) == size and body == image.read_bytes()
+
+
 def test_where_webassembly_may_not_run_the_checksums_are_computed_in_javascript(stack, browser, tmp_path):
     size = 9 * MIB
     image = tmp_path / "small.raw"
