@@ -30,7 +30,8 @@ serves moto on host:port until SIGTERM or SIGINT, then returns.
   applied (by action, and by the task ids the call names).
 
 `serve` also installs `wizard.sandbox.s3fixes` (S3 answers moto gets wrong),
-whose `fix_request` the middleware applies to every request.
+whose `fix_request` the middleware applies to every request, and
+`wizard.sandbox.s3join` (CompleteMultipartUpload joined on disk, part by part).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from werkzeug.serving import make_server
 
 from wizard import logs
 from wizard.aws import policies
-from wizard.sandbox import actions, imagecheck, s3fixes, taskstore
+from wizard.sandbox import actions, imagecheck, s3fixes, s3join, taskstore
 from wizard.sandbox import faults as faults_module
 from wizard.sandbox import images as image_calls
 from wizard.sandbox.clock import SandboxClock
@@ -342,6 +343,7 @@ def serve(config: SandboxConfig) -> None:
     # CopyImage's copies take a twentieth of an import to become available.
     image_calls.install(image_calls.ImageCopies(clock, config.import_seconds * COPY_SHARE))
     s3fixes.install()
+    s3join.install()
     bootstrap(config)
     app = SandboxApp(DomainDispatcherApplication(create_backend_app), config, clock, tasks, faults)
     server = make_server(config.host, config.port, app, threaded=True, request_handler=LoggedRequestHandler)

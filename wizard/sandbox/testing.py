@@ -91,6 +91,10 @@ class SandboxProcess:
     def returncode(self) -> int | None:
         return None if self._process is None else self._process.poll()
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
     def start(self) -> None:
         """Start the server and wait until it answers."""
         self._process = subprocess.Popen(
