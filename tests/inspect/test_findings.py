@@ -308,7 +308,11 @@ def test_raw_cut_short(corpus: Path) -> None:
 
 
 def test_gpt_header_checksum(corpus: Path) -> None:
-    report = inspect_image(PatchedReader(FileReader(corpus / "gpt.raw"), {512 + 56: b"\xff"}))
+    at = 512 + 56  # the first byte of the disk GUID, random: flipped, never set to a fixed value
+    with (corpus / "gpt.raw").open("rb") as f:
+        f.seek(at)
+        flipped = bytes([f.read(1)[0] ^ 0xFF])
+    report = inspect_image(PatchedReader(FileReader(corpus / "gpt.raw"), {at: flipped}))
     assert (report.partition_table, codes(report)) == ("gpt", {"corrupt"})
 
 
