@@ -55,7 +55,6 @@ class Digest:
     """`compute_checksum(body, algorithm, encode_base64=False)` of moto, fed in pieces."""
 
     def __init__(self, algorithm: str):
-        self.algorithm = algorithm
         self.crc = 0
         self.hash: Any = None
         if algorithm == "SHA1":
