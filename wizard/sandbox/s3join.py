@@ -4,10 +4,10 @@ moto 5.2.5 joins a multipart upload's parts in memory: a bytearray of the whole 
 bytes copy of it, then (for a FULL_OBJECT checksum) a third, then the new object's in-memory
 buffer before it spills to disk. A 20 GiB disk image completed in the sandbox needs about
 60 GiB of memory, and even a 1 GiB one spends seconds in page faults. Here the parts are read
-once, 8 MiB at a time, into the new object's own buffer (a temporary file past 8 MiB, as moto
-keeps every object), the checksum computed on the way. The answers are moto's: the same ETag,
-the same checksum and type, the same errors (InvalidPart, EntityTooSmall, MalformedXML) for the
-same requests.
+once, 8 MiB at a time, into the new object's own buffer (a temporary file past moto's key
+buffer size, 5 MiB by default, as moto keeps every object), the checksum computed on the way.
+The answers are moto's: the same ETag, the same checksum and type, the same errors (InvalidPart,
+EntityTooSmall, MalformedXML) for the same requests.
 
 `install` patches moto's classes in place; call it before serving.
 """
